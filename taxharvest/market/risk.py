@@ -1,0 +1,51 @@
+"""Factor risk model: the covariance structure every tracking-error figure is computed from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TRADING_DAYS = 252
+
+
+@dataclass(frozen=True)
+class FactorRisk:
+    """Annualized factor covariance ``Sigma = B F B' + diag(d)``.
+
+    Attributes:
+        exposures: ``(n, k)`` loadings ``B`` of each security on each factor.
+        factor_cov: ``(k, k)`` annualized factor covariance ``F``.
+        specific_var: ``(n,)`` annualized specific (idiosyncratic) variance ``d``.
+    """
+
+    exposures: np.ndarray
+    factor_cov: np.ndarray
+    specific_var: np.ndarray
+
+    def __post_init__(self) -> None:
+        n, k = np.shape(self.exposures)
+        if np.shape(self.factor_cov) != (k, k):
+            raise ValueError(f"factor_cov must be ({k}, {k}), got {np.shape(self.factor_cov)}")
+        if np.shape(self.specific_var) != (n,):
+            raise ValueError(f"specific_var must be ({n},), got {np.shape(self.specific_var)}")
+        if np.any(np.asarray(self.specific_var) < 0):
+            raise ValueError("specific_var must be non-negative")
+
+    @property
+    def n_securities(self) -> int:
+        return int(np.shape(self.exposures)[0])
+
+    @property
+    def n_factors(self) -> int:
+        return int(np.shape(self.exposures)[1])
+
+    def tracking_error(self, active: np.ndarray) -> float:
+        """Ex-ante annualized tracking error ``sqrt(a' Sigma a)`` of active weights ``a``, O(n k)."""
+        factor_exposure = self.exposures.T @ active
+        var = factor_exposure @ self.factor_cov @ factor_exposure + active**2 @ self.specific_var
+        return float(np.sqrt(max(var, 0.0)))
+
+    def covariance(self) -> np.ndarray:
+        """Dense ``(n, n)`` covariance; for tests and small problems only."""
+        return self.exposures @ self.factor_cov @ self.exposures.T + np.diag(self.specific_var)
