@@ -1,0 +1,102 @@
+"""The ``taxharvest`` command: parses arguments and delegates; user mistakes exit 2."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from taxharvest.errors import InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Learned tax-loss harvesting for direct-indexed portfolios.",
+)
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """Learned tax-loss harvesting for direct-indexed portfolios."""
+
+
+class Relief(str, Enum):
+    fifo = "fifo"
+    hifo = "hifo"
+
+
+@app.command()
+def ledger(
+    trades: Annotated[Path, typer.Argument(help="CSV with date,ticker,side,shares,price[,lot_id].")],
+    lots: Annotated[Relief, typer.Option(help="Lot relief for sells without a lot_id.")] = Relief.fifo,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write sales, open lots and totals as JSON (- for stdout).")
+    ] = None,
+    form8949: Annotated[
+        Path | None, typer.Option("--form8949", help="Write Form 8949 rows as CSV.")
+    ] = None,
+    equivalent: Annotated[
+        list[str] | None,
+        typer.Option(help="Substantially identical tickers, comma-separated (repeatable): GOOG,GOOGL."),
+    ] = None,
+) -> None:
+    """Replay a trade history with lot-level tax accounting and wash sales."""
+    from taxharvest.io import csv_text, json_text, write_atomic
+    from taxharvest.tax.reporting import FORM_8949_COLUMNS, form_8949, sales_records, totals
+    from taxharvest.tax.trades import read_trades, replay
+
+    groups = [[t.strip().upper() for t in g.split(",") if t.strip()] for g in equivalent or []]
+    book = replay(read_trades(trades), relief=lots.value, equivalents=groups)
+    summary = totals(book)
+    outputs: list[tuple[Path, str]] = []
+    if json_out is not None:
+        lots_out = [
+            {k: lot[k] for k in ("ticker", "shares", "date_acquired", "cost_basis")}
+            for lot in book.open_lots()
+        ]
+        text = json_text({"sales": sales_records(book), "open_lots": lots_out, "totals": summary})
+        if json_out == "-":
+            sys.stdout.write(text)
+        else:
+            outputs.append((Path(json_out), text))
+    if form8949 is not None:
+        outputs.append((form8949, csv_text(form_8949(book), FORM_8949_COLUMNS)))
+    for path, text in outputs:
+        write_atomic(path, text)
+    if json_out is None:
+        _print_ledger_summary(summary, len(book.sales()["shares"]), len(book.open_lots()))
+
+
+def _print_ledger_summary(summary: dict, n_sales: int, n_open: int) -> None:
+    table = Table(title=f"Realized gains ({n_sales} lot sales, {n_open} open lots)")
+    for column in ("year", "short-term gain", "long-term gain", "wash sale disallowed"):
+        table.add_column(column, justify="right")
+    rows = {**summary["by_year"], "total": summary}
+    for year, block in rows.items():
+        table.add_row(
+            year,
+            f"{block['short_term_gain']:,.2f}",
+            f"{block['long_term_gain']:,.2f}",
+            f"{block['wash_sale_disallowed']:,.2f}",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Console entry point: runs the app, turning user mistakes into one line and exit 2."""
+    try:
+        app()
+    except InputError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+"""The lot-accounting rules, once: a numba kernel over struct-of-arrays lots.
+
+Every trade in the project (the ``taxharvest ledger`` replay of a CSV, a backtest, the
+environment's step) goes through :func:`apply_trades`. Lots live in ``(ticker, slot)``
+arrays; loss sales whose 30-day forward window is still open live in a "pending" table;
+each lot portion sold is one row of the sales log (a Form 8949 row).
+
+Rules (IRC §1012, §1091, §1222, §1223; Treas. Reg. §1.1012-1(c), §1.1091-1, §1.1091-2):
+
+- A sale relieves lots in FIFO, HIFO or specific-identification order; partial lots split
+  pro rata (basis per share kept).
+- A lot portion sold at a loss is a wash sale to the extent substantially identical
+  shares (same equivalence group) are acquired within 30 days before or after the sale.
+  Matching is share for share in chronological order: at the sale, against shares bought
+  in the 30 days before that are still held, are not of the lot being sold and have not
+  absorbed a loss yet (earliest first); the rest waits in the pending table for purchases
+  in the next 30 days (earliest sale first). A replacement share absorbs at most one loss.
+- The disallowed loss is added to the replacement shares' basis, and their holding period
+  starts earlier by the sold shares' holding period (§1223(3)). Where only part of a
+  replacement lot absorbs a loss, that part is split off as its own lot.
+- Lots relieved by the same sale order are not replacements for one another: they are no
+  longer held after it (project convention: a disallowed loss always sits in a held lot).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from taxharvest.tax.calendar import WASH_WINDOW_DAYS
+
+BUY, SELL, SPLIT = 0, 1, 2
+FIFO, HIFO = 0, 1
+
+OK = 0
+GROW_SLOTS = 1
+GROW_PENDING = 2
+GROW_SALES = 3
+ERR_OVERSELL = 10
+ERR_UNKNOWN_LOT = 11
+
+EPS = 1e-9
+
+
+@njit(cache=True)
+def _count_free(shares: np.ndarray, row: int) -> int:
+    free = 0
+    for j in range(shares.shape[1]):
+        if shares[row, j] == 0.0:
+            free += 1
+    return free
+
+
+@njit(cache=True)
+def _first_free(shares: np.ndarray, row: int) -> int:
+    for j in range(shares.shape[1]):
+        if shares[row, j] == 0.0:
+            return j
+    return -1
+
+
+@njit(cache=True)
+def _sort_by(primary: np.ndarray, secondary: np.ndarray, idx: np.ndarray) -> None:
+    """Insertion sort of ``idx`` in place by (primary, secondary) ascending; lists are short."""
+    for a in range(1, idx.shape[0]):
+        cur = idx[a]
+        b = a - 1
+        while b >= 0 and (
+            primary[idx[b]] > primary[cur]
+            or (primary[idx[b]] == primary[cur] and secondary[idx[b]] > secondary[cur])
+        ):
+            idx[b + 1] = idx[b]
+            b -= 1
+        idx[b + 1] = cur
+
+
+@njit(cache=True)
+def _move_shares(shares, basis, wash_adj, acq, bought, purchase, absorbed, row, src, qty):
+    """Split ``qty`` shares of lot ``(row, src)`` into a free slot; return that slot."""
+    dst = _first_free(shares, row)
+    frac = qty / shares[row, src]
+    shares[row, dst] = qty
+    basis[row, dst] = basis[row, src] * frac
+    wash_adj[row, dst] = wash_adj[row, src] * frac
+    acq[row, dst] = acq[row, src]
+    bought[row, dst] = bought[row, src]
+    purchase[row, dst] = purchase[row, src]
+    absorbed[row, dst] = absorbed[row, src]
+    shares[row, src] -= qty
+    basis[row, src] -= basis[row, dst]
+    wash_adj[row, src] -= wash_adj[row, dst]
+    return dst
+
+
+@njit(cache=True)
+def _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed, row, slot, qty,
+            loss_per_share, holding_days):
+    """Make ``qty`` shares of lot ``(row, slot)`` absorb a disallowed loss; return the amount."""
+    if qty < shares[row, slot] - EPS:
+        slot = _move_shares(shares, basis, wash_adj, acq, bought, purchase, absorbed, row,
+                            slot, qty)
+    amount = shares[row, slot] * loss_per_share
+    basis[row, slot] += amount
+    wash_adj[row, slot] += amount
+    acq[row, slot] -= holding_days
+    absorbed[row, slot] = True
+    return amount
+
+
+@njit(cache=True)
+def _disallow(k, amount, s_acq, s_day, s_disallowed, realized, year_of_day, anniversary,
+              day_base, year_base):
+    """Record a disallowed amount on sales-log row ``k``: it reduces that sale's loss."""
+    s_disallowed[k] += amount
+    year = year_of_day[s_day[k] - day_base] - year_base
+    term = 1 if s_day[k] > anniversary[s_acq[k] - day_base] else 0
+    realized[year, term] += amount
+
+
+@njit(cache=True)
+def apply_trades(
+    t_ticker, t_day, t_side, t_qty, t_price, t_lot, start, relief,
+    group, group_ptr, group_rows,
+    shares, basis, wash_adj, acq, bought, purchase, absorbed,
+    p_ticker, p_group, p_day, p_qty, p_loss, p_hold, p_sale, p_count,
+    s_ticker, s_qty, s_acq, s_day, s_proceeds, s_basis, s_disallowed, s_purchase, s_count,
+    realized, cash, next_purchase, last_buy, last_loss_sale,
+    year_of_day, anniversary, day_base, year_base,
+):
+    """Apply trades ``start..`` in order; return ``(status, index)``.
+
+    ``status`` is ``OK`` when all trades were applied; a ``GROW_*`` code when the arrays
+    must grow before trade ``index`` (nothing of it was applied; call again from
+    ``index``); an ``ERR_*`` code for a trade that cannot be applied.
+    ``t_lot`` is a purchase id (specific identification on sells, an explicit id on
+    buys) or -1. A split's ratio travels in ``t_qty``.
+    """
+    n_trades = t_ticker.shape[0]
+    max_slots = shares.shape[1]
+    order = np.empty(max_slots, np.int64)
+    key = np.empty(max_slots, np.float64)
+    key2 = np.empty(max_slots, np.float64)
+    loss_rows = np.empty(max_slots, np.int64)
+    widest_group = 1
+    for gg in range(group_ptr.shape[0] - 1):
+        widest_group = max(widest_group, group_ptr[gg + 1] - group_ptr[gg])
+    cand_row = np.empty(max_slots * widest_group, np.int64)
+    cand_slot = np.empty(max_slots * widest_group, np.int64)
+
+    for i in range(start, n_trades):
+        row = t_ticker[i]
+        day = t_day[i]
+        side = t_side[i]
+        qty = t_qty[i]
+        price = t_price[i]
+        g = group[row]
+
+        if side == SPLIT:
+            for j in range(max_slots):
+                shares[row, j] *= qty
+            for b in range(p_count[0]):
+                if p_ticker[b] == row:
+                    p_qty[b] *= qty
+                    p_loss[b] /= qty
+            continue
+
+        if side == BUY:
+            # Capacity: one slot for the lot, one more per pending loss it may split off for.
+            need = 1
+            for b in range(p_count[0]):
+                if p_group[b] == g and p_qty[b] > EPS and day - p_day[b] <= WASH_WINDOW_DAYS:
+                    need += 1
+            if _count_free(shares, row) < need:
+                return GROW_SLOTS, i
+            slot = _first_free(shares, row)
+            shares[row, slot] = qty
+            basis[row, slot] = qty * price
+            wash_adj[row, slot] = 0.0
+            acq[row, slot] = day
+            bought[row, slot] = day
+            if t_lot[i] >= 0:
+                purchase[row, slot] = t_lot[i]
+                if t_lot[i] >= next_purchase[0]:
+                    next_purchase[0] = t_lot[i] + 1
+            else:
+                purchase[row, slot] = next_purchase[0]
+                next_purchase[0] += 1
+            absorbed[row, slot] = False
+            cash[0] -= qty * price
+            last_buy[g] = day
+            # Match the new shares against open loss sales, earliest sale first.
+            for b in range(p_count[0]):
+                if slot < 0 or absorbed[row, slot]:
+                    break
+                if p_group[b] != g or p_qty[b] <= EPS or day - p_day[b] > WASH_WINDOW_DAYS:
+                    continue
+                m = min(p_qty[b], shares[row, slot])
+                whole = m >= shares[row, slot] - EPS
+                amount = _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed,
+                                 row, slot, m, p_loss[b], p_hold[b])
+                _disallow(p_sale[b], amount, s_acq, s_day, s_disallowed, realized,
+                          year_of_day, anniversary, day_base, year_base)
+                p_qty[b] = p_qty[b] - m if p_qty[b] - m > EPS else 0.0
+                if whole:
+                    slot = -1
+            continue
+
+        # SELL: lots of this ticker in relief order.
+        n_lots = 0
+        for j in range(max_slots):
+            if shares[row, j] > 0.0 and (t_lot[i] < 0 or purchase[row, j] == t_lot[i]):
+                order[n_lots] = j
+                if relief == HIFO and t_lot[i] < 0:
+                    key[j] = -basis[row, j] / shares[row, j]
+                else:
+                    key[j] = purchase[row, j]
+                key2[j] = j if relief == FIFO or t_lot[i] >= 0 else purchase[row, j]
+                n_lots += 1
+        if t_lot[i] >= 0 and n_lots == 0:
+            return ERR_UNKNOWN_LOT, i
+        held = 0.0
+        for a in range(n_lots):
+            held += shares[row, order[a]]
+        if qty > held * (1.0 + 1e-12) + EPS:
+            return ERR_OVERSELL, i
+        # Capacity: a log row and a pending row per lot relieved; in each row holding
+        # candidates, one split per loss portion at most.
+        if s_ticker.shape[0] - s_count[0] < n_lots:
+            return GROW_SALES, i
+        # Drop pending rows that are matched or whose window has closed.
+        kept = 0
+        for b in range(p_count[0]):
+            if p_qty[b] > EPS and day - p_day[b] <= WASH_WINDOW_DAYS:
+                p_ticker[kept] = p_ticker[b]
+                p_group[kept] = p_group[b]
+                p_day[kept] = p_day[b]
+                p_qty[kept] = p_qty[b]
+                p_loss[kept] = p_loss[b]
+                p_hold[kept] = p_hold[b]
+                p_sale[kept] = p_sale[b]
+                kept += 1
+        p_count[0] = kept
+        if p_ticker.shape[0] - p_count[0] < n_lots:
+            return GROW_PENDING, i
+        for r in range(group_ptr[g], group_ptr[g + 1]):
+            cand_r = group_rows[r]
+            n_cand = 0
+            for j in range(max_slots):
+                if (shares[cand_r, j] > 0.0 and not absorbed[cand_r, j]
+                        and day - bought[cand_r, j] <= WASH_WINDOW_DAYS):
+                    n_cand += 1
+            if n_cand > 0 and _count_free(shares, cand_r) < n_lots:
+                return GROW_SLOTS, i
+        _sort_by(key, key2, order[:n_lots])
+
+        # Relieve lots.
+        remaining = qty
+        n_loss = 0
+        year = year_of_day[day - day_base] - year_base
+        for a in range(n_lots):
+            if remaining <= EPS:
+                break
+            j = order[a]
+            q = min(shares[row, j], remaining)
+            if q >= shares[row, j] - EPS:
+                q = shares[row, j]
+                b_sold = basis[row, j]
+                shares[row, j] = 0.0
+                basis[row, j] = 0.0
+                wash_adj[row, j] = 0.0
+            else:
+                b_sold = basis[row, j] * q / shares[row, j]
+                wash_adj[row, j] -= wash_adj[row, j] * q / shares[row, j]
+                shares[row, j] -= q
+                basis[row, j] -= b_sold
+            remaining -= q
+            k = s_count[0]
+            s_count[0] += 1
+            s_ticker[k] = row
+            s_qty[k] = q
+            s_acq[k] = acq[row, j]
+            s_day[k] = day
+            s_proceeds[k] = q * price
+            s_basis[k] = b_sold
+            s_disallowed[k] = 0.0
+            s_purchase[k] = purchase[row, j]
+            cash[0] += q * price
+            term = 1 if day > anniversary[acq[row, j] - day_base] else 0
+            realized[year, term] += q * price - b_sold
+            if b_sold > q * price:
+                loss_rows[n_loss] = k
+                n_loss += 1
+        if n_loss > 0:
+            last_loss_sale[g] = day
+
+        # Wash-sale matching of each loss portion against shares bought in the 30 days
+        # before and still held, earliest acquisition first.
+        for a in range(n_loss):
+            k = loss_rows[a]
+            unmatched = s_qty[k]
+            loss_per_share = (s_basis[k] - s_proceeds[k]) / s_qty[k]
+            holding_days = day - s_acq[k]
+            n_cand = 0
+            for r in range(group_ptr[g], group_ptr[g + 1]):
+                cand_r = group_rows[r]
+                for j in range(max_slots):
+                    if (shares[cand_r, j] > 0.0 and not absorbed[cand_r, j]
+                            and day - bought[cand_r, j] <= WASH_WINDOW_DAYS
+                            and not (cand_r == row and purchase[cand_r, j] == s_purchase[k])):
+                        cand_row[n_cand] = cand_r
+                        cand_slot[n_cand] = j
+                        n_cand += 1
+            if n_cand > 0:
+                c_bought = np.empty(n_cand, np.float64)
+                c_purchase = np.empty(n_cand, np.float64)
+                c_order = np.arange(n_cand)
+                for c in range(n_cand):
+                    c_bought[c] = bought[cand_row[c], cand_slot[c]]
+                    c_purchase[c] = purchase[cand_row[c], cand_slot[c]]
+                _sort_by(c_bought, c_purchase, c_order)
+                for c in c_order:
+                    if unmatched <= EPS:
+                        break
+                    cr = cand_row[c]
+                    cs = cand_slot[c]
+                    m = min(unmatched, shares[cr, cs])
+                    amount = _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed,
+                                     cr, cs, m, loss_per_share, holding_days)
+                    _disallow(k, amount, s_acq, s_day, s_disallowed, realized,
+                              year_of_day, anniversary, day_base, year_base)
+                    unmatched -= m
+            if unmatched > EPS:
+                b = p_count[0]
+                p_count[0] += 1
+                p_ticker[b] = row
+                p_group[b] = g
+                p_day[b] = day
+                p_qty[b] = unmatched
+                p_loss[b] = loss_per_share
+                p_hold[b] = holding_days
+                p_sale[b] = k
+    return OK, n_trades
