@@ -60,14 +60,15 @@ def _first_free(shares: np.ndarray, row: int) -> int:
 
 
 @njit(cache=True)
-def _sort_by(primary: np.ndarray, secondary: np.ndarray, idx: np.ndarray) -> None:
-    """Insertion sort of ``idx`` in place by (primary, secondary) ascending; lists are short."""
+def _sort_by(k1: np.ndarray, k2: np.ndarray, k3: np.ndarray, idx: np.ndarray) -> None:
+    """Insertion sort of ``idx`` in place by keys (k1, k2, k3) ascending; lists are short."""
     for a in range(1, idx.shape[0]):
         cur = idx[a]
         b = a - 1
         while b >= 0 and (
-            primary[idx[b]] > primary[cur]
-            or (primary[idx[b]] == primary[cur] and secondary[idx[b]] > secondary[cur])
+            k1[idx[b]] > k1[cur]
+            or (k1[idx[b]] == k1[cur] and (
+                k2[idx[b]] > k2[cur] or (k2[idx[b]] == k2[cur] and k3[idx[b]] > k3[cur])))
         ):
             idx[b + 1] = idx[b]
             b -= 1
@@ -140,6 +141,7 @@ def apply_trades(
     order = np.empty(max_slots, np.int64)
     key = np.empty(max_slots, np.float64)
     key2 = np.empty(max_slots, np.float64)
+    key3 = np.empty(max_slots, np.float64)
     loss_rows = np.empty(max_slots, np.int64)
     widest_group = 1
     for gg in range(group_ptr.shape[0] - 1):
@@ -210,11 +212,18 @@ def apply_trades(
         for j in range(max_slots):
             if shares[row, j] > 0.0 and (t_lot[i] < 0 or purchase[row, j] == t_lot[i]):
                 order[n_lots] = j
+                # FIFO (and lots named by id): purchase order, then holding-period start (a
+                # piece carrying a replaced lot's holding period counts as earlier, even by
+                # 0 days), then higher basis. HIFO: higher basis per share, then purchase.
+                per_share = basis[row, j] / shares[row, j]
                 if relief == HIFO and t_lot[i] < 0:
-                    key[j] = -basis[row, j] / shares[row, j]
+                    key[j] = -per_share
+                    key2[j] = purchase[row, j]
+                    key3[j] = acq[row, j]
                 else:
                     key[j] = purchase[row, j]
-                key2[j] = j if relief == FIFO or t_lot[i] >= 0 else purchase[row, j]
+                    key2[j] = acq[row, j] - (0.5 if absorbed[row, j] else 0.0)
+                    key3[j] = -per_share
                 n_lots += 1
         if t_lot[i] >= 0 and n_lots == 0:
             return ERR_UNKNOWN_LOT, i
@@ -251,7 +260,7 @@ def apply_trades(
                     n_cand += 1
             if n_cand > 0 and _count_free(shares, cand_r) < n_lots:
                 return GROW_SLOTS, i
-        _sort_by(key, key2, order[:n_lots])
+        _sort_by(key, key2, key3, order[:n_lots])
 
         # Relieve lots.
         remaining = qty
@@ -313,11 +322,13 @@ def apply_trades(
             if n_cand > 0:
                 c_bought = np.empty(n_cand, np.float64)
                 c_purchase = np.empty(n_cand, np.float64)
+                c_slot = np.empty(n_cand, np.float64)
                 c_order = np.arange(n_cand)
                 for c in range(n_cand):
                     c_bought[c] = bought[cand_row[c], cand_slot[c]]
                     c_purchase[c] = purchase[cand_row[c], cand_slot[c]]
-                _sort_by(c_bought, c_purchase, c_order)
+                    c_slot[c] = cand_row[c] * max_slots + cand_slot[c]
+                _sort_by(c_bought, c_purchase, c_slot, c_order)
                 for c in c_order:
                     if unmatched <= EPS:
                         break
