@@ -74,6 +74,16 @@ def ledger(
         _print_ledger_summary(summary, len(book.sales()["shares"]), len(book.open_lots()))
 
 
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("runs/demo"),
+) -> None:
+    """Run the main job on the built-in synthetic market."""
+    from taxharvest.training.demo import run_demo
+
+    run_demo(out, console)
+
+
 def _print_ledger_summary(summary: dict, n_sales: int, n_open: int) -> None:
     table = Table(title=f"Realized gains ({n_sales} lot sales, {n_open} open lots)")
     for column in ("year", "short-term gain", "long-term gain", "wash sale disallowed"):
