@@ -32,7 +32,7 @@ SOLVER_SUM_SLACK = 1e-6
 _SOLVER_OPTIONS: dict[str, dict] = {
     # presolve off lets cvxpy update the cached Clarabel solver in place (warm_start=True)
     "CLARABEL": {"presolve_enable": False},
-    "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 100_000},
+    "SCS": {"eps_abs": 1e-8, "eps_rel": 1e-8, "max_iters": 20_000},
 }
 _SOLVED = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 _INFEASIBLE = (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE)
@@ -241,11 +241,13 @@ class TrackingErrorGuardrail:
         limit = max(self.te_limit, te_min * (1 + RELAX_MARGIN))
         program.limit.value = limit
         attempt = self._solve(program.projection, program.w, inputs, limit)
-        weights, solver = (
-            (attempt.weights, attempt.solver)
-            if attempt.weights is not None
-            else (floor.weights, floor.solver)
-        )
+        weights, solver = attempt.weights, attempt.solver
+        if weights is None:
+            weights, solver = floor.weights, floor.solver
+            found += (
+                f"; projection at the relaxed limit failed ({'; '.join(attempt.errors)}), "
+                "kept the minimum-TE portfolio"
+            )
         if limit == self.te_limit:
             return self._result(inputs, weights, te_before, "projected", found, solver, start)
         reason = (
