@@ -95,11 +95,11 @@ class TrackingErrorGuardrail:
     """Projects proposed weights inside the TE limit, exclusions and wash-sale blocks.
 
     Projection objective: ``1/2 ||w - p||^2 + gain_penalty * gain_cost' pos(min(p, c) - w)
-    + cost_bps * 1e-4 * ||w - c||_1``. The two linear terms act as soft thresholds: a name is
-    moved only where that brings it closer to the proposal by more than its cost. Only sells that
-    the guardrail adds beyond the proposal carry the gain cost; the proposal's own sells are the
-    proposer's decision. ``cost_bps`` defaults to 0 so that a barely violating proposal moves
-    barely (a positive cost pulls every trade of a projected proposal toward ``current``).
+    + cost_bps * 1e-4 * ||w - c||_1``. The linear terms act as soft thresholds: a trade is made
+    only where it lowers ``1/2 ||w - p||^2`` by more than it costs. Only sells the guardrail adds
+    beyond the proposal carry the gain cost; the proposal's own sells are the proposer's decision.
+    ``cost_bps`` defaults to 0 so that a barely violating proposal moves barely (a positive cost
+    pulls every trade of a projected proposal toward ``current``).
 
     When the TE limit cannot be met under the hard constraints, a second problem finds the
     minimum achievable TE, and the projection is solved again with the limit at that minimum
@@ -108,7 +108,17 @@ class TrackingErrorGuardrail:
     is the current portfolio made long-only and fully invested (status ``fallback``). Only
     invalid inputs raise (``ValueError``).
 
-    Not thread-safe: compiled problems are cached per ``(n, k)`` in the instance.
+    Args:
+        te_limit: annualized ex-ante tracking-error limit.
+        max_weight: optional cap on every weight.
+        max_turnover: optional cap on ``||w - current||_1`` (a hard constraint).
+        gain_penalty: multiplier on ``gain_cost`` in the objective.
+        cost_bps: trading cost per unit of weight traded, in basis points.
+        solver: primary cvxpy solver; fallback_solver: tried when it fails (``None``: none).
+        tolerance: slack of the admissibility check (relative on TE, absolute on weights).
+
+    Not thread-safe: compiled problems are cached in the instance per ``(n, k)`` and whether
+    gains are priced.
     """
 
     def __init__(
