@@ -253,6 +253,7 @@ def test_infeasible_hard_constraints_fall_back(universe: SyntheticUniverse, case
     np.testing.assert_allclose(result.weights, current)
 
 
+@pytest.mark.filterwarnings("ignore:Solution may be inaccurate")
 def test_solver_failure_tries_the_fallback_solver_then_falls_back(
     universe: SyntheticUniverse, monkeypatch
 ) -> None:
