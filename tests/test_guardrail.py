@@ -353,3 +353,22 @@ def test_invalid_inputs_raise(
 def test_invalid_configuration_raises(options: dict, argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
         TrackingErrorGuardrail(**options)
+
+
+def test_no_sell_names_keep_at_least_their_current_weight(
+    universe: SyntheticUniverse, guardrail: TrackingErrorGuardrail
+) -> None:
+    """A name bought in the last 30 days may not be sold (a loss sale would be a wash sale)."""
+    current = universe.benchmark
+    proposed = harvested(universe, 12)
+    sold = np.flatnonzero(proposed[: universe.n_stocks] < current[: universe.n_stocks] - 1e-12)
+    no_sell = np.zeros(len(current), dtype=bool)
+    no_sell[sold[:3]] = True
+    free = guardrail.project(proposed, universe.benchmark, universe.risk, current=current)
+    held = guardrail.project(
+        proposed, universe.benchmark, universe.risk, current=current, no_sell=no_sell
+    )
+    assert free.status == held.status == "projected"
+    assert np.any(free.weights[no_sell] < current[no_sell] - 1e-6)
+    assert np.all(held.weights[no_sell] >= current[no_sell] - 1e-7)
+    assert_admissible(held, universe, current=current)

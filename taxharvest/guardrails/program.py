@@ -53,6 +53,7 @@ class TrackingErrorProgram:
         self.specific_vol = cp.Parameter(n, nonneg=True, name="specific_vol")
         self.benchmark_specific = cp.Parameter(n, name="benchmark_specific")
         self.upper = cp.Parameter(n, nonneg=True, name="upper")
+        self.lower = cp.Parameter(n, nonneg=True, name="lower")
         self.limit = cp.Parameter(nonneg=True, name="limit")
         self.gain_anchor = cp.Parameter(n, name="gain_anchor") if gain_term else None
         self.gain_cost = cp.Parameter(n, nonneg=True, name="gain_cost") if gain_term else None
@@ -67,7 +68,7 @@ class TrackingErrorProgram:
                 ]
             )
         )
-        hard = [cp.sum(w) == 1, w >= 0, w <= self.upper]
+        hard = [cp.sum(w) == 1, w >= self.lower, w <= self.upper]
         # 1/2 ||w - p||^2 up to a constant; expanded, it needs no auxiliary variable for w - p
         objective = 0.5 * cp.sum_squares(w) - self.proposal @ w
         if trade_cost > 0 or turnover_limit:
@@ -93,6 +94,7 @@ class TrackingErrorProgram:
         benchmark: np.ndarray,
         current: np.ndarray,
         upper: np.ndarray,
+        lower: np.ndarray,
         loadings: np.ndarray,
         specific_var: np.ndarray,
         limit: float,
@@ -108,6 +110,7 @@ class TrackingErrorProgram:
         self.specific_vol.value = specific_vol
         self.benchmark_specific.value = specific_vol * benchmark
         self.upper.value = upper
+        self.lower.value = lower
         self.limit.value = limit
         if self.gain_cost is not None:  # gain_cost is given whenever the program prices gains
             self.gain_anchor.value = np.minimum(proposal, current)

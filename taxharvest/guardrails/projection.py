@@ -75,7 +75,9 @@ class _Inputs:
     benchmark: np.ndarray
     current: np.ndarray
     upper: np.ndarray
+    lower: np.ndarray
     no_buy: np.ndarray | None
+    no_sell: np.ndarray | None
     excluded: np.ndarray | None
     gain_cost: np.ndarray | None
     risk: FactorRisk
@@ -183,6 +185,7 @@ class TrackingErrorGuardrail:
         no_buy: np.ndarray | None = None,
         excluded: np.ndarray | None = None,
         gain_cost: np.ndarray | None = None,
+        no_sell: np.ndarray | None = None,
     ) -> GuardrailResult:
         """Nearest admissible weights to ``proposed``; never raises on market conditions.
 
@@ -192,20 +195,25 @@ class TrackingErrorGuardrail:
             risk: factor risk model over the same securities.
             current: weights held now; defaults to ``proposed``.
             no_buy: mask of securities that may not rise above ``current`` (wash-sale windows).
+            no_sell: mask of securities that may not fall below ``current`` (a sale at a loss
+                would be washed by a recent purchase).
             excluded: mask of securities that must be zero.
             gain_cost: tax cost (>= 0) per unit weight sold below ``min(proposed, current)``.
         """
         start = time.perf_counter()
-        inputs = self._validate(proposed, benchmark, risk, current, no_buy, excluded, gain_cost)
+        inputs = self._validate(
+            proposed, benchmark, risk, current, no_buy, excluded, gain_cost, no_sell
+        )
         te_before = risk.tracking_error(inputs.proposed - inputs.benchmark)
         violations = self._violations(inputs, inputs.proposed, te_before)
         if not violations:
             return self._result(inputs, inputs.proposed, te_before, "unchanged", "", None, start)
         found = "; ".join(violations)
-        if inputs.upper.sum() < 1 - self.tolerance:
+        if inputs.upper.sum() < 1 - self.tolerance or inputs.lower.sum() > 1 + self.tolerance:
             reason = (
                 f"hard constraints infeasible: upper bounds (exclusions, no_buy, max_weight) "
-                f"sum to {inputs.upper.sum():.4f} < 1 ({found})"
+                f"sum to {inputs.upper.sum():.4f}, lower bounds (no_sell) to "
+                f"{inputs.lower.sum():.4f} ({found})"
             )
             return self._fallback(inputs, te_before, reason, start)
         gain_term = (
@@ -217,6 +225,7 @@ class TrackingErrorGuardrail:
             benchmark=inputs.benchmark,
             current=inputs.current,
             upper=inputs.upper,
+            lower=inputs.lower,
             loadings=factor_loadings(risk),
             specific_var=np.asarray(risk.specific_var, dtype=float),
             limit=self.te_limit,
@@ -354,6 +363,8 @@ class TrackingErrorGuardrail:
             found.append(f"{int((w < -tol).sum())} negative weights")
         if (w - inputs.upper).max() > tol:
             found.extend(_bound_violations(inputs, w, self.max_weight, tol))
+        if (inputs.lower - w).max() > tol:
+            found.append(f"{int((inputs.lower - w > tol).sum())} no_sell names below their bound")
         if self.max_turnover is not None:
             turnover = np.abs(w - inputs.current).sum()
             if turnover > self.max_turnover + tol:
@@ -369,6 +380,7 @@ class TrackingErrorGuardrail:
         no_buy: np.ndarray | None,
         excluded: np.ndarray | None,
         gain_cost: np.ndarray | None,
+        no_sell: np.ndarray | None = None,
     ) -> _Inputs:
         """Check shapes and values; raise ``ValueError`` naming the argument."""
         if not isinstance(risk, FactorRisk):
@@ -383,6 +395,7 @@ class TrackingErrorGuardrail:
         current = proposed if current is None else _vector("current", current, n)
         no_buy = _mask("no_buy", no_buy, n)
         excluded = _mask("excluded", excluded, n)
+        no_sell = _mask("no_sell", no_sell, n)
         if gain_cost is not None:
             gain_cost = _vector("gain_cost", gain_cost, n)
             if gain_cost.min() < 0:
@@ -393,7 +406,12 @@ class TrackingErrorGuardrail:
             upper = np.where(no_buy, np.clip(current, 0.0, cap), upper)
         if excluded is not None:
             upper[excluded] = 0.0
-        return _Inputs(proposed, benchmark, current, upper, no_buy, excluded, gain_cost, risk)
+        lower = np.zeros(n)
+        if no_sell is not None:
+            lower = np.where(no_sell, np.clip(current, 0.0, upper), 0.0)
+        return _Inputs(
+            proposed, benchmark, current, upper, lower, no_buy, no_sell, excluded, gain_cost, risk
+        )
 
 
 def _bound_violations(
