@@ -1,0 +1,586 @@
+"""`taxharvest/DirectIndex-v0`: a direct-indexed portfolio with lot-level taxes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from taxharvest.envs.features import N_LOT_FEATURES, lot_features
+from taxharvest.guardrails import TrackingErrorGuardrail
+from taxharvest.market.riskmodel import market_risk_model
+from taxharvest.market.synthetic import SyntheticMarket
+from taxharvest.market.universe import MarketData
+from taxharvest.tax import kernel
+from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE, WASH_WINDOW_DAYS, year_of
+from taxharvest.tax.law import TaxProfile, TaxSavingsTracker, get_profile, marginal_rates, tax_saving
+from taxharvest.tax.ledger import Ledger, Trades
+
+CADENCE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
+TRADING_DAYS = 252
+NEVER = np.iinfo(np.int64).min // 2
+
+ASSET_FEATURES = (
+    "worst_lot_return", "unrealized_return", "loss_value_share", "short_term_share",
+    "worst_lot_age", "buy_block_days", "sell_block_days", "volatility",
+    "active_weight", "benchmark_weight", "harvestable", "excluded",
+)
+PORTFOLIO_FEATURES = (
+    "short_rate", "long_rate", "ytd_short_gain", "ytd_long_gain", "carry_short", "carry_long",
+    "te_ratio", "te_budget", "index_vol_21d", "index_drawdown", "year_elapsed",
+    "episode_remaining", "proxy_weight", "cash_weight", "harvestable_share",
+)
+
+
+@dataclass
+class _Order:
+    """Share deltas decided on one day, executed ``lag`` trading days later."""
+
+    execute_at: int
+    shares: np.ndarray  # (m,) signed: negative sells (HIFO: loss lots first), positive buys
+    harvest: np.ndarray  # (n,) bool: names whose loss lots this order harvests
+
+
+class DirectIndexEnv(gym.Env):
+    """A 500-stock direct-indexed account, one proxy per sector, real lot-level taxes.
+
+    **Securities.** ``n`` stocks, then one proxy per sector (a sector basket, never
+    substantially identical to a member). Lots of all of them live in one
+    :class:`~taxharvest.tax.ledger.Ledger`; every trade goes through its wash-sale rule.
+
+    **Observation** (``Dict``, float32, fresh arrays every step):
+    ``assets`` ``(n, 12)``: per stock, in order ``ASSET_FEATURES``: unrealized return of the
+    worst lot, of the position, share of value in loss lots, share of value short-term, age of
+    the worst lot (years), days left in the buy-blocking window / 30 (a loss sale in the
+    last 30 days), days left in the sell-blocking window / 30 (a purchase in the last 30
+    days), annualized volatility (risk model), active weight and benchmark weight (both times
+    ``n``), a harvestable flag, an excluded-or-unlisted flag. ``portfolio`` ``(15,)``, in
+    order ``PORTFOLIO_FEATURES``: the profile's marginal short/long rates this year,
+    year-to-date realized short/long gain and loss carryforwards (fractions of value),
+    ex-ante TE over its limit and the budget left, 21-day index volatility, index drawdown,
+    fraction of the year elapsed, of the episode remaining, weight in proxies and in cash,
+    share of names harvestable.
+
+    **Action** ``MultiBinary(n)``: 1 harvests a stock: all its lots at a loss are sold and
+    the proceeds go to its sector proxy. Ignored where the stock is not harvestable (no loss
+    lot, a purchase in the last 30 days, its proxy in a wash window, excluded, not
+    trading). Every decision also swaps back: a stock underweight after a harvest whose
+    30-day window has closed is bought back from its sector proxy, when the proxy lots sold
+    would realize no more than ``swap_back_max_gain`` of their value. Cash (dividends,
+    delistings) is invested in the benchmark's names that may be bought. With
+    ``guardrail=True`` the proposed weights are projected inside ``te_limit`` (no buys in
+    wash windows, no loss sales after recent buys, exclusions at zero). Decisions use data up
+    to day ``t``; orders execute at the prices of day ``t + lag``.
+
+    **Reward**: ``100 * (D_t - D_{t-1}) - te_penalty * (TE_t / te_limit)^2 * days / 252``
+    where ``D = (portfolio + savings account + this year's accrued tax saving) / benchmark``
+    (all in dollars; the savings account holds settled tax savings, DOMAIN-style, invested
+    in the benchmark) and ``TE_t`` the ex-ante tracking error after the decision.
+
+    **Termination**: ``terminated`` at the end of the episode (``episode_years`` or the end of
+    the data), after the last (partial) year's tax saving is settled; never truncated.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        n_assets: int = 500,
+        market: MarketData | None = None,
+        profile: str | TaxProfile = "mfj-800k",
+        cadence: str = "weekly",
+        te_limit: float = 0.01,
+        guardrail: bool | TrackingErrorGuardrail = True,
+        exclusions: Iterable[str] = (),
+        initial_lots: Sequence[dict] | None = None,
+        episode_years: float = 10.0,
+        lag: int = 1,
+        initial_value: float = 1_000_000.0,
+        te_penalty: float = 0.05,
+        swap_back_max_gain: float = 0.02,
+        min_trade: float = 1e-5,
+        warmup_days: int = 126,
+        random_start: bool = True,
+        scenario_probability: float = 0.0,
+        equivalents: Iterable[Iterable[str]] = (),
+        synthetic: dict | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if cadence not in CADENCE_DAYS:
+            raise ValueError(f"cadence must be one of {sorted(CADENCE_DAYS)}, got {cadence!r}")
+        if lag < 1:
+            raise ValueError("lag must be at least one trading day (no look-ahead)")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.market_template = market
+        self.n_assets = market.n_assets if market is not None else int(n_assets)
+        self.profile = get_profile(profile)
+        self.cadence = cadence
+        self.step_days = CADENCE_DAYS[cadence]
+        self.te_limit = float(te_limit)
+        if isinstance(guardrail, TrackingErrorGuardrail):
+            self.guardrail: TrackingErrorGuardrail | None = guardrail
+        else:
+            self.guardrail = TrackingErrorGuardrail(te_limit=self.te_limit) if guardrail else None
+        self.exclusions = tuple(exclusions)
+        self.initial_lots = list(initial_lots) if initial_lots is not None else None
+        self.episode_years = float(episode_years)
+        self.lag = int(lag)
+        self.initial_value = float(initial_value)
+        self.te_penalty = float(te_penalty)
+        self.swap_back_max_gain = float(swap_back_max_gain)
+        self.min_trade = float(min_trade)
+        self.warmup_days = int(warmup_days)
+        self.random_start = random_start
+        self.scenario_probability = float(scenario_probability)
+        self.equivalents = [tuple(g) for g in equivalents]
+        self.synthetic = dict(synthetic or {})
+        self.render_mode = render_mode
+
+        n = self.n_assets
+        self.observation_space = spaces.Dict({
+            "assets": spaces.Box(-np.inf, np.inf, (n, len(ASSET_FEATURES)), np.float32),
+            "portfolio": spaces.Box(-np.inf, np.inf, (len(PORTFOLIO_FEATURES),), np.float32),
+        })
+        self.action_space = spaces.MultiBinary(n)
+
+    # --- episode set-up ------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        self.market = self._episode_market(options)
+        mk = self.market
+        n, k = mk.n_assets, len(mk.sector_names)
+        self.n_securities = m = n + k
+        self.sector_of = np.concatenate([mk.sectors, np.arange(k)]).astype(np.int64)
+        self.proxy_row = n + mk.sectors.astype(np.int64)
+        self.excluded = self._exclusion_mask(mk)
+        self.excluded_all = np.concatenate([self.excluded, np.zeros(k, bool)])
+
+        self.prices_all = np.hstack([mk.prices, mk.proxy_prices])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            proxy_returns = np.vstack([np.zeros((1, k)), mk.proxy_prices[1:] / mk.proxy_prices[:-1] - 1])
+        self.returns_all = np.hstack([mk.total_returns, proxy_returns])
+        self.days = mk.dates.astype(np.int64)
+
+        horizon = int(round(self.episode_years * TRADING_DAYS))
+        latest_start = max(self.warmup_days, mk.n_days - 1 - horizon)
+        if "start" in options:
+            start = int(np.searchsorted(mk.dates, np.datetime64(options["start"], "D")))
+            start = max(start, 1)
+        elif self.random_start and self.market_template is not None and latest_start > self.warmup_days:
+            start = int(self.np_random.integers(self.warmup_days, latest_start + 1))
+        else:
+            start = min(self.warmup_days, mk.n_days - 2)
+        self.start = start
+        self.end = min(mk.n_days - 1, start + horizon)
+        self.t = start
+
+        self.risk_model = market_risk_model(mk)
+        for row in range(max(1, start - self.warmup_days), start + 1):
+            self.risk_model.update(self.returns_all[row])
+        self.risk = self.risk_model.risk()
+
+        # Buy-and-hold benchmark of total returns from the start day.
+        levels = np.cumprod(1.0 + np.nan_to_num(mk.total_returns), axis=0)
+        listed = np.isfinite(mk.prices[start])
+        w0 = np.where(listed, mk.benchmark_weights * levels[start], 0.0)
+        self.bench_units = w0 / w0.sum() / levels[start]
+        self.bench_levels = levels
+        self.last_price = np.where(np.isfinite(self.prices_all[start]), self.prices_all[start], 0.0)
+        for row in range(start):  # last known price of anything not trading on the start day
+            seen = np.isfinite(self.prices_all[row]) & (self.last_price == 0)
+            self.last_price[seen] = self.prices_all[row][seen]
+
+        self.ledger = Ledger(tuple(mk.tickers) + tuple(mk.proxy_names), relief="hifo",
+                             equivalents=self.equivalents, slots=8, cash=self.initial_value)
+        self.trade_log: list[Trades] = []
+        self._fund_initial_portfolio(listed)
+
+        self.tracker = TaxSavingsTracker(self.profile)
+        self.savings_units = 0.0  # savings account, in benchmark units
+        self.year = int(year_of(self.days[start]))
+        self._rates = marginal_rates(self.profile, self.year)
+        self._accrued_key: tuple | None = None
+        self._accrued = 0.0
+        self.orders: list[_Order] = []
+        self.features = np.zeros((m, N_LOT_FEATURES))
+        self.bench_peak = self._bench_value()
+        self.ex_ante_te = self._te(self._weights()[0])
+        self._wealth_ratio = self._after_tax_ratio()
+        self.disallowed_total = 0.0
+        self._refresh_features()
+        return self._observation(), self._info(tax_savings=0.0, harvested=0.0, disallowed=0.0,
+                                               n_trades=0, guard=None, active=0.0)
+
+    def _episode_market(self, options: dict) -> MarketData:
+        if self.market_template is not None:
+            market = self.market_template
+        else:
+            years = self.episode_years + self.warmup_days / TRADING_DAYS + 0.05
+            seed = int(self.np_random.integers(2**31 - 1))
+            market = SyntheticMarket(n_assets=self.n_assets, years=years, seed=seed,
+                                     **self.synthetic).generate()
+        scenario = options.get("scenario")
+        if scenario is None and self.scenario_probability > 0:
+            if self.np_random.random() < self.scenario_probability:
+                from taxharvest.market.scenarios import list_scenarios
+
+                names = list_scenarios()
+                scenario = names[int(self.np_random.integers(len(names)))]
+        if scenario is not None:
+            from taxharvest.market.scenarios import inject_scenario
+
+            at = options.get("scenario_date")
+            if at is None:
+                lo = self.warmup_days + 21
+                hi = max(lo + 1, market.n_days - 300)
+                at = market.dates[int(self.np_random.integers(lo, hi))]
+            market = inject_scenario(market, scenario, start_date=at,
+                                     seed=int(self.np_random.integers(2**31 - 1)))
+        return market
+
+    def _exclusion_mask(self, mk: MarketData) -> np.ndarray:
+        mask = np.zeros(mk.n_assets, bool)
+        tickers = {t.upper(): i for i, t in enumerate(mk.tickers)}
+        sectors = {s.lower(): i for i, s in enumerate(mk.sector_names)}
+        for item in self.exclusions:
+            if item.lower().startswith("sector:"):
+                name = item.split(":", 1)[1].strip().lower()
+                if name not in sectors:
+                    raise ValueError(f"unknown sector in exclusions: {item!r}; "
+                                     f"sectors are {', '.join(mk.sector_names)}")
+                mask |= mk.sectors == sectors[name]
+            elif item.upper() in tickers:
+                mask[tickers[item.upper()]] = True
+            else:
+                raise ValueError(f"unknown ticker in exclusions: {item!r}")
+        return mask
+
+    def _fund_initial_portfolio(self, listed: np.ndarray) -> None:
+        mk, n = self.market, self.market.n_assets
+        day = self.days[self.start]
+        if self.initial_lots is not None:
+            lots = sorted(self.initial_lots, key=lambda lot: str(lot["date_acquired"]))
+            rows = [self.ledger.ticker_index[str(lot["ticker"]).upper()] for lot in lots]
+            acquired = [int(np.datetime64(str(lot["date_acquired"]), "D").astype(np.int64))
+                        for lot in lots]
+            shares = [float(lot["shares"]) for lot in lots]
+            price = [float(lot["cost_basis"]) / float(lot["shares"]) for lot in lots]
+            self._execute(Trades.of(rows, acquired, kernel.BUY, shares, price))
+            self.ledger.cash = 0.0
+            return
+        # Benchmark weights with excluded names' weight spread over their sector's members.
+        bench = self._bench_weights()[:n]
+        target = np.where(self.excluded | ~listed, 0.0, bench)
+        for s in range(len(mk.sector_names)):
+            in_sector = mk.sectors == s
+            if target[in_sector].sum() > 0:
+                target[in_sector] *= bench[in_sector].sum() / target[in_sector].sum()
+        target /= target.sum()
+        rows = np.flatnonzero(target > 0)
+        price = self.last_price[rows]
+        shares = target[rows] * self.initial_value / price
+        self._execute(Trades.of(rows, day, kernel.BUY, shares, price))
+
+    # --- stepping ------------------------------------------------------------------------
+
+    def step(self, action):
+        action = np.asarray(action).reshape(-1).astype(bool)
+        if action.shape[0] != self.n_assets:
+            raise ValueError(f"action must have {self.n_assets} entries, got {action.shape[0]}")
+        value_before, bench_before = self._portfolio_value(), self._bench_value()
+        guard = self._decide(action)
+        tax_savings = harvested = disallowed = 0.0
+        n_trades = 0
+        last = min(self.t + self.step_days, self.end)
+        while self.t < last:
+            self.t += 1
+            s, h, d, c = self._advance_day()
+            tax_savings += s
+            harvested += h
+            disallowed += d
+            n_trades += c
+        terminated = self.t >= self.end
+        if terminated:
+            tax_savings += self._settle_year(final=True)
+        self._refresh_features()
+        weights, _ = self._weights()
+        self.ex_ante_te = self._te(weights)
+        ratio = self._after_tax_ratio()
+        days = self.step_days
+        reward = 100.0 * (ratio - self._wealth_ratio) - self.te_penalty * (
+            self.ex_ante_te / self.te_limit) ** 2 * days / TRADING_DAYS
+        self._wealth_ratio = ratio
+        active = (self._portfolio_value() / value_before) - (self._bench_value() / bench_before)
+        info = self._info(tax_savings=tax_savings, harvested=harvested, disallowed=disallowed,
+                          n_trades=n_trades, guard=guard, active=active)
+        return self._observation(), float(reward), terminated, False, info
+
+    def _decide(self, action: np.ndarray):
+        """Turn the action into a proposal, guard it, and queue the order."""
+        n, m = self.n_assets, self.n_securities
+        exec_row = min(self.t + self.lag, self.end)
+        exec_day = self.days[exec_row]
+        weights, value = self._weights()
+        price = self.last_price
+        buy_blocked, sell_blocked = self._blocks(exec_day)
+        harvest = action & self._harvestable(buy_blocked, sell_blocked)
+
+        proposal = weights.copy()
+        sold = np.zeros(m)
+        sold[:n] = np.where(harvest, self.features[:n, 5] * price[:n] / value, 0.0)
+        proposal -= sold
+        np.add.at(proposal, self.proxy_row, sold[:n])
+        # Swap back: underweight names whose window closed, funded from their sector proxy.
+        bench = self._bench_weights()
+        proxy_gain = self.features[n:, 1]
+        can_swap = (~buy_blocked[:n] & ~harvest & ~self.excluded & (self.last_price[:n] > 0)
+                    & ~sell_blocked[self.proxy_row] & (proxy_gain[self.market.sectors] <= self.swap_back_max_gain))
+        gap = np.where(can_swap, np.maximum(bench[:n] - proposal[:n], 0.0), 0.0)
+        for s in np.unique(self.market.sectors[gap > 0]):
+            members = self.market.sectors == s
+            available = proposal[n + s]
+            need = gap[members].sum()
+            if need > 0 and available > 0:
+                scale = min(1.0, available / need)
+                proposal[:n][members] += gap[members] * scale
+                proposal[n + s] -= need * scale
+        # Cash: into the benchmark's names that may be bought, by benchmark weight.
+        cash_weight = 1.0 - proposal.sum()
+        if cash_weight > self.min_trade:
+            buyable = ~buy_blocked[:n] & ~self.excluded & np.isfinite(self.prices_all[self.t, :n])
+            room = np.where(buyable, bench[:n], 0.0)
+            if room.sum() > 0:
+                proposal[:n] += cash_weight * room / room.sum()
+
+        guard = None
+        target = proposal
+        if self.guardrail is not None:
+            gain_cost = np.clip(self.features[:, 1], 0.0, None) / np.maximum(
+                1.0 + self.features[:, 1], 1e-9) * self._rates[1]
+            guard = self.guardrail.project(
+                proposal / proposal.sum(), bench, self.risk,
+                current=weights / max(weights.sum(), 1e-12),
+                no_buy=buy_blocked | (proposal < weights - 1e-12),
+                excluded=self.excluded_all | (price <= 0),
+                no_sell=sell_blocked,
+                gain_cost=gain_cost,
+            )
+            target = guard.weights
+        delta = (target - weights) * value
+        delta[np.abs(delta) < self.min_trade * value] = 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = np.where(price > 0, delta / price, 0.0)
+        harvest_done = harvest & (shares[:n] < 0)
+        self.orders.append(_Order(execute_at=exec_row, shares=shares, harvest=harvest_done))
+        self._decision_te = self._te(target)
+        return guard
+
+    def _advance_day(self) -> tuple[float, float, float, int]:
+        """Move to day ``self.t``: prices, risk, corporate actions, orders, year end."""
+        mk, t = self.market, self.t
+        day = self.days[t]
+        saving = 0.0
+        new_year = int(year_of(day))
+        if new_year != self.year:
+            saving = self._settle_year(final=False)
+            self.year = new_year
+            self._rates = marginal_rates(self.profile, self.year)
+        self.risk_model.update(self.returns_all[t])
+        self.risk = self.risk_model.risk()
+        row = self.prices_all[t]
+        trading = np.isfinite(row)
+        self.last_price[trading] = row[trading]
+        n = mk.n_assets
+        split_rows = np.flatnonzero(mk.splits[t] != 1.0)
+        if split_rows.size:
+            self._execute(Trades.of(split_rows, day, kernel.SPLIT, mk.splits[t, split_rows], 0.0))
+        positions = self.ledger.shares[:n].sum(axis=1)
+        self.ledger.cash += float(np.nansum(mk.dividends[t] * positions))
+        harvested = disallowed = 0.0
+        n_trades = 0
+        delisted = np.flatnonzero((mk.last_trading_index == t) & (t < mk.n_days - 1) & (positions > 0))
+        if delisted.size:  # a stop forces a sale at the last price
+            h, d, c = self._execute_sells(delisted, positions[delisted], day)
+            harvested += h
+            disallowed += d
+            n_trades += c
+        while self.orders and self.orders[0].execute_at <= t:
+            h, d, c = self._execute_order(self.orders.pop(0), day)
+            harvested += h
+            disallowed += d
+            n_trades += c
+        return saving, harvested, disallowed, n_trades
+
+    def _execute_order(self, order: _Order, day: int) -> tuple[float, float, int]:
+        price = self.last_price
+        held = self.ledger.shares.sum(axis=1)
+        sells = np.flatnonzero(order.shares < 0)
+        qty = np.minimum(-order.shares[sells], held[sells])
+        harvested, disallowed, n_sells = self._execute_sells(sells[qty > 0], qty[qty > 0], day)
+        buys = np.flatnonzero((order.shares > 0) & (price > 0))
+        buy_blocked, _ = self._blocks(day)
+        buys = buys[~buy_blocked[buys]]  # never create a wash sale by our own purchase
+        cost = order.shares[buys] * price[buys]
+        scale = min(1.0, max(self.ledger.cash, 0.0) / cost.sum()) if cost.sum() > 0 else 0.0
+        if buys.size and scale > 0:
+            self._execute(Trades.of(buys, day, kernel.BUY, order.shares[buys] * scale, price[buys]))
+        return harvested, disallowed, n_sells + int(buys.size if scale > 0 else 0)
+
+    def _execute_sells(self, rows: np.ndarray, qty: np.ndarray, day: int) -> tuple[float, float, int]:
+        if rows.size == 0:
+            return 0.0, 0.0, 0
+        before = len(self.ledger.sales()["shares"])
+        disallowed_before = self.disallowed_total
+        self._execute(Trades.of(rows, day, kernel.SELL, qty, self.last_price[rows]))
+        sales = self.ledger.sales()
+        gain = sales["gain"][before:]
+        self.disallowed_total = float(sales["wash_sale_disallowed"].sum())
+        return float(-gain[gain < 0].sum()), self.disallowed_total - disallowed_before, int(rows.size)
+
+    def _execute(self, trades: Trades) -> None:
+        self.ledger.apply(trades)
+        self.trade_log.append(trades)
+
+    # --- tax -----------------------------------------------------------------------------
+
+    def _settle_year(self, *, final: bool) -> float:
+        short, long = self.ledger.realized(self.year)
+        saving = self.tracker.settle(self.year, short, long)
+        self.savings_units += saving / self._bench_value()
+        self._accrued_key = None
+        return saving
+
+    def _accrued_saving(self) -> float:
+        short, long = self.ledger.realized(self.year)
+        key = (self.year, short, long, len(self.tracker.history))
+        if key != self._accrued_key:
+            self._accrued = tax_saving(self.profile, self.year, short, long,
+                                       self.tracker.carry_base, self.tracker.carry_with).saving
+            self._accrued_key = key
+        return self._accrued
+
+    # --- state views ---------------------------------------------------------------------
+
+    def _bench_value(self) -> float:
+        return float(self.initial_value * (self.bench_levels[self.t] @ self.bench_units))
+
+    def _bench_weights(self) -> np.ndarray:
+        values = self.bench_levels[self.t] * self.bench_units
+        return np.concatenate([values / values.sum(), np.zeros(len(self.market.sector_names))])
+
+    def _portfolio_value(self) -> float:
+        return self._weights()[1]
+
+    def _weights(self) -> tuple[np.ndarray, float]:
+        values = self.ledger.shares.sum(axis=1) * self.last_price
+        total = values.sum() + self.ledger.cash
+        return values / total, float(total)
+
+    def _te(self, weights: np.ndarray) -> float:
+        return self.risk.tracking_error(weights - self._bench_weights())
+
+    def _after_tax_ratio(self) -> float:
+        bench = self._bench_value()
+        savings = self.savings_units * bench
+        return (self._portfolio_value() + savings + self._accrued_saving()) / bench
+
+    def _blocks(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per security: buying would wash a recent loss; selling at a loss would be washed."""
+        group = self.ledger.group
+        buy_blocked = day - self.ledger.last_loss_sale[group] <= WASH_WINDOW_DAYS
+        recent_buy = day - self.ledger.last_buy[group] <= WASH_WINDOW_DAYS
+        sell_blocked = recent_buy & (self.features[:, 6] > 0)
+        return buy_blocked, sell_blocked
+
+    def _harvestable(self, buy_blocked: np.ndarray, sell_blocked: np.ndarray) -> np.ndarray:
+        n = self.n_assets
+        f = self.features[:n]
+        return ((f[:, 5] > 0) & ~sell_blocked[:n] & ~self.excluded
+                & ~buy_blocked[self.proxy_row] & np.isfinite(self.prices_all[self.t, :n]))
+
+    def _refresh_features(self) -> None:
+        lot_features(self.ledger.shares, self.ledger.basis, self.ledger.acq, self.last_price,
+                     self.days[self.t], ANNIVERSARY, DAY_BASE, self.features)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        n = self.n_assets
+        day = self.days[self.t]
+        f = self.features
+        weights, value = self._weights()
+        bench = self._bench_weights()
+        group = self.ledger.group
+        buy_blocked, sell_blocked = self._blocks(day)
+        buy_left = np.clip(WASH_WINDOW_DAYS + 1 - (day - self.ledger.last_loss_sale[group]), 0, 31) / 30
+        sell_left = np.clip(WASH_WINDOW_DAYS + 1 - (day - self.ledger.last_buy[group]), 0, 31) / 30
+        risk = self.risk
+        factor_var = np.einsum("ij,jk,ik->i", risk.exposures[:n], risk.factor_cov, risk.exposures[:n])
+        assets = np.empty((n, len(ASSET_FEATURES)), np.float32)
+        assets[:, 0] = f[:n, 0]
+        assets[:, 1] = np.clip(f[:n, 1], -1.0, 5.0)
+        assets[:, 2] = f[:n, 2]
+        assets[:, 3] = f[:n, 3]
+        assets[:, 4] = np.minimum(f[:n, 4], 5.0)
+        assets[:, 5] = buy_left[:n]
+        assets[:, 6] = sell_left[:n]
+        assets[:, 7] = np.sqrt(factor_var + risk.specific_var[:n])
+        assets[:, 8] = (weights[:n] - bench[:n]) * n
+        assets[:, 9] = bench[:n] * n
+        assets[:, 10] = self._harvestable(buy_blocked, sell_blocked)
+        assets[:, 11] = self.excluded | ~np.isfinite(self.prices_all[self.t, :n])
+        short, long = self.ledger.realized(self.year)
+        carry_short, carry_long = self.tracker.carry_with
+        index_path = self.bench_levels[max(self.start, self.t - 21):self.t + 1] @ self.bench_units
+        index_returns = np.diff(np.log(index_path))
+        bench_value = self._bench_value()
+        self.bench_peak = max(self.bench_peak, bench_value)
+        year_start = np.datetime64(f"{self.year}-01-01").astype(np.int64)
+        portfolio = np.array([
+            self._rates[0], self._rates[1], short / value, long / value,
+            carry_short / value, carry_long / value,
+            self.ex_ante_te / self.te_limit, max(0.0, 1.0 - self.ex_ante_te / self.te_limit),
+            index_returns.std() * np.sqrt(TRADING_DAYS) if index_returns.size > 1 else 0.0,
+            bench_value / self.bench_peak - 1.0, (day - year_start) / 365.0,
+            (self.end - self.t) / max(self.end - self.start, 1),
+            weights[n:].sum(), self.ledger.cash / value, assets[:, 10].mean(),
+        ], dtype=np.float32)
+        return {"assets": assets, "portfolio": portfolio}
+
+    def _info(self, *, tax_savings, harvested, disallowed, n_trades, guard, active) -> dict:
+        return {
+            "date": str(self.market.dates[self.t]),
+            "tax_savings": float(tax_savings),
+            "harvested_loss": float(harvested),
+            "wash_sale_disallowed": float(disallowed),
+            "ex_ante_te": float(self.ex_ante_te),
+            "active_return": float(active),
+            "n_trades": int(n_trades),
+            "portfolio_value": self._portfolio_value(),
+            "benchmark_value": self._bench_value(),
+            "savings_account": self.savings_units * self._bench_value(),
+            "guardrail_status": guard.status if guard is not None else "off",
+            "guardrail_distance": float(guard.distance) if guard is not None else 0.0,
+            "action_mask": self._harvestable(*self._blocks(self.days[self.t])),
+        }
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        weights, value = self._weights()
+        n = self.n_assets
+        short, long = self.ledger.realized(self.year)
+        lines = [
+            f"{self.market.dates[self.t]}  value {value:,.0f}  benchmark {self._bench_value():,.0f}"
+            f"  savings {self.savings_units * self._bench_value():,.0f}",
+            f"  ex-ante TE {self.ex_ante_te:.2%} (limit {self.te_limit:.2%})  proxies "
+            f"{weights[n:].sum():.1%}  cash {self.ledger.cash / value:.2%}",
+            f"  {self.year} realized: short {short:,.0f}  long {long:,.0f}  lots "
+            f"{int((self.ledger.shares > 0).sum())}  names at a loss "
+            f"{int((self.features[:n, 5] > 0).sum())}/{n}",
+        ]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,60 @@
+"""Per-security lot features in one pass over the ``(security, slot)`` lot arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+LOT_FEATURES = (
+    "worst_lot_return",  # unrealized return of the lot with the largest loss (<= 0 if any loss)
+    "unrealized_return",  # unrealized gain / basis over the whole position
+    "loss_value_share",  # value in lots at a loss / position value
+    "short_term_share",  # value in lots not yet long-term / position value
+    "worst_lot_age",  # years since the worst lot's holding period started
+    "loss_shares",  # shares in lots at a loss (what a harvest sells)
+    "loss_amount",  # unrealized loss of those lots, positive
+    "value",  # market value of the position
+)
+N_LOT_FEATURES = len(LOT_FEATURES)
+
+
+@njit(cache=True)
+def lot_features(shares, basis, acq, price, day, anniversary, day_base, out):
+    """Fill ``out`` ``(n, N_LOT_FEATURES)`` from the lot arrays at ``price`` on ``day``."""
+    n, slots = shares.shape
+    for i in range(n):
+        p = price[i]
+        value = 0.0
+        cost = 0.0
+        loss_value = 0.0
+        short_value = 0.0
+        loss_shares = 0.0
+        loss_amount = 0.0
+        worst = 0.0
+        worst_age = 0.0
+        for j in range(slots):
+            q = shares[i, j]
+            if q <= 0.0:
+                continue
+            v = q * p
+            b = basis[i, j]
+            value += v
+            cost += b
+            if day <= anniversary[acq[i, j] - day_base]:
+                short_value += v
+            if v < b:
+                loss_value += v
+                loss_shares += q
+                loss_amount += b - v
+                r = v / b - 1.0
+                if r < worst:
+                    worst = r
+                    worst_age = (day - acq[i, j]) / 365.25
+        out[i, 0] = worst
+        out[i, 1] = value / cost - 1.0 if cost > 0.0 else 0.0
+        out[i, 2] = loss_value / value if value > 0.0 else 0.0
+        out[i, 3] = short_value / value if value > 0.0 else 0.0
+        out[i, 4] = worst_age
+        out[i, 5] = loss_shares
+        out[i, 6] = loss_amount
+        out[i, 7] = value
