@@ -21,7 +21,7 @@ from taxharvest.tax.ledger import Ledger, Trades
 
 CADENCE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
 TRADING_DAYS = 252
-NEVER = np.iinfo(np.int64).min // 2
+SELL_CUSHION = 0.10
 
 ASSET_FEATURES = (
     "worst_lot_return", "unrealized_return", "loss_value_share", "short_term_share",
@@ -72,7 +72,8 @@ class DirectIndexEnv(gym.Env):
     would realize no more than ``swap_back_max_gain`` of their value. Cash (dividends,
     delistings) is invested in the benchmark's names that may be bought. With
     ``guardrail=True`` the proposed weights are projected inside ``te_limit`` (no buys in
-    wash windows, no loss sales after recent buys, exclusions at zero). Decisions use data up
+    wash windows, no loss sales after recent buys, exclusions at zero), aiming at
+    ``(1 - te_buffer) * te_limit`` to leave room for drift. Decisions use data up
     to day ``t``; orders execute at the prices of day ``t + lag``.
 
     **Reward**: ``100 * (D_t - D_{t-1}) - te_penalty * (TE_t / te_limit)^2 * days / 252``
@@ -99,6 +100,7 @@ class DirectIndexEnv(gym.Env):
         episode_years: float = 10.0,
         lag: int = 1,
         initial_value: float = 1_000_000.0,
+        te_buffer: float = 0.1,
         te_penalty: float = 0.05,
         swap_back_max_gain: float = 0.02,
         min_trade: float = 1e-5,
@@ -124,7 +126,10 @@ class DirectIndexEnv(gym.Env):
         if isinstance(guardrail, TrackingErrorGuardrail):
             self.guardrail: TrackingErrorGuardrail | None = guardrail
         else:
-            self.guardrail = TrackingErrorGuardrail(te_limit=self.te_limit) if guardrail else None
+            # Project to (1 - te_buffer) of the limit: names in wash windows cannot be bought
+            # back, so the book needs room for a step of market drift before the next decision.
+            self.guardrail = (TrackingErrorGuardrail(te_limit=self.te_limit * (1.0 - te_buffer))
+                              if guardrail else None)
         self.exclusions = tuple(exclusions)
         self.initial_lots = list(initial_lots) if initial_lots is not None else None
         self.episode_years = float(episode_years)
@@ -420,7 +425,10 @@ class DirectIndexEnv(gym.Env):
     def _execute_order(self, order: _Order, day: int) -> tuple[float, float, int]:
         price = self.last_price
         held = self.ledger.shares.sum(axis=1)
-        sells = np.flatnonzero(order.shares < 0)
+        recent_buy = day - self.ledger.last_buy[self.ledger.group] <= WASH_WINDOW_DAYS
+        has_loss_lot = (self.ledger.shares * price[:, None] < self.ledger.basis - 1e-9).any(axis=1)
+        # never sell at a loss what a recent purchase would wash
+        sells = np.flatnonzero((order.shares < 0) & ~(recent_buy & has_loss_lot))
         qty = np.minimum(-order.shares[sells], held[sells])
         harvested, disallowed, n_sells = self._execute_sells(sells[qty > 0], qty[qty > 0], day)
         buys = np.flatnonzero((order.shares > 0) & (price > 0))
@@ -491,11 +499,15 @@ class DirectIndexEnv(gym.Env):
         return (self._portfolio_value() + savings + self._accrued_saving()) / bench
 
     def _blocks(self, day: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per security: buying would wash a recent loss; selling at a loss would be washed."""
+        """Per security: buying would wash a recent loss; selling could be a washed loss.
+
+        A name bought in the last 30 days may not be sold while any of its lots is less
+        than ``SELL_CUSHION`` above its basis (prices move before the order executes).
+        """
         group = self.ledger.group
         buy_blocked = day - self.ledger.last_loss_sale[group] <= WASH_WINDOW_DAYS
         recent_buy = day - self.ledger.last_buy[group] <= WASH_WINDOW_DAYS
-        sell_blocked = recent_buy & (self.features[:, 6] > 0)
+        sell_blocked = recent_buy & (self.features[:, 0] < SELL_CUSHION)
         return buy_blocked, sell_blocked
 
     def _harvestable(self, buy_blocked: np.ndarray, sell_blocked: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 LOT_FEATURES = (
-    "worst_lot_return",  # unrealized return of the lot with the largest loss (<= 0 if any loss)
+    "worst_lot_return",  # lowest unrealized return over the lots (0 without lots)
     "unrealized_return",  # unrealized gain / basis over the whole position
     "loss_value_share",  # value in lots at a loss / position value
     "short_term_share",  # value in lots not yet long-term / position value
@@ -30,7 +30,7 @@ def lot_features(shares, basis, acq, price, day, anniversary, day_base, out):
         short_value = 0.0
         loss_shares = 0.0
         loss_amount = 0.0
-        worst = 0.0
+        worst = np.inf
         worst_age = 0.0
         for j in range(slots):
             q = shares[i, j]
@@ -42,15 +42,15 @@ def lot_features(shares, basis, acq, price, day, anniversary, day_base, out):
             cost += b
             if day <= anniversary[acq[i, j] - day_base]:
                 short_value += v
+            r = v / b - 1.0 if b > 0.0 else np.inf
+            if r < worst:
+                worst = r
+                worst_age = (day - acq[i, j]) / 365.25
             if v < b:
                 loss_value += v
                 loss_shares += q
                 loss_amount += b - v
-                r = v / b - 1.0
-                if r < worst:
-                    worst = r
-                    worst_age = (day - acq[i, j]) / 365.25
-        out[i, 0] = worst
+        out[i, 0] = worst if value > 0.0 else 0.0
         out[i, 1] = value / cost - 1.0 if cost > 0.0 else 0.0
         out[i, 2] = loss_value / value if value > 0.0 else 0.0
         out[i, 3] = short_value / value if value > 0.0 else 0.0

@@ -1,0 +1,178 @@
+"""The Gymnasium environment: API conformance, determinism, no look-ahead, tax faithfulness."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import taxharvest.envs  # noqa: F401  (registers the environment)
+from taxharvest.envs import ENV_ID, DirectIndexEnv
+from taxharvest.market.synthetic import SyntheticMarket
+from taxharvest.tax import kernel
+from taxharvest.tax.calendar import WASH_WINDOW_DAYS
+from taxharvest.tax.ledger import Ledger
+
+SMALL = {"n_assets": 40, "episode_years": 1.0, "cadence": "weekly"}
+
+
+@pytest.fixture(scope="module")
+def market():
+    return SyntheticMarket(n_assets=40, years=2.0, seed=3).generate()
+
+
+def rollout(env: DirectIndexEnv, seed: int, policy_seed: int = 0, steps: int | None = None):
+    obs, info = env.reset(seed=seed)
+    rng = np.random.default_rng(policy_seed)
+    infos, rewards = [info], []
+    done = False
+    while not done and (steps is None or len(rewards) < steps):
+        action = (rng.random(env.n_assets) < 0.5).astype(np.int8)
+        obs, reward, terminated, truncated, info = env.step(action)
+        rewards.append(reward)
+        infos.append(info)
+        done = terminated or truncated
+    return obs, rewards, infos
+
+
+def test_gymnasium_and_sb3_checks():
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(DirectIndexEnv(**SMALL), skip_render_check=True)
+        sb3_check_env(DirectIndexEnv(**SMALL), warn=False)
+
+
+def test_make_spaces_and_render():
+    env = gym.make(ENV_ID, render_mode="ansi", **SMALL)
+    obs, info = env.reset(seed=0)
+    assert obs["assets"].shape == (40, 12) and obs["assets"].dtype == np.float32
+    assert obs["portfolio"].shape == (15,) and obs["portfolio"].dtype == np.float32
+    assert env.observation_space.contains(obs)
+    for key in ("tax_savings", "harvested_loss", "wash_sale_disallowed", "ex_ante_te",
+                "active_return", "n_trades"):
+        assert key in info
+    assert "ex-ante TE" in env.render()
+
+
+def test_vector_env():
+    vec = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", **SMALL)
+    obs, _ = vec.reset(seed=1)
+    assert obs["assets"].shape == (2, 40, 12)
+    obs, reward, terminated, truncated, _ = vec.step(vec.action_space.sample())
+    assert reward.shape == (2,)
+    vec.close()
+
+
+def test_same_seed_same_numbers():
+    _, rewards_a, infos_a = rollout(DirectIndexEnv(**SMALL), seed=5, steps=30)
+    _, rewards_b, infos_b = rollout(DirectIndexEnv(**SMALL), seed=5, steps=30)
+    _, rewards_c, _ = rollout(DirectIndexEnv(**SMALL), seed=6, steps=30)
+    assert rewards_a == rewards_b
+    assert [i["portfolio_value"] for i in infos_a] == [i["portfolio_value"] for i in infos_b]
+    assert rewards_a != rewards_c
+
+
+def test_no_look_ahead(market):
+    """Changing prices after day t leaves the observation and decision at t unchanged."""
+    env = DirectIndexEnv(market=market, random_start=False, **SMALL)
+    obs, _, _ = rollout(env, seed=0, steps=10)
+    t = env.t
+    shocked = market.total_returns.copy()
+    shocked[t + 1:] *= -3.0
+    prices = market.prices.copy()
+    prices[t + 1:] *= 0.5
+    altered = dataclasses.replace(market, prices=prices, total_returns=shocked)
+    env2 = DirectIndexEnv(market=altered, random_start=False, **SMALL)
+    obs2, _, _ = rollout(env2, seed=0, steps=10)
+    assert env2.t == t
+    for key in obs:
+        np.testing.assert_array_equal(obs[key], obs2[key])
+
+
+def test_taxes_equal_the_ledger_replay_of_the_trade_log():
+    env = DirectIndexEnv(**SMALL)
+    rollout(env, seed=2)
+    replay = Ledger(env.ledger.tickers, relief="hifo")
+    for trades in env.trade_log:
+        replay.apply(trades)
+    ours, theirs = env.ledger.sales(), replay.sales()
+    assert len(ours["shares"]) > 0
+    for key in ("shares", "proceeds", "cost_basis", "wash_sale_disallowed", "gain"):
+        np.testing.assert_allclose(ours[key], theirs[key])
+    np.testing.assert_allclose(env.ledger.realized_by_year, replay.realized_by_year)
+    np.testing.assert_allclose(env.ledger.shares.sum(1), replay.shares.sum(1))
+
+
+@pytest.mark.parametrize("guardrail", [True, False])
+def test_no_wash_sale_created_by_the_environment(guardrail):
+    env = DirectIndexEnv(guardrail=guardrail, **SMALL)
+    _, _, infos = rollout(env, seed=4)
+    sales = env.ledger.sales()
+    assert sales["wash_sale_disallowed"].sum() == 0.0
+    assert sum(i["wash_sale_disallowed"] for i in infos) == 0.0
+    # and independently: no purchase within 30 days of a loss sale of the same security
+    buys = [(t.ticker[j], t.day[j]) for t in env.trade_log for j in range(len(t))
+            if t.side[j] == kernel.BUY]
+    losses = [(env.ledger.ticker_index[str(sales["ticker"][j])], sales["sold"][j])
+              for j in range(len(sales["shares"])) if sales["gain"][j] < 0]
+    for row, sold in losses:
+        assert not any(r == row and abs(day - sold) <= WASH_WINDOW_DAYS and day != sold
+                       for r, day in buys)
+
+
+def test_harvest_realizes_losses_and_parks_in_the_proxy(market):
+    env = DirectIndexEnv(market=market, random_start=False, guardrail=False, **SMALL)
+    env.reset(seed=0)
+    for _ in range(8):  # past the 30-day window of the initial purchase
+        env.step(np.zeros(40, np.int8))
+    mask = env._info(tax_savings=0, harvested=0, disallowed=0, n_trades=0, guard=None,
+                     active=0)["action_mask"]
+    assert mask.any()
+    loss_shares = env.features[:40, 5].copy()
+    _, _, _, _, info = env.step(mask.astype(np.int8))
+    assert info["harvested_loss"] > 0
+    harvested = np.flatnonzero(mask)
+    assert np.all(env.ledger.shares[harvested].sum(1) <= env.features[harvested, 7] / np.maximum(
+        env.last_price[harvested], 1e-9) + 1e-6)
+    assert env._weights()[0][40:].sum() > 0  # proceeds sit in sector proxies
+    assert loss_shares[harvested].sum() > 0
+
+
+def test_guardrail_keeps_ex_ante_te_near_the_limit_and_reports_relaxations():
+    env = DirectIndexEnv(te_limit=0.01, **SMALL)
+    _, _, infos = rollout(env, seed=7)
+    for info in infos[1:]:
+        if info["guardrail_status"] in ("unchanged", "projected"):
+            assert env.te_limit is not None
+    statuses = {i["guardrail_status"] for i in infos[1:]}
+    assert statuses <= {"unchanged", "projected", "relaxed", "fallback"}
+    unguarded = DirectIndexEnv(guardrail=False, **SMALL)
+    _, _, raw = rollout(unguarded, seed=7)
+    assert max(i["ex_ante_te"] for i in raw) > max(i["ex_ante_te"] for i in infos)
+
+
+def test_exclusions_are_never_held(market):
+    excluded = [market.tickers[0], f"sector:{market.sector_names[market.sectors[5]]}"]
+    env = DirectIndexEnv(market=market, exclusions=excluded, random_start=False, **SMALL)
+    rollout(env, seed=1)
+    mask = env.excluded
+    assert mask[0] and mask.sum() > 1
+    assert env.ledger.shares[:40][mask].sum() == 0.0
+    with pytest.raises(ValueError, match="unknown ticker"):
+        DirectIndexEnv(market=market, exclusions=["NOPE"], **SMALL).reset(seed=0)
+
+
+def test_initial_lots_start_from_a_legacy_portfolio(market):
+    lots = [{"ticker": market.tickers[i], "shares": 100.0, "date_acquired": "2020-06-01",
+             "cost_basis": 100.0 * 80.0} for i in range(10)]
+    env = DirectIndexEnv(market=market, initial_lots=lots, random_start=False, **SMALL)
+    env.reset(seed=0)
+    assert env.ledger.shares[:10].sum() == pytest.approx(1000.0)
+    assert env.ledger.shares[10:].sum() == 0.0
+    assert str(np.datetime64(int(env.ledger.acq[0][env.ledger.shares[0] > 0][0]), "D")) == "2020-06-01"
