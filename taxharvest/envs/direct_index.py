@@ -16,7 +16,13 @@ from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.market.universe import MarketData
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE, WASH_WINDOW_DAYS, year_of
-from taxharvest.tax.law import TaxProfile, TaxSavingsTracker, get_profile, marginal_rates, tax_saving
+from taxharvest.tax.law import (
+    TaxProfile,
+    TaxSavingsTracker,
+    get_profile,
+    marginal_rates,
+    tax_saving,
+)
 from taxharvest.tax.ledger import Ledger, Trades
 
 CADENCE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
