@@ -1,6 +1,14 @@
 """Market layer: universe and sectors, synthetic and real prices, crash scenarios, risk model."""
 
+from taxharvest.market.loader import DataError, load_prices
 from taxharvest.market.risk import FactorRisk
+from taxharvest.market.riskmodel import EwmaRiskModel, estimate_risk, market_risk_model
+from taxharvest.market.scenarios import (
+    get_scenario,
+    historical_scenario,
+    inject_scenario,
+    list_scenarios,
+)
 from taxharvest.market.synthetic import SyntheticMarket, market_statistics
 from taxharvest.market.universe import (
     GICS_SECTORS,
@@ -12,11 +20,20 @@ from taxharvest.market.universe import (
 
 __all__ = [
     "GICS_SECTORS",
+    "DataError",
+    "EwmaRiskModel",
     "FactorRisk",
     "MarketData",
     "SyntheticMarket",
     "basket_levels",
     "canonical_sector",
+    "estimate_risk",
+    "get_scenario",
+    "historical_scenario",
+    "inject_scenario",
+    "list_scenarios",
+    "load_prices",
+    "market_risk_model",
     "market_statistics",
     "prices_from_returns",
 ]
