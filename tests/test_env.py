@@ -131,8 +131,7 @@ def test_harvest_realizes_losses_and_parks_in_the_proxy(market):
     env.reset(seed=0)
     for _ in range(8):  # past the 30-day window of the initial purchase
         env.step(np.zeros(40, np.int8))
-    mask = env._info(tax_savings=0, harvested=0, disallowed=0, n_trades=0, guard=None,
-                     active=0)["action_mask"]
+    mask = env.action_mask.copy()
     assert mask.any()
     loss_shares = env.features[:40, 5].copy()
     _, _, _, _, info = env.step(mask.astype(np.int8))

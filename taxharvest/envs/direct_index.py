@@ -194,7 +194,7 @@ class DirectIndexEnv(gym.Env):
         self.risk_model = market_risk_model(mk)
         for row in range(max(1, start - self.warmup_days), start + 1):
             self.risk_model.update(self.returns_all[row])
-        self.risk = self.risk_model.risk()
+        self._set_risk()
 
         # Buy-and-hold benchmark of total returns from the start day.
         levels = np.cumprod(1.0 + np.nan_to_num(mk.total_returns), axis=0)
@@ -202,6 +202,7 @@ class DirectIndexEnv(gym.Env):
         w0 = np.where(listed, mk.benchmark_weights * levels[start], 0.0)
         self.bench_units = w0 / w0.sum() / levels[start]
         self.bench_levels = levels
+        self._bench_cache: tuple[int, np.ndarray] = (-1, np.empty(0))
         self.last_price = np.where(np.isfinite(self.prices_all[start]), self.prices_all[start], 0.0)
         for row in range(start):  # last known price of anything not trading on the start day
             seen = np.isfinite(self.prices_all[row]) & (self.last_price == 0)
@@ -220,13 +221,14 @@ class DirectIndexEnv(gym.Env):
         self._accrued = 0.0
         self.orders: list[_Order] = []
         self.features = np.zeros((m, N_LOT_FEATURES))
+        self._refresh_features()
         self.bench_peak = self._bench_value()
         self.ex_ante_te = self._te(self._weights()[0])
         self._wealth_ratio = self._after_tax_ratio()
         self.disallowed_total = 0.0
-        self._refresh_features()
-        return self._observation(), self._info(tax_savings=0.0, harvested=0.0, disallowed=0.0,
-                                               n_trades=0, guard=None, active=0.0)
+        observation = self._observation()
+        return observation, self._info(tax_savings=0.0, harvested=0.0, disallowed=0.0,
+                                       n_trades=0, guard=None, active=0.0)
 
     def _episode_market(self, options: dict) -> MarketData:
         if self.market_template is not None:
@@ -328,9 +330,10 @@ class DirectIndexEnv(gym.Env):
             self.ex_ante_te / self.te_limit) ** 2 * days / TRADING_DAYS
         self._wealth_ratio = ratio
         active = (self._portfolio_value() / value_before) - (self._bench_value() / bench_before)
+        observation = self._observation()
         info = self._info(tax_savings=tax_savings, harvested=harvested, disallowed=disallowed,
                           n_trades=n_trades, guard=guard, active=active)
-        return self._observation(), float(reward), terminated, False, info
+        return observation, float(reward), terminated, False, info
 
     def _decide(self, action: np.ndarray):
         """Turn the action into a proposal, guard it, and queue the order."""
@@ -403,7 +406,7 @@ class DirectIndexEnv(gym.Env):
             self.year = new_year
             self._rates = marginal_rates(self.profile, self.year)
         self.risk_model.update(self.returns_all[t])
-        self.risk = self.risk_model.risk()
+        self._set_risk()
         row = self.prices_all[t]
         trading = np.isfinite(row)
         self.last_price[trading] = row[trading]
@@ -431,10 +434,12 @@ class DirectIndexEnv(gym.Env):
     def _execute_order(self, order: _Order, day: int) -> tuple[float, float, int]:
         price = self.last_price
         held = self.ledger.shares.sum(axis=1)
-        recent_buy = day - self.ledger.last_buy[self.ledger.group] <= WASH_WINDOW_DAYS
-        has_loss_lot = (self.ledger.shares * price[:, None] < self.ledger.basis - 1e-9).any(axis=1)
-        # never sell at a loss what a recent purchase would wash
-        sells = np.flatnonzero((order.shares < 0) & ~(recent_buy & has_loss_lot))
+        sells = np.flatnonzero(order.shares < 0)
+        recent = sells[day - self.ledger.last_buy[self.ledger.group[sells]] <= WASH_WINDOW_DAYS]
+        if recent.size:  # never sell at a loss what a recent purchase would wash
+            lots = self.ledger
+            at_loss = (lots.shares[recent] * price[recent, None] < lots.basis[recent] - 1e-9).any(1)
+            sells = np.setdiff1d(sells, recent[at_loss])
         qty = np.minimum(-order.shares[sells], held[sells])
         harvested, disallowed, n_sells = self._execute_sells(sells[qty > 0], qty[qty > 0], day)
         buys = np.flatnonzero((order.shares > 0) & (price > 0))
@@ -481,18 +486,31 @@ class DirectIndexEnv(gym.Env):
 
     # --- state views ---------------------------------------------------------------------
 
+    def _set_risk(self) -> None:
+        """Today's risk model and the per-security volatility it implies."""
+        self.risk = risk = self.risk_model.risk()
+        factor_var = ((risk.exposures @ risk.factor_cov) * risk.exposures).sum(axis=1)
+        self.volatility = np.sqrt(factor_var + risk.specific_var)
+
     def _bench_value(self) -> float:
         return float(self.initial_value * (self.bench_levels[self.t] @ self.bench_units))
 
     def _bench_weights(self) -> np.ndarray:
-        values = self.bench_levels[self.t] * self.bench_units
-        return np.concatenate([values / values.sum(), np.zeros(len(self.market.sector_names))])
+        if self._bench_cache[0] != self.t:
+            values = self.bench_levels[self.t] * self.bench_units
+            self._bench_cache = (self.t, np.concatenate(
+                [values / values.sum(), np.zeros(len(self.market.sector_names))]))
+        return self._bench_cache[1]
 
     def _portfolio_value(self) -> float:
         return self._weights()[1]
 
     def _weights(self) -> tuple[np.ndarray, float]:
-        values = self.ledger.shares.sum(axis=1) * self.last_price
+        """Weights of every security in the account (cash is the rest) and its value.
+
+        From the lot features, which are refreshed after every price or ledger change.
+        """
+        values = self.features[:, 7]
         total = values.sum() + self.ledger.cash
         return values / total, float(total)
 
@@ -536,8 +554,6 @@ class DirectIndexEnv(gym.Env):
         buy_blocked, sell_blocked = self._blocks(day)
         buy_left = np.clip(WASH_WINDOW_DAYS + 1 - (day - self.ledger.last_loss_sale[group]), 0, 31) / 30
         sell_left = np.clip(WASH_WINDOW_DAYS + 1 - (day - self.ledger.last_buy[group]), 0, 31) / 30
-        risk = self.risk
-        factor_var = np.einsum("ij,jk,ik->i", risk.exposures[:n], risk.factor_cov, risk.exposures[:n])
         assets = np.empty((n, len(ASSET_FEATURES)), np.float32)
         assets[:, 0] = f[:n, 0]
         assets[:, 1] = np.clip(f[:n, 1], -1.0, 5.0)
@@ -546,10 +562,11 @@ class DirectIndexEnv(gym.Env):
         assets[:, 4] = np.minimum(f[:n, 4], 5.0)
         assets[:, 5] = buy_left[:n]
         assets[:, 6] = sell_left[:n]
-        assets[:, 7] = np.sqrt(factor_var + risk.specific_var[:n])
+        assets[:, 7] = self.volatility[:n]
         assets[:, 8] = (weights[:n] - bench[:n]) * n
         assets[:, 9] = bench[:n] * n
-        assets[:, 10] = self._harvestable(buy_blocked, sell_blocked)
+        self.action_mask = self._harvestable(buy_blocked, sell_blocked)
+        assets[:, 10] = self.action_mask
         assets[:, 11] = self.excluded | ~np.isfinite(self.prices_all[self.t, :n])
         short, long = self.ledger.realized(self.year)
         carry_short, carry_long = self.tracker.carry_with
@@ -583,7 +600,7 @@ class DirectIndexEnv(gym.Env):
             "savings_account": self.savings_units * self._bench_value(),
             "guardrail_status": guard.status if guard is not None else "off",
             "guardrail_distance": float(guard.distance) if guard is not None else 0.0,
-            "action_mask": self._harvestable(*self._blocks(self.days[self.t])),
+            "action_mask": self.action_mask.copy(),
         }
 
     def render(self) -> str | None:
