@@ -600,6 +600,7 @@ class DirectIndexEnv(gym.Env):
             "savings_account": self.savings_units * self._bench_value(),
             "guardrail_status": guard.status if guard is not None else "off",
             "guardrail_distance": float(guard.distance) if guard is not None else 0.0,
+            "guardrail_reason": guard.reason if guard is not None else "",
             "action_mask": self.action_mask.copy(),
         }
 
