@@ -541,8 +541,8 @@ class DirectIndexEnv(gym.Env):
                 & ~buy_blocked[self.proxy_row] & np.isfinite(self.prices_all[self.t, :n]))
 
     def _refresh_features(self) -> None:
-        lot_features(self.ledger.shares, self.ledger.basis, self.ledger.acq, self.last_price,
-                     self.days[self.t], ANNIVERSARY, DAY_BASE, self.features)
+        lot_features(self.ledger.shares, self.ledger.basis, self.ledger.acq, self.ledger.used,
+                     self.last_price, self.days[self.t], ANNIVERSARY, DAY_BASE, self.features)
 
     def _observation(self) -> dict[str, np.ndarray]:
         n = self.n_assets

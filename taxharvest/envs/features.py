@@ -19,9 +19,9 @@ N_LOT_FEATURES = len(LOT_FEATURES)
 
 
 @njit(cache=True)
-def lot_features(shares, basis, acq, price, day, anniversary, day_base, out):
+def lot_features(shares, basis, acq, used, price, day, anniversary, day_base, out):
     """Fill ``out`` ``(n, N_LOT_FEATURES)`` from the lot arrays at ``price`` on ``day``."""
-    n, slots = shares.shape
+    n = shares.shape[0]
     for i in range(n):
         p = price[i]
         value = 0.0
@@ -32,7 +32,7 @@ def lot_features(shares, basis, acq, price, day, anniversary, day_base, out):
         loss_amount = 0.0
         worst = np.inf
         worst_age = 0.0
-        for j in range(slots):
+        for j in range(used[i]):
             q = shares[i, j]
             if q <= 0.0:
                 continue

@@ -43,19 +43,24 @@ EPS = 1e-9
 
 
 @njit(cache=True)
-def _count_free(shares: np.ndarray, row: int) -> int:
-    free = 0
-    for j in range(shares.shape[1]):
+def _count_free(shares: np.ndarray, used: np.ndarray, row: int) -> int:
+    """Empty slots of a row: holes below its high-water mark plus the slots above it."""
+    free = shares.shape[1] - used[row]
+    for j in range(used[row]):
         if shares[row, j] == 0.0:
             free += 1
     return free
 
 
 @njit(cache=True)
-def _first_free(shares: np.ndarray, row: int) -> int:
-    for j in range(shares.shape[1]):
+def _first_free(shares: np.ndarray, used: np.ndarray, row: int) -> int:
+    """The lowest empty slot of a row (raising its high-water mark if needed), or -1."""
+    for j in range(used[row]):
         if shares[row, j] == 0.0:
             return j
+    if used[row] < shares.shape[1]:
+        used[row] += 1
+        return used[row] - 1
     return -1
 
 
@@ -76,9 +81,9 @@ def _sort_by(k1: np.ndarray, k2: np.ndarray, k3: np.ndarray, idx: np.ndarray) ->
 
 
 @njit(cache=True)
-def _move_shares(shares, basis, wash_adj, acq, bought, purchase, absorbed, row, src, qty):
+def _move_shares(shares, basis, wash_adj, acq, bought, purchase, absorbed, used, row, src, qty):
     """Split ``qty`` shares of lot ``(row, src)`` into a free slot; return that slot."""
-    dst = _first_free(shares, row)
+    dst = _first_free(shares, used, row)
     frac = qty / shares[row, src]
     shares[row, dst] = qty
     basis[row, dst] = basis[row, src] * frac
@@ -94,12 +99,12 @@ def _move_shares(shares, basis, wash_adj, acq, bought, purchase, absorbed, row, 
 
 
 @njit(cache=True)
-def _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed, row, slot, qty,
+def _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed, used, row, slot, qty,
             loss_per_share, holding_days):
     """Make ``qty`` shares of lot ``(row, slot)`` absorb a disallowed loss; return the amount."""
     if qty < shares[row, slot] - EPS:
-        slot = _move_shares(shares, basis, wash_adj, acq, bought, purchase, absorbed, row,
-                            slot, qty)
+        slot = _move_shares(shares, basis, wash_adj, acq, bought, purchase, absorbed, used,
+                            row, slot, qty)
     amount = shares[row, slot] * loss_per_share
     basis[row, slot] += amount
     wash_adj[row, slot] += amount
@@ -122,7 +127,7 @@ def _disallow(k, amount, s_acq, s_day, s_disallowed, realized, year_of_day, anni
 def apply_trades(
     t_ticker, t_day, t_side, t_qty, t_price, t_lot, start, relief,
     group, group_ptr, group_rows,
-    shares, basis, wash_adj, acq, bought, purchase, absorbed,
+    shares, basis, wash_adj, acq, bought, purchase, absorbed, used,
     p_ticker, p_group, p_day, p_qty, p_loss, p_hold, p_sale, p_count,
     s_ticker, s_qty, s_acq, s_day, s_proceeds, s_basis, s_disallowed, s_purchase, s_count,
     realized, cash, next_purchase, last_buy, last_loss_sale,
@@ -158,7 +163,7 @@ def apply_trades(
         g = group[row]
 
         if side == SPLIT:
-            for j in range(max_slots):
+            for j in range(used[row]):
                 shares[row, j] *= qty
             for b in range(p_count[0]):
                 if p_ticker[b] == row:
@@ -172,9 +177,9 @@ def apply_trades(
             for b in range(p_count[0]):
                 if p_group[b] == g and p_qty[b] > EPS and day - p_day[b] <= WASH_WINDOW_DAYS:
                     need += 1
-            if _count_free(shares, row) < need:
+            if _count_free(shares, used, row) < need:
                 return GROW_SLOTS, i
-            slot = _first_free(shares, row)
+            slot = _first_free(shares, used, row)
             shares[row, slot] = qty
             basis[row, slot] = qty * price
             wash_adj[row, slot] = 0.0
@@ -198,7 +203,7 @@ def apply_trades(
                     continue
                 m = min(p_qty[b], shares[row, slot])
                 whole = m >= shares[row, slot] - EPS
-                amount = _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed,
+                amount = _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed, used,
                                  row, slot, m, p_loss[b], p_hold[b])
                 _disallow(p_sale[b], amount, s_acq, s_day, s_disallowed, realized,
                           year_of_day, anniversary, day_base, year_base)
@@ -209,7 +214,7 @@ def apply_trades(
 
         # SELL: lots of this ticker in relief order.
         n_lots = 0
-        for j in range(max_slots):
+        for j in range(used[row]):
             if shares[row, j] > 0.0 and (t_lot[i] < 0 or purchase[row, j] == t_lot[i]):
                 order[n_lots] = j
                 # FIFO (and lots named by id): purchase order, then holding-period start (a
@@ -254,11 +259,11 @@ def apply_trades(
         for r in range(group_ptr[g], group_ptr[g + 1]):
             cand_r = group_rows[r]
             n_cand = 0
-            for j in range(max_slots):
+            for j in range(used[cand_r]):
                 if (shares[cand_r, j] > 0.0 and not absorbed[cand_r, j]
                         and day - bought[cand_r, j] <= WASH_WINDOW_DAYS):
                     n_cand += 1
-            if n_cand > 0 and _count_free(shares, cand_r) < n_lots:
+            if n_cand > 0 and _count_free(shares, used, cand_r) < n_lots:
                 return GROW_SLOTS, i
         _sort_by(key, key2, key3, order[:n_lots])
 
@@ -299,6 +304,8 @@ def apply_trades(
             if b_sold > q * price:
                 loss_rows[n_loss] = k
                 n_loss += 1
+        while used[row] > 0 and shares[row, used[row] - 1] == 0.0:
+            used[row] -= 1
         if n_loss > 0:
             last_loss_sale[g] = day
 
@@ -312,7 +319,7 @@ def apply_trades(
             n_cand = 0
             for r in range(group_ptr[g], group_ptr[g + 1]):
                 cand_r = group_rows[r]
-                for j in range(max_slots):
+                for j in range(used[cand_r]):
                     if (shares[cand_r, j] > 0.0 and not absorbed[cand_r, j]
                             and day - bought[cand_r, j] <= WASH_WINDOW_DAYS
                             and not (cand_r == row and purchase[cand_r, j] == s_purchase[k])):
@@ -336,7 +343,7 @@ def apply_trades(
                     cs = cand_slot[c]
                     m = min(unmatched, shares[cr, cs])
                     amount = _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed,
-                                     cr, cs, m, loss_per_share, holding_days)
+                                     used, cr, cs, m, loss_per_share, holding_days)
                     _disallow(k, amount, s_acq, s_day, s_disallowed, realized,
                               year_of_day, anniversary, day_base, year_base)
                     unmatched -= m

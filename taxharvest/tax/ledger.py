@@ -95,7 +95,8 @@ class Ledger:
         cash: opening cash.
 
     Lot arrays (``shares``, ``basis``, ``wash_adj``, ``acq``, ``bought``, ``purchase``,
-    ``absorbed``) are ``(n_tickers, slots)``; an empty slot has ``shares == 0``. ``basis``
+    ``absorbed``) are ``(n_tickers, slots)``; an empty slot has ``shares == 0`` and
+    ``used[row]`` bounds the slots a row has in use (its high-water mark). ``basis``
     is total cost basis including wash-sale adjustments; ``acq`` the holding-period start
     (moved back by carried-over holding periods); ``bought`` the actual purchase day.
     """
@@ -129,6 +130,7 @@ class Ledger:
         self.bought = np.zeros((n, slots), np.int64)
         self.purchase = np.full((n, slots), -1, np.int64)
         self.absorbed = np.zeros((n, slots), np.bool_)
+        self.used = np.zeros(n, np.int64)  # per row: slots at and above this are empty
         self._pending = _Table(64, ticker=np.int64, group=np.int64, day=np.int64,
                                qty=np.float64, loss=np.float64, hold=np.int64, sale=np.int64)
         self._sales = _Table(256, ticker=np.int64, qty=np.float64, acq=np.int64, day=np.int64,
@@ -156,7 +158,7 @@ class Ledger:
                 start, RELIEF_METHODS[self.relief],
                 self.group, self._group_ptr, self._group_rows,
                 self.shares, self.basis, self.wash_adj, self.acq, self.bought, self.purchase,
-                self.absorbed,
+                self.absorbed, self.used,
                 *self._pending.columns(), self._pending.count,
                 *self._sales.columns(), self._sales.count,
                 self.realized_by_year, self._cash, self._next_purchase,
