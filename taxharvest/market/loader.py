@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from taxharvest.market.universe import (
     GICS_SECTORS,
@@ -118,8 +119,13 @@ class _Table:
 
     def dates(self) -> np.ndarray:
         column = self.columns["date"]
-        parsed = (column if pd.api.types.is_datetime64_any_dtype(column)
-                  else pd.to_datetime(column.astype("string").str.strip(), errors="coerce"))
+        if pd.api.types.is_datetime64_any_dtype(column):
+            parsed = column
+        else:  # one format for the whole file, guessed from its first recognizable date
+            text = column.astype("string").str.strip()
+            guesses = (guess_datetime_format(value) for value in text.dropna())
+            fmt = next((guess for guess in guesses if guess), "ISO8601")
+            parsed = pd.to_datetime(text, format=fmt, errors="coerce")
         if getattr(parsed.dt, "tz", None) is not None:
             parsed = parsed.dt.tz_localize(None)
         return parsed.to_numpy(dtype="datetime64[D]")

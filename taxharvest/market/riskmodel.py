@@ -2,7 +2,9 @@
 
 Factors: the market and one factor per sector. Each day the market factor return is the
 weighted mean return of the trading stocks and sector ``k``'s factor return is the weighted
-mean return of its trading stocks minus the market's (weights: equal, or the caps given).
+mean return of its trading stocks minus the market's (weights: equal, or those given, e.g.
+benchmark weights drifting buy-and-hold: then the market factor is the benchmark and a sector
+factor is its basket proxy's excess return, so a proxy carries almost no specific risk).
 Every security has exposure 1 to the market and 1 to its sector (a proxy to its own
 sector), so a stock's residual is its return minus its sector's mean. Averages rather than
 a cross-sectional regression keep the update O(n) and avoid the market/sector collinearity.
@@ -41,6 +43,7 @@ class EwmaRiskModel:
         proxy_mask: ``(m,)`` True for proxies: not used to form factor returns, not shrunk.
         weights: ``(m,)`` non-negative weights forming factor returns (default: equal over
             stocks); a security's weight counts only on days it trades.
+        buy_and_hold: let the weights drift with each day's returns.
         n_sectors: number of sectors (default: ``max(sectors_all) + 1``).
 
     Attributes:
@@ -52,7 +55,7 @@ class EwmaRiskModel:
                  half_life_corr: float = 42.0, half_life_specific: float | None = None,
                  shrinkage: float = 0.2, specific_floor: float = 1e-4,
                  proxy_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
-                 n_sectors: int | None = None) -> None:
+                 buy_and_hold: bool = False, n_sectors: int | None = None) -> None:
         self.sectors_all = np.asarray(sectors_all, dtype=np.int64)
         m = len(self.sectors_all)
         self.n_sectors = int(self.sectors_all.max()) + 1 if n_sectors is None else n_sectors
@@ -67,6 +70,7 @@ class EwmaRiskModel:
         self.half_life_vol, self.half_life_corr = half_life_vol, half_life_corr
         self.half_life_specific = half_life_vol if half_life_specific is None else half_life_specific
         self.shrinkage, self.specific_floor = shrinkage, specific_floor
+        self.buy_and_hold = buy_and_hold
         self._weights = np.where(self.proxy_mask, 0.0, base)
         self._a_vol, self._a_corr = _decay(half_life_vol), _decay(half_life_corr)
         self._a_spec = _decay(self.half_life_specific)
@@ -105,6 +109,8 @@ class EwmaRiskModel:
         keep = np.where(trading, self._a_spec, 1.0)  # non-trading days leave the EWMA as is
         self._spec = keep * self._spec + (1.0 - keep) * residual * residual
         self._spec_mass = keep * self._spec_mass + (1.0 - keep)
+        if self.buy_and_hold:
+            self._weights = self._weights * (1.0 + r)
         self.n_updates_ += 1
 
     def risk(self) -> FactorRisk:
@@ -143,9 +149,13 @@ def estimate_risk(returns_window: np.ndarray, sectors_all: np.ndarray,
     return model.risk()
 
 
-def market_risk_model(market, **model_args) -> EwmaRiskModel:
-    """An :class:`EwmaRiskModel` over ``market``'s stocks and proxies (not yet updated)."""
-    proxies = np.zeros(market.n_assets + len(market.sector_names), bool)
-    proxies[market.n_assets:] = True
-    return EwmaRiskModel(market.sectors_all(), proxy_mask=proxies,
-                         n_sectors=len(market.sector_names), **model_args)
+def market_risk_model(market, first_row: int = 0, **model_args) -> EwmaRiskModel:
+    """An :class:`EwmaRiskModel` over ``market``'s stocks then proxies, to be updated from
+    row ``first_row`` on. Factors are weighted like the benchmark and the basket proxies:
+    benchmark weights drifted to ``first_row - 1``, then buy-and-hold."""
+    k = len(market.sector_names)
+    growth = np.prod(1.0 + np.nan_to_num(market.total_returns[:first_row]), axis=0)
+    weights = np.concatenate([market.benchmark_weights * growth, np.zeros(k)])
+    proxies = np.arange(market.n_assets + k) >= market.n_assets
+    return EwmaRiskModel(market.sectors_all(), proxy_mask=proxies, weights=weights,
+                         buy_and_hold=True, n_sectors=k, **model_args)

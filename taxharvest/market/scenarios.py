@@ -204,7 +204,7 @@ def inject_scenario(market: MarketData, name: str, start_date=None,
     history = slice(max(0, start - defaults.beta_lookback), start)
     beta, scale = _betas(old[history], market.index_returns()[history], defaults.beta_shrink)
 
-    growth = np.cumprod(1.0 + np.nan_to_num(old[:start]), axis=0)[-1]
+    growth = np.prod(1.0 + np.nan_to_num(old[:start]), axis=0)
     value = market.benchmark_weights * growth
     beta /= value @ beta / value.sum() if value.sum() > 0 else 1.0
 

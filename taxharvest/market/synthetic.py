@@ -121,14 +121,12 @@ def transition_matrix(regimes: Regimes, crashes: bool = True) -> np.ndarray:
     return np.diag(1.0 - leave) + leave[:, None] * exits
 
 
-def stationary(transition: np.ndarray, states: int = 3) -> np.ndarray:
-    """Stationary distribution of the chain restricted to its first ``states`` states."""
-    p = transition[:states, :states]
-    system = np.vstack([p.T - np.eye(states), np.ones(states)])
+def stationary(transition: np.ndarray) -> np.ndarray:
+    """Stationary distribution of a regime chain (zero on states it never enters)."""
+    states = len(transition)
+    system = np.vstack([transition.T - np.eye(states), np.ones(states)])
     rhs = np.concatenate([np.zeros(states), [1.0]])
-    pi = np.zeros(3)
-    pi[:states] = np.linalg.lstsq(system, rhs, rcond=None)[0]
-    return pi
+    return np.clip(np.linalg.lstsq(system, rhs, rcond=None)[0], 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -175,7 +173,7 @@ def calibrate(config: SyntheticConfig, beta: np.ndarray, idio_scale: np.ndarray,
     """
     t, g = config.targets, config.regimes
     a, b, c = (np.asarray(v) for v in (g.market_var, g.sector_var, g.idio_var))
-    pi = stationary(transition_matrix(g, crashes=False), states=2)
+    pi = stationary(transition_matrix(g, crashes=False))
     n = len(beta)
     counts = np.bincount(sectors, minlength=len(config.sector_counts))
     same = float((counts * (counts - 1)).sum() / (n * (n - 1)))
@@ -198,7 +196,7 @@ def calibrate(config: SyntheticConfig, beta: np.ndarray, idio_scale: np.ndarray,
     mixing = (pi @ index_var**2) / (pi @ index_var) ** 2
     kappa = (t.index_kurtosis + 3.0) / mixing
     dof = float(np.clip((4 * kappa - 6) / (kappa - 3), 4.5, 200.0)) if kappa > 3.02 else 200.0
-    chain = stationary(transition_matrix(g, crashes), states=3 if crashes else 2)
+    chain = stationary(transition_matrix(g, crashes))
     drift = np.array([0.0, *g.drift])
     drift[0] = (config.drift - chain[1:] @ drift[1:]) / chain[0]
     return Calibration(m2, s2, e2, dof, drift, chain)
@@ -224,11 +222,12 @@ def _student_t(rng: np.random.Generator, dof: float, size) -> np.ndarray:
 
 
 def regime_path(transition: np.ndarray, n_days: int, rng: np.random.Generator) -> np.ndarray:
-    """Markov chain of regimes starting calm on day 0."""
+    """Markov chain of regimes started from its stationary distribution."""
     cumulative = np.cumsum(transition, axis=1)
     uniforms = rng.random(n_days)
-    path = np.zeros(n_days, np.int8)
-    state = 0
+    start = np.cumsum(stationary(transition))
+    state = min(int(np.searchsorted(start, uniforms[0], side="right")), 2)
+    path = np.full(n_days, state, np.int8)
     for day in range(1, n_days):
         state = min(int(np.searchsorted(cumulative[state], uniforms[day], side="right")), 2)
         path[day] = state
@@ -288,9 +287,11 @@ class SyntheticMarket:
                   * _student_t(rng, cal.factor_dof, n_days))
         sector = (np.sqrt(cal.sector_var * np.asarray(g.sector_var)[regime])[:, None]
                   * _student_t(rng, cal.factor_dof, (n_days, len(GICS_SECTORS))))
-        idio = (np.sqrt(cal.idio_var * np.asarray(g.idio_var)[regime])[:, None] * scale
-                * _student_t(rng, cfg.idio_dof, (n_days, n)))
-        returns = np.maximum(beta * market[:, None] + sector[:, sectors] + idio, _MAX_LOSS)
+        returns = _student_t(rng, cfg.idio_dof, (n_days, n))  # built in place from here
+        returns *= np.sqrt(cal.idio_var * np.asarray(g.idio_var)[regime])[:, None] * scale
+        returns += beta * market[:, None]
+        returns += sector[:, sectors]
+        np.maximum(returns, _MAX_LOSS, out=returns)
         returns[0] = 0.0
         start_prices = rng.lognormal(np.log(cfg.price_median), cfg.price_sigma, n)
         dates = business_days(self.start, n_days)

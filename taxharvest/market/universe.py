@@ -65,6 +65,15 @@ def canonical_sector(name: str) -> str | None:
     return _SECTOR_LOOKUP.get(re.sub(r"[^a-z]", "", str(name).lower()))
 
 
+def cumulative_product(factors: np.ndarray) -> np.ndarray:
+    """``np.cumprod(factors, axis=0)`` for a ``(T, n)`` array, row by row (several times
+    faster than numpy's strided cumprod along axis 0 at T=2520, n=500)."""
+    out = np.array(factors, dtype=float)
+    for t in range(1, len(out)):
+        np.multiply(out[t], out[t - 1], out=out[t])
+    return out
+
+
 def prices_from_returns(
     start_prices: np.ndarray,
     total_returns: np.ndarray,
@@ -80,18 +89,25 @@ def prices_from_returns(
     """
     r = np.asarray(total_returns, dtype=float)
     trading = np.isfinite(r)
-    y = np.zeros_like(r) if dividend_yields is None else np.asarray(dividend_yields, float)
-    s = np.ones_like(r) if splits is None else np.asarray(splits, float)
-    growth = np.where(trading, 1.0 + r - y, 1.0)
+    growth = np.where(trading, r, 0.0)
+    growth += 1.0
+    if dividend_yields is not None:
+        growth -= np.where(trading, dividend_yields, 0.0)
     if np.any(growth <= 0.0):
         raise ValueError("total return minus dividend yield must exceed -100%")
-    log_level = np.cumsum(np.log(growth) - np.log(s), axis=0)
+    if splits is not None:
+        growth /= splits
+    level = cumulative_product(growth)
     first = trading.argmax(axis=0)
-    cols = np.arange(r.shape[1])
-    prices = np.asarray(start_prices, float) * np.exp(log_level - log_level[first, cols])
+    prices = level
+    prices *= np.asarray(start_prices, float) / level[first, np.arange(r.shape[1])]
     prices[~trading] = np.nan
-    previous = np.vstack([np.full((1, r.shape[1]), np.nan), prices[:-1]])
-    dividends = np.where(trading & np.isfinite(previous), y * previous / s, 0.0)
+    dividends = np.zeros_like(r)
+    if dividend_yields is not None:
+        paid = dividend_yields[1:] * prices[:-1]
+        if splits is not None:
+            paid /= splits[1:]
+        dividends[1:] = np.where(trading[1:] & np.isfinite(prices[:-1]), paid, 0.0)
     return prices, dividends
 
 
@@ -113,7 +129,7 @@ def basket_levels(
     w = np.where(total > 0, w, fallback)
     total = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.cumprod(1.0 + r, axis=0) @ w / np.where(total > 0, total, np.nan)
+        return cumulative_product(1.0 + r) @ w / np.where(total > 0, total, np.nan)
 
 
 @dataclass(frozen=True)
@@ -235,7 +251,7 @@ class MarketData:
         hi = int(np.searchsorted(self.dates, np.datetime64(end, "D"), side="right"))
         if hi - lo < 1:
             raise ValueError(f"no trading day between {start} and {end}")
-        growth = np.cumprod(1.0 + np.nan_to_num(self.total_returns[: lo + 1]), axis=0)[-1]
+        growth = np.prod(1.0 + np.nan_to_num(self.total_returns[: lo + 1]), axis=0)
         weights = np.where(np.isfinite(self.prices[lo]), self.benchmark_weights * growth, 0.0)
         returns = self.total_returns[lo:hi].copy()
         returns[0][np.isfinite(returns[0])] = 0.0
