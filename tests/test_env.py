@@ -175,3 +175,9 @@ def test_initial_lots_start_from_a_legacy_portfolio(market):
     assert env.ledger.shares[:10].sum() == pytest.approx(1000.0)
     assert env.ledger.shares[10:].sum() == 0.0
     assert str(np.datetime64(int(env.ledger.acq[0][env.ledger.shares[0] > 0][0]), "D")) == "2020-06-01"
+
+
+def test_volatility_feature_matches_the_full_covariance():
+    env = DirectIndexEnv(**SMALL)
+    env.reset(seed=0)
+    np.testing.assert_allclose(env.volatility, np.sqrt(np.diag(env.risk.covariance())))

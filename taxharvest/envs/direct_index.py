@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from taxharvest.envs.features import N_LOT_FEATURES, lot_features
+from taxharvest.envs.features import N_LOT_FEATURES, asset_observation, lot_features
 from taxharvest.guardrails import TrackingErrorGuardrail
 from taxharvest.market.riskmodel import market_risk_model
 from taxharvest.market.synthetic import SyntheticMarket
@@ -202,6 +202,11 @@ class DirectIndexEnv(gym.Env):
         w0 = np.where(listed, mk.benchmark_weights * levels[start], 0.0)
         self.bench_units = w0 / w0.sum() / levels[start]
         self.bench_levels = levels
+        self.bench_path = levels @ self.bench_units  # read only up to the current day
+        stops = np.zeros(mk.n_days, bool)
+        stops[mk.last_trading_index[mk.last_trading_index < mk.n_days - 1]] = True
+        self._corporate_action_days = (
+            (mk.splits != 1.0).any(axis=1) | (mk.dividends != 0).any(axis=1) | stops)
         self._bench_cache: tuple[int, np.ndarray] = (-1, np.empty(0))
         self.last_price = np.where(np.isfinite(self.prices_all[start]), self.prices_all[start], 0.0)
         for row in range(start):  # last known price of anything not trading on the start day
@@ -216,6 +221,7 @@ class DirectIndexEnv(gym.Env):
         self.tracker = TaxSavingsTracker(self.profile)
         self.savings_units = 0.0  # savings account, in benchmark units
         self.year = int(year_of(self.days[start]))
+        self._year_start = int(np.datetime64(f"{self.year}-01-01", "D").astype(np.int64))
         self._rates = marginal_rates(self.profile, self.year)
         self._accrued_key: tuple | None = None
         self._accrued = 0.0
@@ -345,25 +351,23 @@ class DirectIndexEnv(gym.Env):
         buy_blocked, sell_blocked = self._blocks(exec_day)
         harvest = action & self._harvestable(buy_blocked, sell_blocked)
 
+        k = m - n
+        sectors = self.market.sectors
         proposal = weights.copy()
-        sold = np.zeros(m)
-        sold[:n] = np.where(harvest, self.features[:n, 5] * price[:n] / value, 0.0)
-        proposal -= sold
-        np.add.at(proposal, self.proxy_row, sold[:n])
+        sold = np.where(harvest, self.features[:n, 5] * price[:n] / value, 0.0)
+        proposal[:n] -= sold
+        proposal[n:] += np.bincount(sectors, sold, k)
         # Swap back: underweight names whose window closed, funded from their sector proxy.
         bench = self._bench_weights()
-        proxy_gain = self.features[n:, 1]
-        can_swap = (~buy_blocked[:n] & ~harvest & ~self.excluded & (self.last_price[:n] > 0)
-                    & ~sell_blocked[self.proxy_row] & (proxy_gain[self.market.sectors] <= self.swap_back_max_gain))
+        proxy_ok = ~sell_blocked[n:] & (self.features[n:, 1] <= self.swap_back_max_gain)
+        can_swap = (~buy_blocked[:n] & ~harvest & ~self.excluded & (price[:n] > 0)
+                    & proxy_ok[sectors])
         gap = np.where(can_swap, np.maximum(bench[:n] - proposal[:n], 0.0), 0.0)
-        for s in np.unique(self.market.sectors[gap > 0]):
-            members = self.market.sectors == s
-            available = proposal[n + s]
-            need = gap[members].sum()
-            if need > 0 and available > 0:
-                scale = min(1.0, available / need)
-                proposal[:n][members] += gap[members] * scale
-                proposal[n + s] -= need * scale
+        need = np.bincount(sectors, gap, k)
+        if need.any():
+            scale = np.minimum(1.0, np.maximum(proposal[n:], 0.0) / np.where(need > 0, need, 1.0))
+            proposal[:n] += gap * scale[sectors]
+            proposal[n:] -= need * scale
         # Cash: into the benchmark's names that may be bought, by benchmark weight.
         cash_weight = 1.0 - proposal.sum()
         if cash_weight > self.min_trade:
@@ -392,7 +396,6 @@ class DirectIndexEnv(gym.Env):
             shares = np.where(price > 0, delta / price, 0.0)
         harvest_done = harvest & (shares[:n] < 0)
         self.orders.append(_Order(execute_at=exec_row, shares=shares, harvest=harvest_done))
-        self._decision_te = self._te(target)
         return guard
 
     def _advance_day(self) -> tuple[float, float, float, int]:
@@ -404,6 +407,7 @@ class DirectIndexEnv(gym.Env):
         if new_year != self.year:
             saving = self._settle_year(final=False)
             self.year = new_year
+            self._year_start = int(np.datetime64(f"{self.year}-01-01", "D").astype(np.int64))
             self._rates = marginal_rates(self.profile, self.year)
         self.risk_model.update(self.returns_all[t])
         self._set_risk()
@@ -411,19 +415,20 @@ class DirectIndexEnv(gym.Env):
         trading = np.isfinite(row)
         self.last_price[trading] = row[trading]
         n = mk.n_assets
-        split_rows = np.flatnonzero(mk.splits[t] != 1.0)
-        if split_rows.size:
-            self._execute(Trades.of(split_rows, day, kernel.SPLIT, mk.splits[t, split_rows], 0.0))
-        positions = self.ledger.shares[:n].sum(axis=1)
-        self.ledger.cash += float(np.nansum(mk.dividends[t] * positions))
         harvested = disallowed = 0.0
         n_trades = 0
-        delisted = np.flatnonzero((mk.last_trading_index == t) & (t < mk.n_days - 1) & (positions > 0))
-        if delisted.size:  # a stop forces a sale at the last price
-            h, d, c = self._execute_sells(delisted, positions[delisted], day)
-            harvested += h
-            disallowed += d
-            n_trades += c
+        if self._corporate_action_days[t]:
+            split_rows = np.flatnonzero(mk.splits[t] != 1.0)
+            if split_rows.size:
+                self._execute(Trades.of(split_rows, day, kernel.SPLIT, mk.splits[t, split_rows],
+                                        0.0))
+            positions = self.ledger.shares[:n].sum(axis=1)
+            self.ledger.cash += float(np.nansum(mk.dividends[t] * positions))
+            delisted = np.flatnonzero((mk.last_trading_index == t) & (t < mk.n_days - 1)
+                                      & (positions > 0))
+            if delisted.size:  # a stop forces a sale at the last price
+                harvested, disallowed, n_trades = self._execute_sells(
+                    delisted, positions[delisted], day)
         while self.orders and self.orders[0].execute_at <= t:
             h, d, c = self._execute_order(self.orders.pop(0), day)
             harvested += h
@@ -489,11 +494,13 @@ class DirectIndexEnv(gym.Env):
     def _set_risk(self) -> None:
         """Today's risk model and the per-security volatility it implies."""
         self.risk = risk = self.risk_model.risk()
-        factor_var = ((risk.exposures @ risk.factor_cov) * risk.exposures).sum(axis=1)
+        # exposures are 1 to the market (factor 0) and 1 to the own sector (factor 1 + s)
+        cov, sector = risk.factor_cov, 1 + self.sector_of
+        factor_var = cov[0, 0] + 2.0 * cov[0, sector] + cov[sector, sector]
         self.volatility = np.sqrt(factor_var + risk.specific_var)
 
     def _bench_value(self) -> float:
-        return float(self.initial_value * (self.bench_levels[self.t] @ self.bench_units))
+        return float(self.initial_value * self.bench_path[self.t])
 
     def _bench_weights(self) -> np.ndarray:
         if self._bench_cache[0] != self.t:
@@ -547,40 +554,26 @@ class DirectIndexEnv(gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         n = self.n_assets
         day = self.days[self.t]
-        f = self.features
         weights, value = self._weights()
-        bench = self._bench_weights()
         group = self.ledger.group
-        buy_blocked, sell_blocked = self._blocks(day)
-        buy_left = np.clip(WASH_WINDOW_DAYS + 1 - (day - self.ledger.last_loss_sale[group]), 0, 31) / 30
-        sell_left = np.clip(WASH_WINDOW_DAYS + 1 - (day - self.ledger.last_buy[group]), 0, 31) / 30
         assets = np.empty((n, len(ASSET_FEATURES)), np.float32)
-        assets[:, 0] = f[:n, 0]
-        assets[:, 1] = np.clip(f[:n, 1], -1.0, 5.0)
-        assets[:, 2] = f[:n, 2]
-        assets[:, 3] = f[:n, 3]
-        assets[:, 4] = np.minimum(f[:n, 4], 5.0)
-        assets[:, 5] = buy_left[:n]
-        assets[:, 6] = sell_left[:n]
-        assets[:, 7] = self.volatility[:n]
-        assets[:, 8] = (weights[:n] - bench[:n]) * n
-        assets[:, 9] = bench[:n] * n
-        self.action_mask = self._harvestable(buy_blocked, sell_blocked)
-        assets[:, 10] = self.action_mask
-        assets[:, 11] = self.excluded | ~np.isfinite(self.prices_all[self.t, :n])
+        self.action_mask = np.empty(n, np.bool_)
+        asset_observation(self.features, n, day, self.ledger.last_loss_sale[group],
+                          self.ledger.last_buy[group], self.volatility, weights,
+                          self._bench_weights(), self.excluded,
+                          np.isfinite(self.prices_all[self.t, :n]), self.market.sectors,
+                          WASH_WINDOW_DAYS, SELL_CUSHION, assets, self.action_mask)
         short, long = self.ledger.realized(self.year)
         carry_short, carry_long = self.tracker.carry_with
-        index_path = self.bench_levels[max(self.start, self.t - 21):self.t + 1] @ self.bench_units
-        index_returns = np.diff(np.log(index_path))
+        index_returns = np.diff(np.log(self.bench_path[max(self.start, self.t - 21):self.t + 1]))
         bench_value = self._bench_value()
         self.bench_peak = max(self.bench_peak, bench_value)
-        year_start = np.datetime64(f"{self.year}-01-01").astype(np.int64)
         portfolio = np.array([
             self._rates[0], self._rates[1], short / value, long / value,
             carry_short / value, carry_long / value,
             self.ex_ante_te / self.te_limit, max(0.0, 1.0 - self.ex_ante_te / self.te_limit),
             index_returns.std() * np.sqrt(TRADING_DAYS) if index_returns.size > 1 else 0.0,
-            bench_value / self.bench_peak - 1.0, (day - year_start) / 365.0,
+            bench_value / self.bench_peak - 1.0, (day - self._year_start) / 365.0,
             (self.end - self.t) / max(self.end - self.start, 1),
             weights[n:].sum(), self.ledger.cash / value, assets[:, 10].mean(),
         ], dtype=np.float32)

@@ -58,3 +58,34 @@ def lot_features(shares, basis, acq, used, price, day, anniversary, day_base, ou
         out[i, 5] = loss_shares
         out[i, 6] = loss_amount
         out[i, 7] = value
+
+
+@njit(cache=True)
+def asset_observation(features, n, day, loss_sale_day, buy_day, volatility, weights, bench,
+                      excluded, trading, sectors, window, cushion, assets, harvestable):
+    """Fill the per-stock observation ``assets`` ``(n, 12)`` and the ``harvestable`` mask.
+
+    A stock is harvestable when it has a lot at a loss, is trading and not excluded, its
+    sector proxy may be bought (no proxy loss sale in the last ``window`` days), and it was
+    not bought in the last ``window`` days while a lot sits less than ``cushion`` above basis.
+    """
+    for i in range(n):
+        since_loss = day - loss_sale_day[i]
+        since_buy = day - buy_day[i]
+        recent_buy = since_buy <= window
+        proxy_blocked = day - loss_sale_day[n + sectors[i]] <= window
+        ok = (features[i, 5] > 0.0 and trading[i] and not excluded[i] and not proxy_blocked
+              and not (recent_buy and features[i, 0] < cushion))
+        harvestable[i] = ok
+        assets[i, 0] = features[i, 0]
+        assets[i, 1] = min(max(features[i, 1], -1.0), 5.0)
+        assets[i, 2] = features[i, 2]
+        assets[i, 3] = features[i, 3]
+        assets[i, 4] = min(features[i, 4], 5.0)
+        assets[i, 5] = min(max(window + 1 - since_loss, 0), window + 1) / window
+        assets[i, 6] = min(max(window + 1 - since_buy, 0), window + 1) / window
+        assets[i, 7] = volatility[i]
+        assets[i, 8] = (weights[i] - bench[i]) * n
+        assets[i, 9] = bench[i] * n
+        assets[i, 10] = 1.0 if ok else 0.0
+        assets[i, 11] = 1.0 if excluded[i] or not trading[i] else 0.0
