@@ -26,11 +26,11 @@ import numpy as np
 from taxharvest.market import SyntheticMarket, inject_scenario, load_prices, market_risk_model
 from taxharvest.market.synthetic import (
     TRADING_DAYS,
-    _student_t,
     load_config,
     market_statistics,
     regime_path,
     regime_statistics,
+    student_t,
     transition_matrix,
 )
 
@@ -84,10 +84,10 @@ def naive_generate(generator: SyntheticMarket, sectors: np.ndarray, seed: int
     for day in range(1, n_days):
         g = regime[day]
         m = (cal.drift[g] / TRADING_DAYS + np.sqrt(cal.market_var * regimes.market_var[g])
-             * _student_t(rng, cal.factor_dof, 1)[0])
-        s = np.sqrt(cal.sector_var * regimes.sector_var[g]) * _student_t(rng, cal.factor_dof, 11)
+             * student_t(rng, cal.factor_dof, 1)[0])
+        s = np.sqrt(cal.sector_var * regimes.sector_var[g]) * student_t(rng, cal.factor_dof, 11)
         e = (np.sqrt(cal.idio_var * regimes.idio_var[g])
-             * _student_t(rng, generator.config.idio_dof, n_assets))
+             * student_t(rng, generator.config.idio_dof, n_assets))
         r = np.maximum(m + s[sectors] + e, -0.95)
         prices[day] = prices[day - 1] * (1 + r)
         proxies[day] = proxies[day - 1] * (1 + np.bincount(sectors, weights * r, 11)

@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from taxharvest.market.synthetic import TRADING_DAYS
+from taxharvest.market.risk import TRADING_DAYS
 from taxharvest.market.universe import (
     CRASH,
     GICS_SECTORS,
@@ -173,6 +173,48 @@ def _betas(returns: np.ndarray, index: np.ndarray, shrink: float
     return beta, scale / np.sqrt(np.mean(scale**2))
 
 
+def _track(raw: np.ndarray, old: np.ndarray, first_index: np.ndarray, days: np.ndarray,
+           value: np.ndarray, groups: np.ndarray, targets: np.ndarray,
+           index: np.ndarray) -> np.ndarray:
+    """Window returns: ``raw`` shifted each day, per group, so that the buy-and-hold
+    benchmark (values ``value`` at the start) returns ``index`` and each led sector's
+    basket its ``targets`` column. Non-trading cells stay NaN; listing days return 0."""
+    out = np.empty_like(raw)
+    n_groups = targets.shape[1]
+    for t, day in enumerate(days):
+        active = np.isfinite(old[t]) & (first_index < day)
+        r = np.where(active, raw[t], 0.0)
+        share = value / value.sum()
+        held = np.bincount(groups, share, n_groups)
+        moving = np.bincount(groups, share * active, n_groups)
+        goal = targets[t].copy()
+        goal[-1] = (index[t] - held[:-1] @ goal[:-1]) / held[-1] if held[-1] > 0 else 0.0
+        shift = np.divide(goal * held - np.bincount(groups, share * r, n_groups), moving,
+                          out=np.zeros(n_groups), where=moving > 0)
+        r = np.where(active, np.maximum(r + shift[groups], _MAX_LOSS), 0.0)
+        out[t] = np.where(np.isfinite(old[t]), r, np.nan)
+        value = value * (1.0 + r)
+    return out
+
+
+def _reprice(market: MarketData, returns: np.ndarray, start: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Prices and dividends of ``market`` with new ``returns`` from row ``start`` on (same
+    dividend yields and splits; a name listing later keeps its first price)."""
+    n = market.n_assets
+    with np.errstate(invalid="ignore", divide="ignore"):
+        previous = np.vstack([np.full((1, n), np.nan), market.prices[:-1]])
+        yields = np.nan_to_num(market.dividends * market.splits / previous)
+    tail = slice(start - 1, market.n_days)
+    trading = np.isfinite(returns[tail])
+    first = np.where(trading.any(0), trading.argmax(0), 0) + start - 1
+    tail_prices, tail_dividends = prices_from_returns(
+        market.prices[first, np.arange(n)], returns[tail], yields[tail], market.splits[tail])
+    prices, dividends = market.prices.copy(), market.dividends.copy()
+    prices[tail], dividends[tail] = tail_prices, tail_dividends
+    return prices, dividends
+
+
 def inject_scenario(market: MarketData, name: str, start_date=None,
                     seed: int | None = None) -> MarketData:
     """``market`` with template ``name`` replayed from ``start_date`` (see module docstring).
@@ -209,14 +251,15 @@ def inject_scenario(market: MarketData, name: str, start_date=None,
     beta /= value @ beta / value.sum() if value.sum() > 0 else 1.0
 
     sectors, n = market.sectors, market.n_assets
-    led = [GICS_SECTORS.index(s) for s in template.sector_returns
-           if GICS_SECTORS.index(s) in set(sectors.tolist())]
+    names = market.sector_names
+    led = [names.index(s) for s in template.sector_returns
+           if s in names and np.any(sectors == names.index(s))]
     groups = np.full(n, len(led))
     targets = np.zeros((n_days, len(led) + 1))
     log_index = np.log1p(index)
     for g, code in enumerate(led):
         groups[sectors == code] = g
-        total = np.log1p(template.sector_returns[GICS_SECTORS[code]])
+        total = np.log1p(template.sector_returns[names[code]])
         targets[:, g] = np.expm1(log_index + (total - log_index.sum()) / n_days)
 
     phase_vol = np.repeat([p.vol for p in template.phases], [p.days for p in template.phases])
@@ -230,32 +273,9 @@ def inject_scenario(market: MarketData, name: str, start_date=None,
     raw = np.maximum(beta * (index[:, None] + sector_noise[:, sectors] + idio), _MAX_LOSS)
 
     new = old.copy()
-    for t, day in enumerate(range(start, start + n_days)):
-        active = np.isfinite(old[day]) & (market.first_trading_index < day)
-        r = np.where(active, raw[t], 0.0)
-        share = value / value.sum()
-        held = np.bincount(groups, share, len(led) + 1)
-        moving = np.bincount(groups, share * active, len(led) + 1)
-        current = np.bincount(groups, share * r, len(led) + 1)
-        goal = targets[t].copy()
-        goal[-1] = (index[t] - held[:-1] @ goal[:-1]) / held[-1] if held[-1] > 0 else 0.0
-        shift = np.divide(goal * held - current, moving, out=np.zeros_like(goal),
-                          where=moving > 0)
-        r = np.where(active, np.maximum(r + shift[groups], _MAX_LOSS), 0.0)
-        new[day] = np.where(np.isfinite(old[day]), r, np.nan)
-        value = value * (1.0 + r)
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        previous = np.vstack([np.full((1, n), np.nan), market.prices[:-1]])
-        yields = np.nan_to_num(market.dividends * market.splits / previous)
-    tail = slice(start - 1, horizon)
-    trading = np.isfinite(new[tail])
-    first = np.where(trading.any(0), trading.argmax(0), 0) + start - 1
-    prices, dividends = prices_from_returns(market.prices[first, np.arange(n)], new[tail],
-                                            yields[tail], market.splits[tail])
-    all_prices = market.prices.copy()
-    all_dividends = market.dividends.copy()
-    all_prices[tail], all_dividends[tail] = prices, dividends
+    new[window] = _track(raw, old[window], market.first_trading_index,
+                         np.arange(start, start + n_days), value, groups, targets, index)
+    prices, dividends = _reprice(market, new, start)
     proxy_prices, proxy_names = sector_proxies(new, sectors, market.benchmark_weights,
                                                market.sector_names)
     regime = market.regime.copy()
@@ -263,8 +283,8 @@ def inject_scenario(market: MarketData, name: str, start_date=None,
                                 for p in template.phases], [p.days for p in template.phases])
     return replace(
         market,
-        prices=all_prices,
-        dividends=all_dividends,
+        prices=prices,
+        dividends=dividends,
         total_returns=new,
         proxy_prices=proxy_prices,
         proxy_names=proxy_names,

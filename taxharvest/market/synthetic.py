@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from taxharvest.market.risk import TRADING_DAYS
 from taxharvest.market.universe import (
     CRASH,
     GICS_SECTORS,
@@ -31,7 +32,6 @@ from taxharvest.market.universe import (
     sector_proxies,
 )
 
-TRADING_DAYS = 252
 _MAX_LOSS = -0.95  # a day's total return is floored here so prices stay positive
 
 
@@ -216,7 +216,7 @@ def allocate(counts, n: int) -> np.ndarray:
     return parts
 
 
-def _student_t(rng: np.random.Generator, dof: float, size) -> np.ndarray:
+def student_t(rng: np.random.Generator, dof: float, size) -> np.ndarray:
     """Unit-variance Student-t draws."""
     return rng.standard_t(dof, size) * np.sqrt((dof - 2.0) / dof)
 
@@ -284,10 +284,10 @@ class SyntheticMarket:
         regime = regime_path(transition_matrix(g, self.crashes), n_days, rng)
         market = (cal.drift[regime] / TRADING_DAYS
                   + np.sqrt(cal.market_var * np.asarray(g.market_var)[regime])
-                  * _student_t(rng, cal.factor_dof, n_days))
+                  * student_t(rng, cal.factor_dof, n_days))
         sector = (np.sqrt(cal.sector_var * np.asarray(g.sector_var)[regime])[:, None]
-                  * _student_t(rng, cal.factor_dof, (n_days, len(GICS_SECTORS))))
-        returns = _student_t(rng, cfg.idio_dof, (n_days, n))  # built in place from here
+                  * student_t(rng, cal.factor_dof, (n_days, len(GICS_SECTORS))))
+        returns = student_t(rng, cfg.idio_dof, (n_days, n))  # built in place from here
         returns *= np.sqrt(cal.idio_var * np.asarray(g.idio_var)[regime])[:, None] * scale
         returns += beta * market[:, None]
         returns += sector[:, sectors]
