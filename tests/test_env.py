@@ -181,3 +181,20 @@ def test_volatility_feature_matches_the_full_covariance():
     env = DirectIndexEnv(**SMALL)
     env.reset(seed=0)
     np.testing.assert_allclose(env.volatility, np.sqrt(np.diag(env.risk.covariance())))
+
+
+def test_audit_trail_gives_each_trade_a_reason_and_its_lots(market):
+    env = DirectIndexEnv(market=market, random_start=False, record_trades=True, **SMALL)
+    env.reset(seed=0)
+    for _ in range(8):
+        env.step(np.zeros(40, np.int8))
+    trades = []
+    for _ in range(6):
+        _, _, _, _, info = env.step(env.action_mask.astype(np.int8))
+        trades += info["trades"]
+    harvests = [t for t in trades if t["reason"].startswith("harvest")]
+    assert harvests and all(t["side"] == "sell" for t in harvests)
+    for trade in harvests:
+        assert trade["lots"] and all(lot["gain"] < 0 for lot in trade["lots"])
+        assert trade["realized_gain"] == pytest.approx(sum(lot["gain"] for lot in trade["lots"]))
+    assert any(t["reason"].startswith("proxy") and t["side"] == "buy" for t in trades)

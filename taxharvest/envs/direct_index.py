@@ -48,6 +48,8 @@ class _Order:
     execute_at: int
     shares: np.ndarray  # (m,) signed: negative sells (HIFO: loss lots first), positive buys
     harvest: np.ndarray  # (n,) bool: names whose loss lots this order harvests
+    swap_back: np.ndarray  # (n,) bool: names bought back from their proxy
+    adjustment: np.ndarray  # (m,) weight the guardrail added (+) or removed (-)
 
 
 class DirectIndexEnv(gym.Env):
@@ -115,6 +117,7 @@ class DirectIndexEnv(gym.Env):
         scenario_probability: float = 0.0,
         equivalents: Iterable[Iterable[str]] = (),
         synthetic: dict | None = None,
+        record_trades: bool = False,
         render_mode: str | None = None,
     ) -> None:
         if cadence not in CADENCE_DAYS:
@@ -149,6 +152,8 @@ class DirectIndexEnv(gym.Env):
         self.scenario_probability = float(scenario_probability)
         self.equivalents = [tuple(g) for g in equivalents]
         self.synthetic = dict(synthetic or {})
+        self.record_trades = record_trades
+        self._trades: list[dict] = []
         self.render_mode = render_mode
 
         n = self.n_assets
@@ -316,6 +321,7 @@ class DirectIndexEnv(gym.Env):
         guard = self._decide(action)
         tax_savings = harvested = disallowed = 0.0
         n_trades = 0
+        self._trades = []
         last = min(self.t + self.step_days, self.end)
         while self.t < last:
             self.t += 1
@@ -394,8 +400,12 @@ class DirectIndexEnv(gym.Env):
         delta[np.abs(delta) < self.min_trade * value] = 0.0
         with np.errstate(invalid="ignore", divide="ignore"):
             shares = np.where(price > 0, delta / price, 0.0)
-        harvest_done = harvest & (shares[:n] < 0)
-        self.orders.append(_Order(execute_at=exec_row, shares=shares, harvest=harvest_done))
+        if shares.any():
+            self.orders.append(_Order(
+                execute_at=exec_row, shares=shares, harvest=harvest & (shares[:n] < 0),
+                swap_back=gap > 0,
+                adjustment=target - proposal / proposal.sum() if guard is not None else
+                np.zeros(m)))
         return guard
 
     def _advance_day(self) -> tuple[float, float, float, int]:
@@ -446,26 +456,73 @@ class DirectIndexEnv(gym.Env):
             at_loss = (lots.shares[recent] * price[recent, None] < lots.basis[recent] - 1e-9).any(1)
             sells = np.setdiff1d(sells, recent[at_loss])
         qty = np.minimum(-order.shares[sells], held[sells])
-        harvested, disallowed, n_sells = self._execute_sells(sells[qty > 0], qty[qty > 0], day)
+        harvest = sells[sells < self.n_assets][order.harvest[sells[sells < self.n_assets]]]
+        if harvest.size:  # a harvest sells only the lots still at a loss at execution
+            lots = self.ledger
+            at_loss = lots.shares[harvest] * price[harvest, None] < lots.basis[harvest]
+            still = np.where(at_loss, lots.shares[harvest], 0.0).sum(axis=1)
+            position = np.searchsorted(sells, harvest)
+            qty[position] = np.minimum(qty[position], still)
+        harvested, disallowed, n_sells = self._execute_sells(
+            sells[qty > 0], qty[qty > 0], day, order)
         buys = np.flatnonzero((order.shares > 0) & (price > 0))
         buy_blocked, _ = self._blocks(day)
         buys = buys[~buy_blocked[buys]]  # never create a wash sale by our own purchase
         cost = order.shares[buys] * price[buys]
         scale = min(1.0, max(self.ledger.cash, 0.0) / cost.sum()) if cost.sum() > 0 else 0.0
         if buys.size and scale > 0:
-            self._execute(Trades.of(buys, day, kernel.BUY, order.shares[buys] * scale, price[buys]))
+            trades = Trades.of(buys, day, kernel.BUY, order.shares[buys] * scale, price[buys])
+            self._execute(trades)
+            if self.record_trades:
+                self._record(trades, order, None)
         return harvested, disallowed, n_sells + int(buys.size if scale > 0 else 0)
 
-    def _execute_sells(self, rows: np.ndarray, qty: np.ndarray, day: int) -> tuple[float, float, int]:
+    def _execute_sells(self, rows: np.ndarray, qty: np.ndarray, day: int,
+                       order: _Order | None = None) -> tuple[float, float, int]:
+        """Sell (HIFO: loss lots first); return harvested loss, disallowed loss, trades."""
         if rows.size == 0:
             return 0.0, 0.0, 0
-        before = len(self.ledger.sales()["shares"])
+        before = self.ledger.n_sales
         disallowed_before = self.disallowed_total
-        self._execute(Trades.of(rows, day, kernel.SELL, qty, self.last_price[rows]))
-        sales = self.ledger.sales()
-        gain = sales["gain"][before:]
-        self.disallowed_total = float(sales["wash_sale_disallowed"].sum())
+        trades = Trades.of(rows, day, kernel.SELL, qty, self.last_price[rows])
+        self._execute(trades)
+        sales = self.ledger.sales(start=before)
+        gain = sales["gain"]
+        self.disallowed_total = self.ledger.total_disallowed
+        if self.record_trades:
+            self._record(trades, order, sales)
         return float(-gain[gain < 0].sum()), self.disallowed_total - disallowed_before, int(rows.size)
+
+    def _record(self, trades: Trades, order: _Order | None, sales: dict | None) -> None:
+        """Audit trail: each executed trade with its reason and, for sells, the lots sold."""
+        n, date = self.n_assets, str(self.market.dates[self.t])
+        names = self.ledger.tickers
+        for row, qty, price in zip(trades.ticker, trades.qty, trades.price, strict=True):
+            sell = sales is not None
+            if order is None:
+                reason = "forced sale: the security stopped trading"
+            elif row < n and sell and order.harvest[row]:
+                reason = "harvest: sell the lots at a loss"
+            elif row < n and not sell and order.swap_back[row]:
+                reason = "swap back: wash window closed"
+            elif row >= n:
+                reason = "fund swap-backs" if sell else "proxy for harvested names"
+            else:
+                reason = "rebalance toward the benchmark" if sell else "invest cash"
+            if order is not None and abs(order.adjustment[row]) > 1e-6:
+                reason += f" (guardrail adjusted by {order.adjustment[row]:+.3%} of value)"
+            entry = {"date": date, "ticker": names[row], "side": "sell" if sell else "buy",
+                     "shares": float(qty), "price": float(price), "reason": reason}
+            if sell:
+                mine = sales["row"] == row
+                entry["lots"] = [
+                    {"date_acquired": str(np.datetime64(int(a), "D")), "shares": float(q),
+                     "cost_basis": float(b), "gain": float(g)}
+                    for a, q, b, g in zip(sales["acquired"][mine], sales["shares"][mine],
+                                          sales["cost_basis"][mine], sales["gain"][mine],
+                                          strict=True)]
+                entry["realized_gain"] = float(sales["gain"][mine].sum())
+            self._trades.append(entry)
 
     def _execute(self, trades: Trades) -> None:
         self.ledger.apply(trades)
@@ -595,6 +652,7 @@ class DirectIndexEnv(gym.Env):
             "guardrail_distance": float(guard.distance) if guard is not None else 0.0,
             "guardrail_reason": guard.reason if guard is not None else "",
             "action_mask": self.action_mask.copy(),
+            **({"trades": list(self._trades)} if self.record_trades else {}),
         }
 
     def render(self) -> str | None:

@@ -241,10 +241,21 @@ class Ledger:
         short, long = self.realized_by_year[year - _YEAR_BASE]
         return float(short), float(long)
 
-    def sales(self) -> dict[str, np.ndarray]:
-        """The sales log, one row per lot portion sold (Form 8949 rows), as arrays."""
-        s = self._sales.view()
+    @property
+    def n_sales(self) -> int:
+        """Rows in the sales log so far."""
+        return int(self._sales.count[0])
+
+    @property
+    def total_disallowed(self) -> float:
+        """Wash-sale losses disallowed so far, over all sales."""
+        return float(self._sales.view()["disallowed"].sum())
+
+    def sales(self, start: int = 0) -> dict[str, np.ndarray]:
+        """The sales log from row ``start``, one row per lot portion sold (Form 8949 rows)."""
+        s = {name: col[start:] for name, col in self._sales.view().items()}
         return {
+            "row": s["ticker"],
             "ticker": np.asarray(self.tickers, dtype=object)[s["ticker"]] if len(s["ticker"])
             else np.array([], dtype=object),
             "shares": s["qty"],
