@@ -196,10 +196,11 @@ class DirectIndexEnv(gym.Env):
         self.end = min(mk.n_days - 1, start + horizon)
         self.t = start
 
-        self.risk_model = market_risk_model(mk)
-        for row in range(max(1, start - self.warmup_days), start + 1):
+        first = max(1, start - self.warmup_days)
+        self.risk_model = market_risk_model(mk, first_row=first)
+        for row in range(first, start + 1):
             self.risk_model.update(self.returns_all[row])
-        self._set_risk()
+        self._risk: tuple | None = None
 
         # Buy-and-hold benchmark of total returns from the start day.
         levels = np.cumprod(1.0 + np.nan_to_num(mk.total_returns), axis=0)
@@ -420,7 +421,7 @@ class DirectIndexEnv(gym.Env):
             self._year_start = int(np.datetime64(f"{self.year}-01-01", "D").astype(np.int64))
             self._rates = marginal_rates(self.profile, self.year)
         self.risk_model.update(self.returns_all[t])
-        self._set_risk()
+        self._risk = None
         row = self.prices_all[t]
         trading = np.isfinite(row)
         self.last_price[trading] = row[trading]
@@ -548,13 +549,24 @@ class DirectIndexEnv(gym.Env):
 
     # --- state views ---------------------------------------------------------------------
 
-    def _set_risk(self) -> None:
-        """Today's risk model and the per-security volatility it implies."""
-        self.risk = risk = self.risk_model.risk()
-        # exposures are 1 to the market (factor 0) and 1 to the own sector (factor 1 + s)
-        cov, sector = risk.factor_cov, 1 + self.sector_of
-        factor_var = cov[0, 0] + 2.0 * cov[0, sector] + cov[sector, sector]
-        self.volatility = np.sqrt(factor_var + risk.specific_var)
+    @property
+    def risk(self):
+        """Today's :class:`FactorRisk`, estimated on first use after the day's update."""
+        return self._risk_and_volatility()[0]
+
+    @property
+    def volatility(self) -> np.ndarray:
+        """Annualized volatility of every security under today's risk model."""
+        return self._risk_and_volatility()[1]
+
+    def _risk_and_volatility(self) -> tuple:
+        if self._risk is None:
+            risk = self.risk_model.risk()
+            # exposures are 1 to the market (factor 0) and 1 to the own sector (factor 1 + s)
+            cov, sector = risk.factor_cov, 1 + self.sector_of
+            factor_var = cov[0, 0] + 2.0 * cov[0, sector] + cov[sector, sector]
+            self._risk = (risk, np.sqrt(factor_var + risk.specific_var))
+        return self._risk
 
     def _bench_value(self) -> float:
         return float(self.initial_value * self.bench_path[self.t])
