@@ -1,0 +1,161 @@
+"""Backtest: one policy through one episode of the environment, measured and explained."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from taxharvest.agents.base import Policy
+from taxharvest.envs.direct_index import TRADING_DAYS
+from taxharvest.market.synthetic import SyntheticMarket
+from taxharvest.market.universe import MarketData
+from taxharvest.tax.law import marginal_gain_rates
+from taxharvest.tax.reporting import form_8949
+from taxharvest.training.metrics import Trajectory, compute_metrics, rolling_te, yearly_measures
+
+JSON_KEYS = (
+    "tax_alpha", "active_return", "after_tax_excess_liquidated", "harvest_yield",
+    "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "decoupling",
+    "embedded_gain", "turnover", "n_trades", "wash_sale_disallowed", "guardrail_interventions",
+    "guardrail_relaxed", "years", "runtime_s",
+)
+_INFO_SERIES = {  # Trajectory field <- info key
+    "portfolio": "portfolio_value", "benchmark": "benchmark_value", "savings": "savings_account",
+    "ex_ante_te": "ex_ante_te", "tax_savings": "tax_savings", "harvested_losses": "harvested_loss",
+    "n_trades": "n_trades", "wash_sale_disallowed": "wash_sale_disallowed",
+    "guardrail_status": "guardrail_status",
+}
+
+
+def synthetic_market(n_assets: int, years: float, seed: int, warmup_days: int = 126) -> MarketData:
+    """The synthetic market of ``seed``, long enough for the environment's warm-up (its
+    default 126 days) and a ``years`` episode starting right after it."""
+    return SyntheticMarket(n_assets=n_assets, years=years + warmup_days / TRADING_DAYS + 0.05,
+                           seed=seed).generate()
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What :func:`run_backtest` measured.
+
+    Attributes:
+        metrics: every scalar of :func:`~taxharvest.training.metrics.compute_metrics`, plus
+            ``runtime_s``.
+        yearly: per year: ``tax_savings`` (of that tax year), ``harvested_losses``, ``sold``,
+            ``te`` (realized), ``form_8949_rows`` (the reporting burden).
+        series: per step, for plots: ``dates``, ``portfolio``, ``benchmark``, ``savings``,
+            ``ex_ante_te``, ``rolling_te`` (None until its window fills), ``guardrail_status``.
+        config: ``policy``, ``profile``, ``market``, ``te_limit``, ``cadence``, ``guardrail``,
+            ``seed``.
+        decisions: one ``{"date", "ticker", "reason"}`` per harvest the policy asked for.
+        form_8949: the Form 8949 rows of every sale in the run.
+        trajectory: the series the measures were computed from.
+    """
+
+    metrics: dict
+    yearly: dict
+    series: dict
+    config: dict
+    decisions: list[dict]
+    form_8949: list[dict]
+    trajectory: Trajectory
+
+    def to_json(self) -> dict:
+        """The run's JSON document: the headline measures, ``yearly``, ``series``, ``config``."""
+        return {**{key: self.metrics[key] for key in JSON_KEYS}, "yearly": self.yearly,
+                "series": self.series, "config": self.config}
+
+
+def run_backtest(
+    policy: Policy,
+    env: gym.Env,
+    *,
+    seed: int = 0,
+    options: dict | None = None,
+    fee: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """Step ``env`` from reset to termination with ``policy`` and measure the run.
+
+    Args:
+        policy: any :class:`~taxharvest.agents.base.Policy`.
+        env: a ``taxharvest/DirectIndex-v0`` environment (wrapped or not).
+        seed, options: passed to ``env.reset``.
+        fee: annual management fee for ``tax_alpha_net_of_fee``.
+        progress: called as ``progress(steps_done, steps_total)`` after each step.
+    """
+    started = time.perf_counter()
+    raw = env.unwrapped
+    observation, info = env.reset(seed=seed, options=options)
+    policy.reset()
+    total = math.ceil((raw.end - raw.start) / raw.step_days)
+    tickers = raw.market.tickers
+    infos, decisions = [info], []
+    done = False
+    while not done:
+        decision = policy.act(observation, info)
+        decisions += [{"date": info["date"], "ticker": tickers[i], "reason": reason}
+                      for i, reason in sorted(decision.reasons.items())]
+        observation, _, terminated, truncated, info = env.step(decision.action)
+        infos.append(info)
+        done = terminated or truncated
+        if progress is not None:
+            progress(len(infos) - 1, total)
+
+    trajectory = _trajectory(raw, infos)
+    last_year = int(trajectory.dates[-1].astype("datetime64[Y]").astype(int)) + 1970
+    long_rate = marginal_gain_rates(raw.profile, last_year)[1]
+    metrics = compute_metrics(trajectory, long_rate=long_rate, te_limit=raw.te_limit, fee=fee)
+    rows = form_8949(raw.ledger)
+    yearly = yearly_measures(trajectory)
+    savings = {str(s.year): s.saving for s in raw.tracker.history}
+    for year, block in yearly.items():
+        block["tax_savings"] = savings.get(year, 0.0)
+        block["form_8949_rows"] = sum(row["date_sold"][:4] == year for row in rows)
+    metrics["runtime_s"] = time.perf_counter() - started
+    return BacktestResult(
+        metrics=metrics,
+        yearly=yearly,
+        series={
+            "dates": [str(d) for d in trajectory.dates],
+            **{key: getattr(trajectory, key).tolist()
+               for key in ("portfolio", "benchmark", "savings", "ex_ante_te")},
+            "rolling_te": [None if np.isnan(x) else float(x) for x in rolling_te(trajectory)],
+            "guardrail_status": list(trajectory.guardrail_status),
+        },
+        config={
+            "policy": policy.name, "profile": raw.profile.name, "market": raw.market.source,
+            "te_limit": raw.te_limit, "cadence": raw.cadence,
+            "guardrail": raw.guardrail is not None, "seed": seed,
+        },
+        decisions=decisions,
+        form_8949=rows,
+        trajectory=trajectory,
+    )
+
+
+def _trajectory(raw, infos: list[dict]) -> Trajectory:
+    """The measured series from the step infos, and the end state from the ledger and tax."""
+    series = {field: np.array([i[key] for i in infos]) for field, key in _INFO_SERIES.items()}
+    dates = np.array([i["date"] for i in infos], "datetime64[D]")
+    ledger = raw.ledger
+    sales = ledger.sales()
+    # a sale on day d belongs to the first step ending on or after d
+    step = np.searchsorted(dates[1:].astype(np.int64), sales["sold"]) + 1
+    sold = np.bincount(step, weights=sales["proceeds"], minlength=len(dates))[:len(dates)]
+    held = ledger.shares > 0
+    carry_with, carry_base = raw.tracker.carry_with, raw.tracker.carry_base
+    return Trajectory(
+        dates=dates,
+        sold=sold,
+        step_days=raw.step_days,
+        unrealized_gain=float(series["portfolio"][-1] - ledger.cash - ledger.basis[held].sum()),
+        realized_gain=float(sales["gain"].sum()),
+        carryforward=max(0.0, sum(carry_with) - sum(carry_base)),
+        **series,
+    )

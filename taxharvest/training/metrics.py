@@ -1,0 +1,170 @@
+"""The measures of a run (DOMAIN §4), defined once and used by every workflow.
+
+Inputs are per-step series, one entry per decision (the reset state first), and the few
+end-of-run figures a series cannot carry (see :class:`Trajectory`). Conventions:
+
+- ``years`` is calendar time between the first and last date / 365.25.
+- Realized tracking error uses the per-step active returns
+  ``P_t / P_{t-1} - B_t / B_{t-1}`` annualized with ``sqrt(252 / step_days)`` (weekly steps:
+  ``sqrt(50.4)``); the rolling figure uses ``round(63 / step_days)`` steps (13 weekly
+  steps stand for 63 trading days). The environment reports values only at decisions, so
+  with weekly steps the daily figure of DOMAIN §4 is estimated from weekly returns.
+- At liquidation, gains are taxed at the profile's long-term rate on the net of the
+  portfolio's embedded gain, the savings account's gain and the loss carryforward the
+  portfolio left unused; a net loss is taxed at zero (no refund), for portfolio and
+  benchmark alike. The benchmark's basis is its initial cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TRADING_DAYS = 252
+ROLLING_DAYS = 63
+INTERVENTIONS = ("projected", "relaxed", "fallback")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One run as the measures see it.
+
+    Attributes:
+        dates: ``(T + 1,)`` datetime64[D] of each decision, the reset state first.
+        portfolio, benchmark, savings: ``(T + 1,)`` dollar values after each step: the account
+            (cash included), the benchmark, the tax savings account (invested in the benchmark).
+        ex_ante_te: ``(T + 1,)`` ex-ante tracking error after each step.
+        tax_savings: ``(T + 1,)`` tax savings paid into the savings account during each step.
+        harvested_losses: ``(T + 1,)`` losses realized during each step (allowed part).
+        sold: ``(T + 1,)`` dollars sold during each step.
+        n_trades, wash_sale_disallowed: ``(T + 1,)`` per step.
+        guardrail_status: ``(T + 1,)`` the guardrail's status at each decision (``off`` without).
+        step_days: trading days per step.
+        unrealized_gain: the account's embedded gain at the horizon, dollars.
+        realized_gain: net gain realized over the run, dollars.
+        carryforward: loss carryforward the portfolio leaves unused at the horizon, dollars.
+    """
+
+    dates: np.ndarray
+    portfolio: np.ndarray
+    benchmark: np.ndarray
+    savings: np.ndarray
+    ex_ante_te: np.ndarray
+    tax_savings: np.ndarray
+    harvested_losses: np.ndarray
+    sold: np.ndarray
+    n_trades: np.ndarray
+    wash_sale_disallowed: np.ndarray
+    guardrail_status: np.ndarray
+    step_days: int
+    unrealized_gain: float
+    realized_gain: float
+    carryforward: float = 0.0
+
+    @property
+    def years(self) -> float:
+        return float((self.dates[-1] - self.dates[0]).astype(int)) / 365.25
+
+    @property
+    def steps_per_year(self) -> float:
+        return TRADING_DAYS / self.step_days
+
+    def active_returns(self) -> np.ndarray:
+        """``(T,)`` per-step portfolio minus benchmark return."""
+        return self.portfolio[1:] / self.portfolio[:-1] - self.benchmark[1:] / self.benchmark[:-1]
+
+
+def annualized(growth: float, years: float) -> float:
+    """``growth ** (1 / years) - 1``."""
+    return float(growth ** (1.0 / years) - 1.0)
+
+
+def tax_alpha(benchmark_end: float, savings_end: float, years: float) -> float:
+    """Pre-liquidation tax alpha: ``((V_bench(T) + S(T)) / V_bench(T)) ** (1 / years) - 1``."""
+    return annualized((benchmark_end + savings_end) / benchmark_end, years)
+
+
+def realized_te(active: np.ndarray, steps_per_year: float) -> float:
+    """Standard deviation of per-step active returns, annualized; 0 with fewer than 2 steps."""
+    return float(np.std(active, ddof=1) * np.sqrt(steps_per_year)) if len(active) > 1 else 0.0
+
+
+def rolling_te(trajectory: Trajectory) -> np.ndarray:
+    """``(T + 1,)`` realized TE over the last 63 trading days at each step (NaN until full)."""
+    window = max(2, round(ROLLING_DAYS / trajectory.step_days))
+    active = trajectory.active_returns()
+    out = np.full(len(trajectory.dates), np.nan)
+    if len(active) >= window:
+        windows = np.lib.stride_tricks.sliding_window_view(active, window)
+        out[window:] = windows.std(axis=1, ddof=1) * np.sqrt(trajectory.steps_per_year)
+    return out
+
+
+def liquidated_excess(trajectory: Trajectory, long_rate: float) -> float:
+    """Annualized after-tax excess when portfolio + savings and benchmark are all sold at T."""
+    t = trajectory
+    savings_gain = t.savings[-1] - t.tax_savings.sum()
+    taxable = max(0.0, t.unrealized_gain + savings_gain - t.carryforward)
+    ours = t.portfolio[-1] + t.savings[-1] - long_rate * taxable
+    bench = t.benchmark[-1] - long_rate * max(0.0, t.benchmark[-1] - t.benchmark[0])
+    return annualized(ours / t.portfolio[0] / (bench / t.benchmark[0]), t.years)
+
+
+def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float,
+                    fee: float = 0.0) -> dict:
+    """Every scalar measure of DOMAIN §4 for one run.
+
+    Args:
+        trajectory: the run.
+        long_rate: long-term rate on gains at liquidation.
+        te_limit: the tracking-error limit; ``te_above_limit`` is the share of steps whose
+            ex-ante TE exceeds it.
+        fee: annual management fee as a fraction of value; ``tax_alpha_net_of_fee`` is
+            ``(1 + tax_alpha) * (1 - fee) - 1``.
+    """
+    t = trajectory
+    years = t.years
+    mean_value = float(t.portfolio.mean())
+    alpha = tax_alpha(t.benchmark[-1], t.savings[-1], years)
+    status = np.asarray(t.guardrail_status)
+    relative = t.portfolio / t.portfolio[0] - t.benchmark / t.benchmark[0]
+    return {
+        "tax_alpha": alpha,
+        "tax_alpha_net_of_fee": (1.0 + alpha) * (1.0 - fee) - 1.0,
+        "active_return": annualized(t.portfolio[-1] / t.portfolio[0], years)
+        - annualized(t.benchmark[-1] / t.benchmark[0], years),
+        "after_tax_excess_liquidated": liquidated_excess(t, long_rate),
+        "after_tax_excess_step_up": annualized(
+            (t.portfolio[-1] + t.savings[-1]) / t.portfolio[0] / (t.benchmark[-1] / t.benchmark[0]),
+            years),
+        "harvest_yield": -t.realized_gain / years / mean_value,
+        "harvested_losses": float(t.harvested_losses.sum()),
+        "tracking_error": realized_te(t.active_returns(), t.steps_per_year),
+        "max_rolling_te": float(np.nanmax(rolling_te(t), initial=0.0)),
+        "max_ex_ante_te": float(t.ex_ante_te.max()),
+        "te_above_limit": float((t.ex_ante_te[1:] > te_limit).mean()),
+        "decoupling": float(np.abs(relative).max()),
+        "embedded_gain": t.unrealized_gain / float(t.portfolio[-1]),
+        "turnover": float(t.sold.sum()) / years / mean_value,
+        "n_trades": int(t.n_trades.sum()),
+        "wash_sale_disallowed": float(t.wash_sale_disallowed.sum()),
+        "guardrail_interventions": int(np.isin(status, INTERVENTIONS).sum()),
+        "guardrail_relaxed": int((status == "relaxed").sum()),
+        "years": years,
+    }
+
+
+def yearly_measures(trajectory: Trajectory) -> dict[str, dict[str, float]]:
+    """Per calendar year of the step's date: harvested losses, dollars sold, realized TE."""
+    t = trajectory
+    years = t.dates[1:].astype("datetime64[Y]").astype(int) + 1970
+    active = t.active_returns()
+    return {
+        str(year): {
+            "harvested_losses": float(t.harvested_losses[1:][years == year].sum()),
+            "sold": float(t.sold[1:][years == year].sum()),
+            "te": realized_te(active[years == year], t.steps_per_year),
+        }
+        for year in np.unique(years)
+    }
