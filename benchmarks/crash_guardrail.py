@@ -2,7 +2,7 @@
 
 A random harvester (each harvestable name with probability 1/2 each week) runs through a
 synthetic 500-stock market with the crash injected; prints per scenario and mode the
-maximum ex-ante TE after each step, how many steps ended above the limit, the guardrail's
+maximum ex-ante TE of the decided portfolios, how many decisions were above the limit, the guardrail's
 statuses, the maximum 13-week rolling realized TE, decoupling and the weight in proxies.
 
     python benchmarks/crash_guardrail.py [--assets 500] [--seed 11]

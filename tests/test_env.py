@@ -198,3 +198,20 @@ def test_audit_trail_gives_each_trade_a_reason_and_its_lots(market):
         assert trade["lots"] and all(lot["gain"] < 0 for lot in trade["lots"])
         assert trade["realized_gain"] == pytest.approx(sum(lot["gain"] for lot in trade["lots"]))
     assert any(t["reason"].startswith("proxy") and t["side"] == "buy" for t in trades)
+
+
+@pytest.mark.parametrize("scenario", ["covid-2020", "gfc-2008"])
+def test_guardrail_holds_the_limit_through_a_crash_under_a_random_harvester(scenario):
+    from taxharvest.market.scenarios import inject_scenario
+
+    base = SyntheticMarket(n_assets=80, years=2.6, seed=11).generate()
+    crash = inject_scenario(base, scenario, start_date=base.dates[150], seed=1)
+    guarded = DirectIndexEnv(market=crash, random_start=False, n_assets=80, episode_years=2.0,
+                             cadence="weekly")
+    _, _, infos = rollout(guarded, seed=0)
+    assert max(i["ex_ante_te"] for i in infos) <= guarded.te_limit * (1 + 1e-6)
+    assert all(i["guardrail_status"] in ("unchanged", "projected") for i in infos[1:])
+    unguarded = DirectIndexEnv(market=crash, random_start=False, n_assets=80, episode_years=2.0,
+                               cadence="weekly", guardrail=False)
+    _, _, raw = rollout(unguarded, seed=0)
+    assert max(i["ex_ante_te"] for i in raw) > 2 * guarded.te_limit

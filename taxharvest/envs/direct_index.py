@@ -9,8 +9,14 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from taxharvest.envs.features import N_LOT_FEATURES, asset_observation, lot_features
+from taxharvest.envs.features import (
+    N_LOT_FEATURES,
+    asset_observation,
+    lot_features,
+    select_within_lock_budget,
+)
 from taxharvest.guardrails import TrackingErrorGuardrail
+from taxharvest.guardrails.program import factor_loadings
 from taxharvest.market.riskmodel import market_risk_model
 from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.market.universe import MarketData
@@ -81,13 +87,20 @@ class DirectIndexEnv(gym.Env):
     delistings) is invested in the benchmark's names that may be bought. With
     ``guardrail=True`` the proposed weights are projected inside ``te_limit`` (no buys in
     wash windows, no loss sales after recent buys, exclusions at zero), aiming at
-    ``(1 - te_buffer) * te_limit`` to leave room for drift. Decisions use data up
-    to day ``t``; orders execute at the prices of day ``t + lag``.
+    ``(1 - te_buffer) * te_limit`` to leave room for drift, and (guardrail on) harvests are
+    taken largest loss first only while the ex-ante TE of the positions locked by wash
+    windows (stocks that cannot be bought back, proxies that cannot be sold) stays within
+    ``lock_budget * te_limit``: the rest of the limit is room for volatility to jump.
+    Decisions use data up to day ``t``; orders execute at the prices of day ``t + lag``.
 
-    **Reward**: ``100 * (D_t - D_{t-1}) - te_penalty * (TE_t / te_limit)^2 * days / 252``
+    **Reward**: ``100 * (D_t - D_{t-1}) - te_penalty * (TE / te_limit)^2 * days / 252``
     where ``D = (portfolio + savings account + this year's accrued tax saving) / benchmark``
-    (all in dollars; the savings account holds settled tax savings, DOMAIN-style, invested
-    in the benchmark) and ``TE_t`` the ex-ante tracking error after the decision.
+    (all in dollars; the savings account holds each year's settled tax saving, invested
+    in the benchmark) and ``TE`` the ex-ante tracking error of the decided portfolio.
+
+    **Info**: ``ex_ante_te`` is the TE of the portfolio decided at this step under the risk
+    model of the decision day (what the guardrail bounds); ``te_before_decision`` the TE of
+    the book as held before it, after the market moved (what the observation shows).
 
     **Termination**: ``terminated`` at the end of the episode (``episode_years`` or the end of
     the data), after the last (partial) year's tax saving is settled; never truncated.
@@ -109,6 +122,7 @@ class DirectIndexEnv(gym.Env):
         lag: int = 1,
         initial_value: float = 1_000_000.0,
         te_buffer: float = 0.1,
+        lock_budget: float = 0.35,
         te_penalty: float = 0.05,
         swap_back_max_gain: float = 0.02,
         min_trade: float = 1e-5,
@@ -132,6 +146,7 @@ class DirectIndexEnv(gym.Env):
         self.cadence = cadence
         self.step_days = CADENCE_DAYS[cadence]
         self.te_limit = float(te_limit)
+        self.lock_budget = float(lock_budget)
         if isinstance(guardrail, TrackingErrorGuardrail):
             self.guardrail: TrackingErrorGuardrail | None = guardrail
         else:
@@ -235,7 +250,7 @@ class DirectIndexEnv(gym.Env):
         self.features = np.zeros((m, N_LOT_FEATURES))
         self._refresh_features()
         self.bench_peak = self._bench_value()
-        self.ex_ante_te = self._te(self._weights()[0])
+        self.ex_ante_te = self.decision_te = self._te(self._weights()[0])
         self._wealth_ratio = self._after_tax_ratio()
         self.disallowed_total = 0.0
         observation = self._observation()
@@ -340,7 +355,7 @@ class DirectIndexEnv(gym.Env):
         ratio = self._after_tax_ratio()
         days = self.step_days
         reward = 100.0 * (ratio - self._wealth_ratio) - self.te_penalty * (
-            self.ex_ante_te / self.te_limit) ** 2 * days / TRADING_DAYS
+            self.decision_te / self.te_limit) ** 2 * days / TRADING_DAYS
         self._wealth_ratio = ratio
         active = (self._portfolio_value() / value_before) - (self._bench_value() / bench_before)
         observation = self._observation()
@@ -356,7 +371,9 @@ class DirectIndexEnv(gym.Env):
         weights, value = self._weights()
         price = self.last_price
         buy_blocked, sell_blocked = self._blocks(exec_day)
-        harvest = action & self._harvestable(buy_blocked, sell_blocked)
+        harvest = self._within_lock_budget(
+            action & self._harvestable(buy_blocked, sell_blocked), weights, value,
+            buy_blocked, sell_blocked)
 
         k = m - n
         sectors = self.market.sectors
@@ -401,6 +418,7 @@ class DirectIndexEnv(gym.Env):
         delta[np.abs(delta) < self.min_trade * value] = 0.0
         with np.errstate(invalid="ignore", divide="ignore"):
             shares = np.where(price > 0, delta / price, 0.0)
+        self.decision_te = self._te(target)
         if shares.any():
             self.orders.append(_Order(
                 execute_at=exec_row, shares=shares, harvest=harvest & (shares[:n] < 0),
@@ -446,6 +464,31 @@ class DirectIndexEnv(gym.Env):
             disallowed += d
             n_trades += c
         return saving, harvested, disallowed, n_trades
+
+    def _within_lock_budget(self, harvest: np.ndarray, weights: np.ndarray, value: float,
+                            buy_blocked: np.ndarray, sell_blocked: np.ndarray) -> np.ndarray:
+        """Harvests, largest loss first, while the TE locked by wash windows fits the budget.
+
+        A harvested stock cannot be bought back for 30 days, and its sector proxy, just
+        bought, cannot be sold at a loss for 30 days: whatever volatility does, those
+        positions stay. The ex-ante TE of the locked positions' active weights may use
+        ``lock_budget`` of the limit; the rest is the guardrail's room to move the others.
+        Locked TE grows with volatility, so the default 0.35 leaves room for volatility to
+        rise about 2.6-fold (crashes triple it) before the locked part alone fills the limit.
+        """
+        if not harvest.any() or self.guardrail is None or self.lock_budget >= 1.0:
+            return harvest
+        risk = self.risk
+        candidates = np.flatnonzero(harvest)
+        candidates = candidates[np.argsort(-self.features[candidates, 6], kind="stable")]
+        sold = self.features[candidates, 5] * self.last_price[candidates] / value
+        accepted = select_within_lock_budget(
+            candidates, sold, self.proxy_row, weights - self._bench_weights(),
+            buy_blocked | sell_blocked, factor_loadings(risk), risk.specific_var,
+            (self.lock_budget * self.te_limit) ** 2)
+        kept = np.zeros_like(harvest)
+        kept[candidates[accepted]] = True
+        return kept
 
     def _execute_order(self, order: _Order, day: int) -> tuple[float, float, int]:
         price = self.last_price
@@ -654,7 +697,8 @@ class DirectIndexEnv(gym.Env):
             "tax_savings": float(tax_savings),
             "harvested_loss": float(harvested),
             "wash_sale_disallowed": float(disallowed),
-            "ex_ante_te": float(self.ex_ante_te),
+            "ex_ante_te": float(self.decision_te),
+            "te_before_decision": float(self.ex_ante_te),
             "active_return": float(active),
             "n_trades": int(n_trades),
             "portfolio_value": self._portfolio_value(),

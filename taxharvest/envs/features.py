@@ -89,3 +89,47 @@ def asset_observation(features, n, day, loss_sale_day, buy_day, volatility, weig
         assets[i, 9] = bench[i] * n
         assets[i, 10] = 1.0 if ok else 0.0
         assets[i, 11] = 1.0 if excluded[i] or not trading[i] else 0.0
+
+
+@njit(cache=True)
+def select_within_lock_budget(candidates, sold, proxy_of, active, locked, loadings,
+                              specific_var, budget_var):
+    """Greedy harvest selection under a budget on the TE of locked positions.
+
+    ``locked`` marks securities the wash-sale rule freezes (no buy-back, or no sale after a
+    recent purchase); a harvest locks its stock and its sector proxy. The TE of the
+    active weights restricted to locked securities, ``||G a_L||^2 + sum(d a_L^2)``, is kept
+    within ``budget_var``; candidates (largest loss first) that would break it are skipped.
+    Returns the accepted mask over ``candidates``.
+    """
+    k, m = loadings.shape
+    a = np.where(locked, active, 0.0)
+    y = loadings @ a
+    s = (specific_var * a * a).sum()
+    is_locked = locked.copy()
+    accepted = np.zeros(candidates.shape[0], np.bool_)
+    for c in range(candidates.shape[0]):
+        i = candidates[c]
+        p = proxy_of[i]
+        new_i = active[i] - sold[c]
+        new_p = active[p] + sold[c]
+        old_i = a[i]
+        old_p = a[p]
+        total = s + specific_var[i] * (new_i * new_i - old_i * old_i) \
+            + specific_var[p] * (new_p * new_p - old_p * old_p)
+        for f in range(k):
+            v = y[f] + loadings[f, i] * (new_i - old_i) + loadings[f, p] * (new_p - old_p)
+            total += v * v
+        if total <= budget_var:
+            accepted[c] = True
+            for f in range(k):
+                y[f] += loadings[f, i] * (new_i - old_i) + loadings[f, p] * (new_p - old_p)
+            s += specific_var[i] * (new_i * new_i - old_i * old_i) \
+                + specific_var[p] * (new_p * new_p - old_p * old_p)
+            a[i] = new_i
+            a[p] = new_p
+            active[i] = new_i
+            active[p] = new_p
+            is_locked[i] = True
+            is_locked[p] = True
+    return accepted
