@@ -215,3 +215,23 @@ def test_guardrail_holds_the_limit_through_a_crash_under_a_random_harvester(scen
                                cadence="weekly", guardrail=False)
     _, _, raw = rollout(unguarded, seed=0)
     assert max(i["ex_ante_te"] for i in raw) > 2 * guarded.te_limit
+
+
+def test_late_listing_joins_the_benchmark_and_the_book_at_reconstitution(market):
+    prices, returns = market.prices.copy(), market.total_returns.copy()
+    prices[:200, 3] = np.nan
+    returns[:200, 3] = np.nan
+    returns[200, 3] = 0.0
+    weights = np.where(np.arange(40) == 3, 0.0, 1.0 / 39)  # equal-weighted, as real data loads
+    late = dataclasses.replace(market, prices=prices, total_returns=returns,
+                               benchmark_weights=weights)
+    env = DirectIndexEnv(market=late, random_start=False, benchmark_rebalance="quarterly",
+                         **SMALL)
+    env.reset(seed=0)
+    assert env._bench_weights()[3] == 0.0 and env.ledger.shares[3].sum() == 0.0
+    assert env.observation_space.contains(env._observation())
+    while env.t < 270:
+        env.step(np.zeros(40, np.int8))
+    assert env._bench_weights()[3] > 0.0
+    assert env.ledger.shares[3].sum() > 0.0
+    assert np.isfinite(env.bench_path[: env.t + 1]).all()

@@ -127,6 +127,7 @@ class DirectIndexEnv(gym.Env):
         swap_back_max_gain: float = 0.02,
         min_trade: float = 1e-5,
         warmup_days: int = 126,
+        benchmark_rebalance: str | None = None,
         random_start: bool = True,
         scenario_probability: float = 0.0,
         equivalents: Iterable[Iterable[str]] = (),
@@ -163,6 +164,10 @@ class DirectIndexEnv(gym.Env):
         self.swap_back_max_gain = float(swap_back_max_gain)
         self.min_trade = float(min_trade)
         self.warmup_days = int(warmup_days)
+        if benchmark_rebalance not in (None, "monthly", "quarterly", "annual"):
+            raise ValueError("benchmark_rebalance must be None, 'monthly', 'quarterly' or "
+                             f"'annual', got {benchmark_rebalance!r}")
+        self.benchmark_rebalance = benchmark_rebalance
         self.random_start = random_start
         self.scenario_probability = float(scenario_probability)
         self.equivalents = [tuple(g) for g in equivalents]
@@ -217,13 +222,8 @@ class DirectIndexEnv(gym.Env):
             self.risk_model.update(self.returns_all[row])
         self._risk: tuple | None = None
 
-        # Buy-and-hold benchmark of total returns from the start day.
-        levels = np.cumprod(1.0 + np.nan_to_num(mk.total_returns), axis=0)
         listed = np.isfinite(mk.prices[start])
-        w0 = np.where(listed, mk.benchmark_weights * levels[start], 0.0)
-        self.bench_units = w0 / w0.sum() / levels[start]
-        self.bench_levels = levels
-        self.bench_path = levels @ self.bench_units  # read only up to the current day
+        self._build_benchmark(start)
         stops = np.zeros(mk.n_days, bool)
         stops[mk.last_trading_index[mk.last_trading_index < mk.n_days - 1]] = True
         self._corporate_action_days = (
@@ -611,12 +611,49 @@ class DirectIndexEnv(gym.Env):
             self._risk = (risk, np.sqrt(factor_var + risk.specific_var))
         return self._risk
 
+    def _build_benchmark(self, start: int) -> None:
+        """Benchmark units held per segment between reconstitutions, and its value path.
+
+        Buy-and-hold of total returns from ``start``; with ``benchmark_rebalance`` the
+        benchmark is reset on the first trading day of each period to its target weights
+        over the names listed that day (equal weights when the market's benchmark is
+        equal-weighted, so a late listing joins at its first reconstitution). Each segment
+        uses only prices up to its first day.
+        """
+        mk = self.market
+        levels = np.cumprod(1.0 + np.nan_to_num(mk.total_returns), axis=0)
+        base = np.asarray(mk.benchmark_weights, float)
+        equal = np.allclose(base[base > 0], base[base > 0].max())
+        rows = [start]
+        if self.benchmark_rebalance is not None:
+            months = mk.dates.astype("datetime64[M]").astype(np.int64)
+            step = {"monthly": 1, "quarterly": 3, "annual": 12}[self.benchmark_rebalance]
+            new_period = np.flatnonzero((np.diff(months) != 0) & (months[1:] % step == 0)) + 1
+            rows += [int(r) for r in new_period if r > start]
+        units, value = [], 1.0
+        for r in rows:
+            listed = np.isfinite(mk.prices[r])
+            if r == start:
+                target = np.where(listed, base * levels[r], 0.0)
+            else:
+                value = float(levels[r] @ units[-1])
+                target = np.where(listed, 1.0 if equal else base, 0.0)
+            units.append(target / target.sum() * value / levels[r])
+        self.bench_levels = levels
+        self._bench_rows = np.asarray(rows)
+        self._bench_units = np.asarray(units)
+        segment = np.searchsorted(self._bench_rows, np.arange(mk.n_days), side="right") - 1
+        segment = np.maximum(segment, 0)
+        # value path, read only up to the current day
+        self.bench_path = np.einsum("tn,tn->t", levels, self._bench_units[segment])
+        self._segment = segment
+
     def _bench_value(self) -> float:
         return float(self.initial_value * self.bench_path[self.t])
 
     def _bench_weights(self) -> np.ndarray:
         if self._bench_cache[0] != self.t:
-            values = self.bench_levels[self.t] * self.bench_units
+            values = self.bench_levels[self.t] * self._bench_units[self._segment[self.t]]
             self._bench_cache = (self.t, np.concatenate(
                 [values / values.sum(), np.zeros(len(self.market.sector_names))]))
         return self._bench_cache[1]
