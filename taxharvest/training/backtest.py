@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from taxharvest.agents.base import Policy
-from taxharvest.envs.direct_index import TRADING_DAYS
+from taxharvest.envs.direct_index import ASSET_FEATURES, TRADING_DAYS
 from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.market.universe import MarketData
 from taxharvest.tax.law import marginal_gain_rates
@@ -30,6 +30,7 @@ _INFO_SERIES = {  # Trajectory field <- info key
     "n_trades": "n_trades", "wash_sale_disallowed": "wash_sale_disallowed",
     "guardrail_status": "guardrail_status",
 }
+_BENCH = ASSET_FEATURES.index("benchmark_weight")
 
 
 def synthetic_market(n_assets: int, years: float, seed: int, warmup_days: int = 126) -> MarketData:
@@ -96,8 +97,10 @@ def run_backtest(
     total = math.ceil((raw.end - raw.start) / raw.step_days)
     tickers = raw.market.tickers
     infos, decisions = [info], []
+    bench_weights = []
     done = False
     while not done:
+        bench_weights.append(observation["assets"][:, _BENCH] / raw.n_assets)
         decision = policy.act(observation, info)
         decisions += [{"date": info["date"], "ticker": tickers[i], "reason": reason}
                       for i, reason in sorted(decision.reasons.items())]
@@ -107,7 +110,7 @@ def run_backtest(
         if progress is not None:
             progress(len(infos) - 1, total)
 
-    trajectory = _trajectory(raw, infos)
+    trajectory = _trajectory(raw, infos, np.array(bench_weights))
     last_year = int(trajectory.dates[-1].astype("datetime64[Y]").astype(int)) + 1970
     long_rate = marginal_gain_rates(raw.profile, last_year)[1]
     metrics = compute_metrics(trajectory, long_rate=long_rate, te_limit=raw.te_limit, fee=fee)
@@ -139,10 +142,11 @@ def run_backtest(
     )
 
 
-def _trajectory(raw, infos: list[dict]) -> Trajectory:
+def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory:
     """The measured series from the step infos, and the end state from the ledger and tax."""
     series = {field: np.array([i[key] for i in infos]) for field, key in _INFO_SERIES.items()}
     dates = np.array([i["date"] for i in infos], "datetime64[D]")
+    dividends = _benchmark_dividends(raw.market, dates, series["benchmark"], bench_weights)
     ledger = raw.ledger
     sales = ledger.sales()
     # a sale on day d belongs to the first step ending on or after d
@@ -157,5 +161,20 @@ def _trajectory(raw, infos: list[dict]) -> Trajectory:
         unrealized_gain=float(series["portfolio"][-1] - ledger.cash - ledger.basis[held].sum()),
         realized_gain=float(sales["gain"].sum()),
         carryforward=max(0.0, sum(carry_with) - sum(carry_base)),
+        benchmark_basis=float(series["benchmark"][0] + dividends),
         **series,
     )
+
+
+def _benchmark_dividends(market: MarketData, dates: np.ndarray, value: np.ndarray,
+                         weights: np.ndarray) -> float:
+    """Dividends the benchmark reinvested (its basis grows by them), each step's dividend
+    yields applied to the value and weights the benchmark had at the step's decision."""
+    if not market.dividends.any():
+        return 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        yields = np.nan_to_num(market.dividends[1:] * market.splits[1:] / market.prices[:-1])
+    cumulative = np.vstack([np.zeros(market.n_assets), np.cumsum(yields, axis=0)])
+    rows = np.searchsorted(market.dates, dates)
+    per_step = cumulative[rows[1:]] - cumulative[rows[:-1]]
+    return float((value[:-1] * (weights * per_step).sum(axis=1)).sum())

@@ -12,7 +12,9 @@ end-of-run figures a series cannot carry (see :class:`Trajectory`). Conventions:
 - At liquidation, gains are taxed at the profile's long-term rate on the net of the
   portfolio's embedded gain, the savings account's gain and the loss carryforward the
   portfolio left unused; a net loss is taxed at zero (no refund), for portfolio and
-  benchmark alike. The benchmark's basis is its initial cost.
+  benchmark alike. The benchmark's basis is its initial cost plus the dividends it
+  reinvested (``Trajectory.benchmark_basis``). The liquidated and step-up excesses are
+  annualized ratios of after-tax wealth to the benchmark's, each relative to its start.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Trajectory:
         unrealized_gain: the account's embedded gain at the horizon, dollars.
         realized_gain: net gain realized over the run, dollars.
         carryforward: loss carryforward the portfolio leaves unused at the horizon, dollars.
+        benchmark_basis: the benchmark's cost basis at the horizon (default: its initial cost).
     """
 
     dates: np.ndarray
@@ -61,6 +64,7 @@ class Trajectory:
     unrealized_gain: float
     realized_gain: float
     carryforward: float = 0.0
+    benchmark_basis: float | None = None
 
     @property
     def years(self) -> float:
@@ -107,7 +111,8 @@ def liquidated_excess(trajectory: Trajectory, long_rate: float) -> float:
     savings_gain = t.savings[-1] - t.tax_savings.sum()
     taxable = max(0.0, t.unrealized_gain + savings_gain - t.carryforward)
     ours = t.portfolio[-1] + t.savings[-1] - long_rate * taxable
-    bench = t.benchmark[-1] - long_rate * max(0.0, t.benchmark[-1] - t.benchmark[0])
+    basis = t.benchmark[0] if t.benchmark_basis is None else t.benchmark_basis
+    bench = t.benchmark[-1] - long_rate * max(0.0, t.benchmark[-1] - basis)
     return annualized(ours / t.portfolio[0] / (bench / t.benchmark[0]), t.years)
 
 

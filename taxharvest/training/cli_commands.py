@@ -1,0 +1,362 @@
+"""``taxharvest backtest`` and ``taxharvest tune``, registered on the CLI's typer app.
+
+Every argument and input file is checked before the run starts, so a mistake exits 2 with
+one line and writes nothing; outputs are written whole (atomically) after the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from taxharvest.cli import app, console
+from taxharvest.errors import InputError
+from taxharvest.market.universe import MarketData
+
+INITIAL_LOT_COLUMNS = ("ticker", "shares", "date_acquired", "cost_basis")
+WARMUP_DAYS = 126  # the environment's default risk-model warm-up before the first decision
+
+
+def _quiet_guardrail() -> None:
+    """The guardrail logs every relaxation; the summary counts them instead."""
+    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+
+def _profile(name: str):
+    from taxharvest.tax.law import get_profile
+
+    try:
+        return get_profile(name)
+    except ValueError as err:
+        raise InputError(str(err), field="profile") from None
+
+
+def _output(path: str | Path | None, option: str) -> Path | None:
+    """An output path whose folder exists (checked before the run), or None (or ``-``)."""
+    if path is None or str(path) == "-":
+        return None
+    path = Path(path)
+    if not path.parent.exists():
+        raise InputError(f"output folder {path.parent} does not exist", field=option)
+    return path
+
+
+def _date(value: str, option: str) -> np.datetime64:
+    try:
+        return np.datetime64(value, "D")
+    except ValueError:
+        raise InputError(f"cannot parse date {value!r} (expected YYYY-MM-DD)",
+                         field=option) from None
+
+
+def _market(prices: Path | None, sectors: Path | None, market: str | None,
+            assets: int | None, years: float | None) -> tuple[MarketData, int]:
+    """The market and the seed of the run (the synthetic seed; 0 for real data)."""
+    if prices is not None or sectors is not None:
+        if prices is None or sectors is None:
+            raise InputError("--prices and --sectors go together", field="prices")
+        if market is not None:
+            raise InputError("give either --market or --prices/--sectors, not both",
+                             field="market")
+        if assets is not None:
+            raise InputError("--assets applies to --market synthetic only", field="assets")
+        from taxharvest.market.loader import DataError, load_prices
+
+        try:
+            return load_prices(prices, sectors), 0
+        except DataError as err:
+            raise InputError(str(err)) from None
+    kind, _, arg = (market or "synthetic").partition(":")
+    key, _, value = arg.partition("=")
+    if kind != "synthetic" or (arg and (key != "seed" or not value.isdigit())):
+        raise InputError(f"unknown market {market!r}; expected synthetic or synthetic:seed=N",
+                         field="market")
+    n_assets = 500 if assets is None else assets
+    if n_assets < 11:
+        raise InputError(f"--assets must be at least 11 (one per sector), got {n_assets}",
+                         field="assets")
+    from taxharvest.training.backtest import synthetic_market
+
+    seed = int(value or 0)
+    return synthetic_market(n_assets, 10.0 if years is None else years, seed), seed
+
+
+def _window(mk: MarketData, start: str | None, end: str | None) -> tuple[MarketData, str]:
+    """Cut the market to ``end`` and to the warm-up before ``start``; the first decision date."""
+    first, last = mk.dates[0], mk.dates[-1]
+    lo = min(WARMUP_DAYS, mk.n_days - 2)
+    if start is not None:
+        day = _date(start, "start")
+        if not first < day <= last:
+            raise InputError(f"--start {start} is outside the data ({first} to {last}, the "
+                             "first day excluded)", field="start")
+        lo = mk.date_index(day)
+    if end is not None:
+        day = _date(end, "end")
+        if day <= mk.dates[lo]:
+            raise InputError(f"--end {end} is not after the first decision {mk.dates[lo]}",
+                             field="end")
+        mk = mk.slice(first, day)
+    begin = max(0, lo - WARMUP_DAYS)
+    if begin:
+        mk = mk.slice(mk.dates[begin], mk.dates[-1])
+    return mk, str(mk.dates[lo - begin])
+
+
+def _exclusions(text: str | None, mk: MarketData) -> list[str]:
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    sectors = {s.lower() for s in mk.sector_names}
+    tickers = {t.upper() for t in mk.tickers}
+    for item in items:
+        if item.lower().startswith("sector:"):
+            if item.split(":", 1)[1].strip().lower() not in sectors:
+                raise InputError(f"unknown sector in {item!r}; sectors are "
+                                 f"{', '.join(mk.sector_names)}", field="exclude")
+        elif item.upper() not in tickers:
+            raise InputError(f"unknown ticker {item!r} (not in the market)", field="exclude")
+    return items
+
+
+def read_initial_lots(path: Path, mk: MarketData, start: str) -> tuple[list[dict], float]:
+    """Validated ``ticker,shares,date_acquired,cost_basis`` rows and their value at ``start``."""
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as err:
+        raise InputError(f"cannot read initial lots: {err.strerror}", path=path) from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        missing = [c for c in INITIAL_LOT_COLUMNS if c not in header]
+        if missing:
+            raise InputError(f"missing column(s) {', '.join(missing)}; expected "
+                             f"{','.join(INITIAL_LOT_COLUMNS)}", path=path, row=1)
+        reader.fieldnames = header
+        rows = list(reader)
+    if not rows:
+        raise InputError("no lots", path=path)
+    row_of = {t.upper(): i for i, t in enumerate(mk.tickers)}
+    start_row = mk.date_index(start)
+    lots, value = [], 0.0
+    for line, row in enumerate(rows, start=2):
+        def bad(field: str, message: str, line: int = line) -> InputError:
+            return InputError(message, path=path, row=line, field=field)
+
+        if None in row:
+            raise bad("", "more values than columns")
+        cells = {k: (row.get(k) or "").strip() for k in INITIAL_LOT_COLUMNS}
+        ticker = cells["ticker"].upper()
+        if ticker not in row_of:
+            raise bad("ticker", f"unknown ticker {cells['ticker']!r} (not in the market)")
+        price = mk.prices[start_row, row_of[ticker]]
+        if not np.isfinite(price):
+            raise bad("ticker", f"{ticker} has no price on the start date {start}")
+        numbers = {}
+        for field in ("shares", "cost_basis"):
+            try:
+                numbers[field] = float(cells[field])
+            except ValueError:
+                raise bad(field, f"cannot parse number {cells[field]!r}") from None
+            if not math.isfinite(numbers[field]) or numbers[field] < 0 or (
+                    field == "shares" and numbers[field] == 0):
+                raise bad(field, f"{field} must be {'positive' if field == 'shares' else 'at least 0'}"
+                                 f", got {cells[field]}")
+        try:
+            acquired = np.datetime64(cells["date_acquired"], "D")
+        except ValueError:
+            raise bad("date_acquired", f"cannot parse date {cells['date_acquired']!r} "
+                                       "(expected YYYY-MM-DD)") from None
+        if acquired > np.datetime64(start):
+            raise bad("date_acquired", f"{acquired} is after the start date {start}")
+        lots.append({"ticker": ticker, "shares": numbers["shares"],
+                     "date_acquired": str(acquired), "cost_basis": numbers["cost_basis"]})
+        value += numbers["shares"] * float(price)
+    return lots, value
+
+
+@app.command()
+def backtest(
+    policy: Annotated[str, typer.Option(
+        help="hold | threshold:X[@cadence] | monthly-all | tuned | ppo:PATH")],
+    profile: Annotated[str, typer.Option(
+        help="Tax profile: single-60k, mfj-250k, mfj-800k, mfj-800k-ca.")],
+    prices: Annotated[Path | None, typer.Option(
+        help="Long-format daily prices (CSV or parquet); equal-weighted benchmark.")] = None,
+    sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")] = None,
+    market: Annotated[str | None, typer.Option(
+        help="synthetic[:seed=N] (the default without --prices; seeds 0-99 are for evaluation).")
+    ] = None,
+    te_limit: Annotated[float, typer.Option(help="Tracking-error limit (annualized).")] = 0.01,
+    cadence: Annotated[str, typer.Option(help="Decision step: daily, weekly or monthly.")] = "weekly",
+    start: Annotated[str | None, typer.Option(help="First decision date (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date (YYYY-MM-DD).")] = None,
+    exclude: Annotated[str | None, typer.Option(
+        help="Comma-separated tickers and sector:NAME to exclude.")] = None,
+    initial_lots: Annotated[Path | None, typer.Option(
+        help="Start from these lots: CSV ticker,shares,date_acquired,cost_basis.")] = None,
+    no_guardrail: Annotated[bool, typer.Option(
+        "--no-guardrail", help="Run without the tracking-error guardrail.")] = False,
+    json_out: Annotated[str | None, typer.Option(
+        "--json", help="Write the results as JSON (- for stdout).")] = None,
+    form8949: Annotated[Path | None, typer.Option(
+        help="Write the run's Form 8949 rows as CSV.")] = None,
+    assets: Annotated[int | None, typer.Option(help="Synthetic stocks (default 500).")] = None,
+    years: Annotated[float | None, typer.Option(
+        help="Episode length in years (synthetic default 10; real data: to the end).")] = None,
+    fee: Annotated[float, typer.Option(help="Annual management fee, for tax alpha net of it.")
+    ] = 0.0,
+) -> None:
+    """Backtest a harvesting policy on real or synthetic prices."""
+    from taxharvest.agents.rules import make_policy
+    from taxharvest.envs.direct_index import CADENCE_DAYS, DirectIndexEnv
+    from taxharvest.io import csv_text, json_text, write_atomic
+    from taxharvest.tax.reporting import FORM_8949_COLUMNS
+    from taxharvest.training.backtest import run_backtest
+
+    tax_profile = _profile(profile)
+    if cadence not in CADENCE_DAYS:
+        raise InputError(f"unknown cadence {cadence!r}; expected one of "
+                         f"{', '.join(CADENCE_DAYS)}", field="cadence")
+    for name, value, low in (("te-limit", te_limit, 0.0), ("years", years, 0.0)):
+        if value is not None and not (math.isfinite(value) and value > low):
+            raise InputError(f"must be positive, got {value}", field=name)
+    if not 0.0 <= fee < 1.0:
+        raise InputError(f"must be in [0, 1), got {fee}", field="fee")
+    json_path, csv_path = _output(json_out, "json"), _output(form8949, "form8949")
+    mk, seed = _market(prices, sectors, market, assets, years)
+    mk, first_decision = _window(mk, start, end)
+    exclusions = _exclusions(exclude, mk)
+    lots, initial_value = None, 1_000_000.0
+    if initial_lots is not None:
+        lots, initial_value = read_initial_lots(initial_lots, mk, first_decision)
+    env = DirectIndexEnv(
+        market=mk, profile=tax_profile, cadence=cadence, te_limit=te_limit,
+        guardrail=not no_guardrail, exclusions=exclusions, initial_lots=lots,
+        initial_value=initial_value, random_start=False, warmup_days=WARMUP_DAYS,
+        episode_years=years if years is not None else mk.n_days / 252 + 1)
+    harvester = make_policy(policy, tax_profile, env)
+
+    _quiet_guardrail()
+    with _progress() as bar:
+        task = bar.add_task(f"backtest {harvester.name}", total=None)
+        result = run_backtest(harvester, env, seed=seed, options={"start": first_decision},
+                              fee=fee, progress=lambda done, total: bar.update(
+                                  task, completed=done, total=total))
+    if json_out == "-":
+        sys.stdout.write(json_text(result.to_json()))
+    elif json_path is not None:
+        write_atomic(json_path, json_text(result.to_json()))
+    if csv_path is not None:
+        write_atomic(csv_path, csv_text(result.form_8949, FORM_8949_COLUMNS))
+    if json_out != "-":
+        _print_summary(result, fee)
+
+
+def _print_summary(result, fee: float) -> None:
+    m, c = result.metrics, result.config
+    table = Table(title=f"{c['policy']} on {c['market']}, {c['profile']}, TE limit "
+                        f"{c['te_limit']:.2%}, guardrail {'on' if c['guardrail'] else 'off'}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("tax alpha (pre-liquidation)", f"{m['tax_alpha']:.2%}/yr"),
+        *([(f"tax alpha net of {fee:.2%} fee", f"{m['tax_alpha_net_of_fee']:.2%}/yr")]
+          if fee else []),
+        ("after-tax excess, liquidated", f"{m['after_tax_excess_liquidated']:.2%}/yr"),
+        ("after-tax excess, step-up", f"{m['after_tax_excess_step_up']:.2%}/yr"),
+        ("active return (pre-tax)", f"{m['active_return']:+.2%}/yr"),
+        ("harvested losses", f"${m['harvested_losses']:,.0f}"),
+        ("harvest yield", f"{m['harvest_yield']:.2%}/yr"),
+        ("tracking error (realized)", f"{m['tracking_error']:.2%}"),
+        ("max rolling TE (63 days)", f"{m['max_rolling_te']:.2%}"),
+        ("max ex-ante TE", f"{m['max_ex_ante_te']:.2%}"),
+        ("steps above the TE limit", f"{m['te_above_limit']:.1%}"),
+        ("decoupling", f"{m['decoupling']:.2%}"),
+        ("embedded gain", f"{m['embedded_gain']:.1%}"),
+        ("turnover (one-sided)", f"{m['turnover']:.1%}/yr"),
+        ("trades / wash sale disallowed", f"{m['n_trades']:,} / ${m['wash_sale_disallowed']:,.0f}"),
+        ("guardrail interventions (relaxed)",
+         f"{m['guardrail_interventions']:,} ({m['guardrail_relaxed']:,})"),
+        ("Form 8949 rows", f"{len(result.form_8949):,}"),
+        ("years / runtime", f"{m['years']:.2f} / {m['runtime_s']:.1f}s"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    yearly = Table(title="By year")
+    for column in ("year", "tax savings", "harvested losses", "realized TE", "8949 rows"):
+        yearly.add_column(column, justify="right")
+    for year, y in result.yearly.items():
+        yearly.add_row(year, f"{y['tax_savings']:,.0f}", f"{y['harvested_losses']:,.0f}",
+                       f"{y['te']:.2%}", f"{y['form_8949_rows']:,}")
+    console.print(yearly)
+
+
+@app.command()
+def tune(
+    profile: Annotated[str, typer.Option(help="A tax profile, or all for the four presets.")],
+    paths: Annotated[int, typer.Option(help="Training paths per grid point.")] = 5,
+    seed_start: Annotated[int, typer.Option(
+        help="First training seed (seeds 0-99 are reserved for evaluation).")] = 1000,
+    assets: Annotated[int, typer.Option(help="Stocks per training path.")] = 100,
+    years: Annotated[float, typer.Option(help="Years per training path.")] = 5.0,
+    te_limit: Annotated[float, typer.Option(help="Tracking-error limit.")] = 0.01,
+    tolerance: Annotated[float, typer.Option(
+        help="Largest share of steps allowed above the TE limit (0: never).")] = 0.05,
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    out: Annotated[Path | None, typer.Option(
+        help="The tuned file to update (default: the packaged tuned.yaml).")] = None,
+) -> None:
+    """Grid-search the tuned policy's threshold and cadence on training paths."""
+    from taxharvest.agents.rules import TUNED_PATH
+    from taxharvest.agents.tuning import EVALUATION_SEEDS, write_tuned
+    from taxharvest.agents.tuning import tune as tune_profile
+    from taxharvest.tax.law import PROFILES
+
+    names = list(PROFILES) if profile == "all" else [_profile(profile).name]
+    seeds = tuple(range(seed_start, seed_start + paths))
+    if paths < 1 or set(seeds) & set(EVALUATION_SEEDS):
+        raise InputError(f"need at least one path and seeds outside 0-99, got "
+                         f"{seed_start}..{seed_start + paths - 1}", field="seed-start")
+    if assets < 11 or years <= 0 or te_limit <= 0 or not 0 <= tolerance < 1 or jobs < 1:
+        raise InputError("need assets >= 11, years > 0, te-limit > 0, 0 <= tolerance < 1, "
+                         "jobs >= 1", field="assets")
+    path = _output(out or TUNED_PATH, "out")
+    command = (f"taxharvest tune --profile {profile} --paths {paths} --seed-start {seed_start} "
+               f"--assets {assets} --years {years:g} --te-limit {te_limit:g} "
+               f"--tolerance {tolerance:g}")
+    _quiet_guardrail()
+    entries = {}
+    with _progress() as bar:
+        for name in names:
+            task = bar.add_task(f"tune {name}", total=None)
+            entries[name] = tune_profile(
+                name, seeds=seeds, n_assets=assets, years=years, te_limit=te_limit,
+                tolerance=tolerance, n_jobs=jobs,
+                progress=lambda done, total, task=task: bar.update(task, completed=done,
+                                                                    total=total))
+    write_tuned(entries, command, path)
+    table = Table(title=f"Tuned on seeds {seeds[0]}-{seeds[-1]} ({assets} stocks, {years:g} "
+                        f"years), written to {path}")
+    for column in ("profile", "threshold", "cadence", "tax alpha", "steps above TE limit",
+                   "max ex-ante TE", "feasible"):
+        table.add_column(column, justify="right")
+    for name, e in entries.items():
+        table.add_row(name, f"{e['threshold']:g}", e["cadence"], f"{e['tax_alpha']:.2%}",
+                      f"{e['te_above_limit']:.1%}", f"{e['max_ex_ante_te']:.2%}",
+                      str(e["feasible"]))
+    console.print(table)
