@@ -108,5 +108,7 @@ def main() -> None:
         sys.exit(2)
 
 
+from taxharvest.training import cli_commands  # noqa: E402,F401
+
 if __name__ == "__main__":
     main()
