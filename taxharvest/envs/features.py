@@ -102,34 +102,27 @@ def select_within_lock_budget(candidates, sold, proxy_of, active, locked, loadin
     within ``budget_var``; candidates (largest loss first) that would break it are skipped.
     Returns the accepted mask over ``candidates``.
     """
-    k, m = loadings.shape
+    k = loadings.shape[0]
     a = np.where(locked, active, 0.0)
     y = loadings @ a
     s = (specific_var * a * a).sum()
-    is_locked = locked.copy()
     accepted = np.zeros(candidates.shape[0], np.bool_)
+    dy = np.empty(k)
     for c in range(candidates.shape[0]):
         i = candidates[c]
         p = proxy_of[i]
         new_i = active[i] - sold[c]
         new_p = active[p] + sold[c]
-        old_i = a[i]
-        old_p = a[p]
-        total = s + specific_var[i] * (new_i * new_i - old_i * old_i) \
-            + specific_var[p] * (new_p * new_p - old_p * old_p)
+        ds = specific_var[i] * (new_i * new_i - a[i] * a[i]) \
+            + specific_var[p] * (new_p * new_p - a[p] * a[p])
+        total = s + ds
         for f in range(k):
-            v = y[f] + loadings[f, i] * (new_i - old_i) + loadings[f, p] * (new_p - old_p)
-            total += v * v
+            dy[f] = loadings[f, i] * (new_i - a[i]) + loadings[f, p] * (new_p - a[p])
+            total += (y[f] + dy[f]) ** 2
         if total <= budget_var:
             accepted[c] = True
-            for f in range(k):
-                y[f] += loadings[f, i] * (new_i - old_i) + loadings[f, p] * (new_p - old_p)
-            s += specific_var[i] * (new_i * new_i - old_i * old_i) \
-                + specific_var[p] * (new_p * new_p - old_p * old_p)
-            a[i] = new_i
-            a[p] = new_p
-            active[i] = new_i
-            active[p] = new_p
-            is_locked[i] = True
-            is_locked[p] = True
+            y += dy
+            s += ds
+            a[i] = active[i] = new_i
+            a[p] = active[p] = new_p
     return accepted
