@@ -235,3 +235,15 @@ def test_late_listing_joins_the_benchmark_and_the_book_at_reconstitution(market)
     assert env._bench_weights()[3] > 0.0
     assert env.ledger.shares[3].sum() > 0.0
     assert np.isfinite(env.bench_path[: env.t + 1]).all()
+
+
+def test_stable_baselines3_subprocess_vector_env():
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    vec = make_vec_env(ENV_ID, n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, env_kwargs=SMALL)
+    obs = vec.reset()
+    assert obs["assets"].shape == (2, 40, 12)
+    obs, rewards, dones, infos = vec.step(np.zeros((2, 40), np.int8))
+    assert rewards.shape == (2,) and len(infos) == 2
+    vec.close()

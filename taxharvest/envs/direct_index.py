@@ -139,8 +139,9 @@ class DirectIndexEnv(gym.Env):
             raise ValueError(f"cadence must be one of {sorted(CADENCE_DAYS)}, got {cadence!r}")
         if lag < 1:
             raise ValueError("lag must be at least one trading day (no look-ahead)")
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if render_mode not in (None, "ansi"):  # vector wrappers may ask for rgb_array
+            gym.logger.warn(f"render_mode {render_mode!r} is not supported (only 'ansi')")
+            render_mode = None
         self.market_template = market
         self.n_assets = market.n_assets if market is not None else int(n_assets)
         self.profile = get_profile(profile)
