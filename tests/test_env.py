@@ -241,7 +241,9 @@ def test_stable_baselines3_subprocess_vector_env():
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    vec = make_vec_env(ENV_ID, n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, env_kwargs=SMALL)
+    # "module:id" makes each subprocess import the package that registers the environment
+    vec = make_vec_env(f"taxharvest.envs:{ENV_ID}", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
+                       env_kwargs=SMALL)
     obs = vec.reset()
     assert obs["assets"].shape == (2, 40, 12)
     obs, rewards, dones, infos = vec.step(np.zeros((2, 40), np.int8))
