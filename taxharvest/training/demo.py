@@ -1,46 +1,86 @@
-"""`make demo`: the main job on the built-in synthetic market."""
+"""`make demo`: the main job on the built-in synthetic market.
+
+Four harvesters (``hold``, ``monthly-all``, ``tuned`` and the shipped PPO policy of the
+profile) run with the guardrail on through one synthetic 500-stock market over ten years;
+the comparison goes to the terminal, and a run folder gets the JSON results and an HTML
+report.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from taxharvest.io import csv_text, json_text, write_atomic
-from taxharvest.tax.reporting import FORM_8949_COLUMNS, form_8949, sales_records, totals
-from taxharvest.tax.trades import read_trades, replay
+from taxharvest.agents.rules import make_policy
+from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.io import json_text, write_atomic
+from taxharvest.report import render_report
+from taxharvest.training.backtest import run_backtest, synthetic_market
 
-
-def example_trades(seed: int = 7, n_tickers: int = 20, years: int = 3) -> str:
-    """A monthly loss-harvesting history over random-walk prices, as a trade CSV."""
-    rng = np.random.default_rng(seed)
-    months = np.arange(np.datetime64("2023-01"), np.datetime64("2023-01") + 12 * years)
-    prices = 100 * np.exp(np.cumsum(rng.normal(0.005, 0.08, (len(months), n_tickers)), axis=0))
-    lines = ["date,ticker,side,shares,price"]
-    basis = np.full(n_tickers, np.nan)
-    for m, month in enumerate(months):
-        day = str(month.astype("datetime64[D]") + 2)
-        for t in range(n_tickers):
-            price = round(float(prices[m, t]), 2)
-            if np.isnan(basis[t]):
-                lines.append(f"{day},S{t:02d},buy,100,{price}")
-                basis[t] = price
-            elif price < 0.9 * basis[t]:  # harvest, then buy back next month: a wash sale
-                lines.append(f"{day},S{t:02d},sell,100,{price}")
-                basis[t] = np.nan
-    return "\n".join(lines) + "\n"
+POLICIES = ("hold", "monthly-all", "tuned")
+COLUMNS = (
+    ("tax_alpha", "tax alpha", "{:.2%}"),
+    ("after_tax_excess_liquidated", "liquidated", "{:.2%}"),
+    ("active_return", "active", "{:.2%}"),
+    ("harvested_losses", "harvested $", "{:,.0f}"),
+    ("tracking_error", "realized TE", "{:.2%}"),
+    ("max_ex_ante_te", "max ex-ante TE", "{:.2%}"),
+    ("decoupling", "decoupling", "{:.2%}"),
+    ("n_trades", "trades", "{:,}"),
+    ("guardrail_interventions", "guardrail", "{:,}"),
+)
 
 
-def run_demo(out: Path, console: Console) -> None:
+def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_assets: int = 500,
+             years: float = 10.0, seed: int = 0, models: Path = Path("models")) -> dict:
+    """Run the comparison and write ``results.json`` and ``report.html`` into ``out``."""
+    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
     out.mkdir(parents=True, exist_ok=True)
-    trades_path = out / "trades.csv"
-    write_atomic(trades_path, example_trades())
-    ledger = replay(read_trades(trades_path))
-    write_atomic(out / "ledger.json", json_text({"sales": sales_records(ledger),
-                                                  "totals": totals(ledger)}))
-    write_atomic(out / "form8949.csv", csv_text(form_8949(ledger), FORM_8949_COLUMNS))
-    summary = totals(ledger)
-    console.print(f"Replayed {trades_path}: {len(sales_records(ledger))} lot sales, "
-                  f"wash sales disallowed {summary['wash_sale_disallowed']:,.2f}")
-    console.print(f"Outputs in {out}/: ledger.json, form8949.csv")
+    started = time.perf_counter()
+    market = synthetic_market(n_assets, years, seed=seed)
+    specs = list(POLICIES)
+    model = models / profile
+    if (model / "model.zip").exists():
+        specs.append(f"ppo:{model}")
+    else:
+        console.print(f"[yellow]no trained policy in {model}/: train one with "
+                      f"`taxharvest train --profile {profile}`; comparing the rules only[/]")
+    console.print(f"Synthetic market: {n_assets} stocks, {years:g} years, seed {seed}; "
+                  f"profile {profile}; weekly decisions; guardrail on (TE limit 1%)")
+    runs: dict[str, dict] = {}
+    columns = (TextColumn("{task.description:<12}"), BarColumn(),
+               TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        for spec in specs:
+            env = DirectIndexEnv(market=market, profile=profile, random_start=False,
+                                 episode_years=years, cadence="weekly")
+            name = "ppo" if spec.startswith("ppo:") else spec
+            task = progress.add_task(name, total=None)
+            result = run_backtest(
+                make_policy(spec, profile, env=env), env, seed=seed,
+                progress=lambda done, total, task=task: progress.update(task, completed=done,
+                                                                         total=total))
+            runs[name] = result.to_json()
+    document = {"kind": "comparison", "runs": runs,
+                "title": f"taxharvest demo: {profile}, {n_assets} stocks, {years:g} years"}
+    write_atomic(out / "results.json", json_text(document))
+    report = render_report(document, out / "report.html")
+    console.print(_table(runs))
+    console.print(f"Report: {report}   results: {out / 'results.json'}   "
+                  f"({time.perf_counter() - started:.0f} s)")
+    return document
+
+
+def _table(runs: dict[str, dict]) -> Table:
+    table = Table(title="After-tax comparison, guardrail on (synthetic market)")
+    table.add_column("policy")
+    for _, label, _ in COLUMNS:
+        table.add_column(label, justify="right")
+    for name, run in runs.items():
+        table.add_row(name, *[fmt.format(run[key]) for key, _, fmt in COLUMNS])
+    return table
