@@ -1,0 +1,275 @@
+"""PPO harvester whose network is shared across assets, so one policy serves any universe.
+
+Every stock's row of ``assets`` goes through the same small MLP; the book-level context (an
+MLP of ``portfolio`` with mean and max pooling over the stock embeddings) is appended to each
+row; the same per-asset head turns each row into one Bernoulli logit. No parameter depends on
+the number of stocks: a policy trained on 64 names runs a 500-name book. Stocks the
+environment would not harvest (``harvestable == 0``) get a logit of :data:`MASKED_LOGIT`, in
+rollouts and in training alike, so the policy puts no probability on them.
+
+A trained policy lives in one folder: ``model.zip`` (stable-baselines3), ``vecnormalize.pkl``
+(frozen observation statistics of the ``portfolio`` key) and ``card.json`` (what it was
+trained on; checked against the environment by :func:`load_policy`).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.distributions import BernoulliDistribution, Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecNormalize
+from torch import nn
+
+import taxharvest
+from taxharvest.agents.base import Decision
+from taxharvest.envs import ASSET_FEATURES, ENV_ID, PORTFOLIO_FEATURES
+from taxharvest.errors import InputError
+
+HARVESTABLE = ASSET_FEATURES.index("harvestable")
+MASKED_LOGIT = -30.0  # sigmoid(-30) ~ 1e-13: no probability, yet finite log-probabilities
+CARD_FORMAT = 1
+MODEL_FILE, NORMALIZER_FILE, CARD_FILE = "model.zip", "vecnormalize.pkl", "card.json"
+
+
+def _mlp(in_dim: int, arch: Sequence[int], activation_fn: type[nn.Module]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in arch:
+        layers += [nn.Linear(in_dim, width), activation_fn()]
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+class AssetSetExtractor(BaseFeaturesExtractor):
+    """Observation -> per-asset features ``(batch, n, features_dim)``.
+
+    Row ``i`` is stock ``i``'s embedding (a shared MLP of its 12 features) beside the book's
+    context: an MLP of ``[portfolio embedding, mean and max of the stock embeddings]``.
+    ``features_dim`` is the width of one row; the parameters do not depend on ``n``.
+
+    :param observation_space: the environment's ``Dict`` space (``assets``, ``portfolio``).
+    :param asset_arch: hidden widths of the per-asset MLP (the last is the embedding width).
+    :param context_dim: width of the pooled context.
+    :param activation_fn: activation after every layer.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        asset_arch: Sequence[int] = (64, 64),
+        context_dim: int = 64,
+        activation_fn: type[nn.Module] = nn.Tanh,
+    ) -> None:
+        super().__init__(observation_space, features_dim=asset_arch[-1] + context_dim)
+        n_asset = observation_space["assets"].shape[-1]
+        n_portfolio = observation_space["portfolio"].shape[-1]
+        embed = asset_arch[-1]
+        self.asset_net = _mlp(n_asset, asset_arch, activation_fn)
+        self.portfolio_net = _mlp(n_portfolio, (context_dim,), activation_fn)
+        self.context_net = _mlp(context_dim + 2 * embed, (context_dim,), activation_fn)
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        embedded = self.asset_net(observations["assets"])  # (B, n, E)
+        pooled = th.cat([self.portfolio_net(observations["portfolio"]),
+                         embedded.mean(dim=1), embedded.amax(dim=1)], dim=-1)
+        context = self.context_net(pooled)  # (B, C)
+        return th.cat([embedded, context.unsqueeze(1).expand(-1, embedded.shape[1], -1)], dim=-1)
+
+
+class AssetSetHeads(nn.Module):
+    """The ``mlp_extractor``: the actor maps every row alike, the critic reads the pooled rows.
+
+    ``forward_actor`` -> ``(batch, n, latent_dim_pi)``; ``forward_critic`` -> ``(batch,
+    latent_dim_vf)`` from the mean row, i.e. ``[mean stock embedding, context]``.
+    """
+
+    def __init__(self, features_dim: int, net_arch: dict[str, list[int]],
+                 activation_fn: type[nn.Module]) -> None:
+        super().__init__()
+        self.policy_net = _mlp(features_dim, net_arch["pi"], activation_fn)
+        self.value_net = _mlp(features_dim, net_arch["vf"], activation_fn)
+        self.latent_dim_pi = net_arch["pi"][-1] if net_arch["pi"] else features_dim
+        self.latent_dim_vf = net_arch["vf"][-1] if net_arch["vf"] else features_dim
+
+    def forward(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: th.Tensor) -> th.Tensor:
+        return self.policy_net(features)
+
+    def forward_critic(self, features: th.Tensor) -> th.Tensor:
+        return self.value_net(features.mean(dim=1))
+
+
+class PerAssetBernoulli(BernoulliDistribution):
+    """SB3's Bernoulli distribution whose logit layer maps one asset's latent to one logit."""
+
+    def proba_distribution_net(self, latent_dim: int) -> nn.Module:
+        return nn.Linear(latent_dim, 1)
+
+
+class PerAssetPolicy(ActorCriticPolicy):
+    """Actor-critic for ``DirectIndexEnv`` with weights shared across assets.
+
+    Accepts the usual :class:`ActorCriticPolicy` arguments; ``net_arch`` must be a dict with
+    ``pi`` (per-asset head) and ``vf`` (value head) widths. SB3's ``_build`` creates the
+    per-asset logit layer through :class:`PerAssetBernoulli`, so the optimizer sees the final
+    modules; ``forward``, ``evaluate_actions`` and ``get_distribution`` share one masked path.
+    """
+
+    def __init__(self, observation_space: spaces.Dict, action_space: spaces.MultiBinary,
+                 lr_schedule: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("features_extractor_class", AssetSetExtractor)
+        kwargs.setdefault("net_arch", {"pi": [64], "vf": [64]})
+        if not kwargs.get("share_features_extractor", True):
+            raise ValueError("PerAssetPolicy needs share_features_extractor=True")
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = AssetSetHeads(self.features_dim, self.net_arch, self.activation_fn)
+
+    def _build(self, lr_schedule: Any) -> None:
+        self.action_dist = PerAssetBernoulli(int(self.action_space.n))
+        super()._build(lr_schedule)
+
+    def _masked_distribution(self, latent_pi: th.Tensor, obs: dict[str, th.Tensor]) -> Distribution:
+        logits = self.action_net(latent_pi).squeeze(-1)
+        harvestable = obs["assets"][..., HARVESTABLE] > 0.5
+        logits = th.where(harvestable, logits, th.full_like(logits, MASKED_LOGIT))
+        return self.action_dist.proba_distribution(action_logits=logits)
+
+    def _distribution_and_value(self, obs: dict[str, th.Tensor]) -> tuple[Distribution, th.Tensor]:
+        latent_pi, latent_vf = self.mlp_extractor(self.extract_features(obs))
+        return self._masked_distribution(latent_pi, obs), self.value_net(latent_vf)
+
+    def forward(self, obs: dict[str, th.Tensor], deterministic: bool = False
+                ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        distribution, values = self._distribution_and_value(obs)
+        actions = distribution.get_actions(deterministic=deterministic)
+        return actions, values, distribution.log_prob(actions)
+
+    def evaluate_actions(self, obs: dict[str, th.Tensor], actions: th.Tensor
+                         ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        distribution, values = self._distribution_and_value(obs)
+        return values, distribution.log_prob(actions), distribution.entropy()
+
+    def get_distribution(self, obs: dict[str, th.Tensor]) -> Distribution:
+        latent_pi = self.mlp_extractor.forward_actor(self.extract_features(obs))
+        return self._masked_distribution(latent_pi, obs)
+
+
+class PPOPolicy:
+    """A trained PPO model behind the :class:`~taxharvest.agents.base.Policy` interface.
+
+    ``act`` normalizes ``portfolio`` with the frozen training statistics, harvests every stock
+    whose probability exceeds one half (SB3's deterministic prediction) and the environment
+    allows, and explains each harvest with its probability and the features behind it.
+
+    :param model: the PPO model (its spaces match the environment it acts in).
+    :param normalizer: the training ``VecNormalize`` (only its statistics are used).
+    :param card: the model card, when loaded from a folder.
+    """
+
+    def __init__(self, model: PPO, normalizer: VecNormalize, card: dict | None = None,
+                 name: str = "ppo") -> None:
+        self.model = model
+        self.normalizer = normalizer
+        self.card = card or {}
+        self.name = name
+        model.policy.set_training_mode(False)
+
+    def reset(self) -> None:
+        """Stateless between steps: nothing to reset."""
+
+    def probabilities(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """``(n,)`` harvest probability per stock (about 0 where not harvestable)."""
+        normalized = self.normalizer.normalize_obs(observation)
+        obs_tensor, _ = self.model.policy.obs_to_tensor(normalized)
+        with th.no_grad():
+            probs = self.model.policy.get_distribution(obs_tensor).distribution.probs
+        return probs.cpu().numpy().reshape(-1)
+
+    def act(self, observation: dict[str, np.ndarray], info: dict) -> Decision:
+        assets = observation["assets"]
+        allowed = np.asarray(info.get("action_mask", assets[:, HARVESTABLE] > 0.5), bool)
+        probs = self.probabilities(observation)
+        action = ((probs > 0.5) & allowed).astype(np.int8)
+        reasons = {int(i): _reason(probs[i], assets[i]) for i in np.flatnonzero(action)}
+        return Decision(action=action, reasons=reasons)
+
+
+def _reason(probability: float, row: np.ndarray) -> str:
+    feature = dict(zip(ASSET_FEATURES, row.tolist(), strict=True))
+    return (f"PPO p={probability:.2f}: worst lot {feature['worst_lot_return']:+.1%}, "
+            f"short-term share {feature['short_term_share']:.0%}, "
+            f"vol {feature['volatility']:.0%}")
+
+
+def observation_layout() -> dict[str, list[str]]:
+    """The feature names a card records and :func:`load_policy` compares."""
+    return {"asset_features": list(ASSET_FEATURES),
+            "portfolio_features": list(PORTFOLIO_FEATURES)}
+
+
+def check_card(card: dict, env: gym.Env, path: str | Path) -> None:
+    """Raise :class:`InputError` naming the first card field this package or ``env`` contradicts.
+
+    The number of assets may differ (the weights are shared across assets).
+    """
+    expected: list[tuple[str, Any, Any]] = [
+        ("format", card.get("format"), CARD_FORMAT),
+        ("env.id", card.get("env", {}).get("id"), ENV_ID),
+        ("env.version", card.get("env", {}).get("version"), taxharvest.__version__),
+    ]
+    layout = card.get("observation", {})
+    expected += [(f"observation.{key}", layout.get(key), names)
+                 for key, names in observation_layout().items()]
+    expected.append(("action_space", card.get("action_space"), "MultiBinary"))
+    for field, found, wanted in expected:
+        if found != wanted:
+            raise InputError(f"the model card says {found!r}, this taxharvest expects {wanted!r}",
+                             path=path, field=field)
+    space = env.observation_space
+    if not isinstance(env.action_space, spaces.MultiBinary) or not isinstance(space, spaces.Dict):
+        raise InputError(f"the environment's action space is {env.action_space}, the model "
+                         "needs MultiBinary with a Dict observation", path=path, field="action_space")
+    shapes = {key: space[key].shape[-1] for key in ("assets", "portfolio") if key in space.spaces}
+    wanted_shapes = {"assets": len(ASSET_FEATURES), "portfolio": len(PORTFOLIO_FEATURES)}
+    if shapes != wanted_shapes:
+        raise InputError(f"the environment's observation has feature widths {shapes}, the model "
+                         f"expects {wanted_shapes}", path=path, field="observation")
+
+
+def load_policy(path: str | Path, env: gym.Env) -> PPOPolicy:
+    """Load the policy in folder ``path`` for ``env`` (any number of assets).
+
+    Checks ``card.json`` against this package and ``env`` first (:func:`check_card`); the SB3
+    model is rebuilt for ``env``'s spaces and its shared weights loaded into it.
+    """
+    folder = Path(path)
+    for name in (MODEL_FILE, NORMALIZER_FILE, CARD_FILE):
+        if not (folder / name).is_file():
+            raise InputError(f"not a trained policy folder: {name} is missing", path=folder)
+    card_path = folder / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", path=card_path, row=err.lineno) from err
+    check_card(card, env, card_path)
+    model = PPO.load(folder / MODEL_FILE, device="cpu", custom_objects={
+        "observation_space": env.observation_space, "action_space": env.action_space})
+    with open(folder / NORMALIZER_FILE, "rb") as handle:
+        normalizer: VecNormalize = pickle.load(handle)
+    normalizer.training = False
+    normalizer.norm_reward = False
+    return PPOPolicy(model, normalizer, card=card, name=f"ppo:{folder.name}")
