@@ -204,14 +204,14 @@ def test_audit_trail_gives_each_trade_a_reason_and_its_lots(market):
 def test_guardrail_holds_the_limit_through_a_crash_under_a_random_harvester(scenario):
     from taxharvest.market.scenarios import inject_scenario
 
-    base = SyntheticMarket(n_assets=80, years=2.6, seed=11).generate()
+    base = SyntheticMarket(n_assets=200, years=2.6, seed=11).generate()
     crash = inject_scenario(base, scenario, start_date=base.dates[150], seed=1)
-    guarded = DirectIndexEnv(market=crash, random_start=False, n_assets=80, episode_years=2.0,
+    guarded = DirectIndexEnv(market=crash, random_start=False, episode_years=2.0,
                              cadence="weekly")
     _, _, infos = rollout(guarded, seed=0)
     assert max(i["ex_ante_te"] for i in infos) <= guarded.te_limit * (1 + 1e-6)
     assert all(i["guardrail_status"] in ("unchanged", "projected") for i in infos[1:])
-    unguarded = DirectIndexEnv(market=crash, random_start=False, n_assets=80, episode_years=2.0,
+    unguarded = DirectIndexEnv(market=crash, random_start=False, episode_years=2.0,
                                cadence="weekly", guardrail=False)
     _, _, raw = rollout(unguarded, seed=0)
     assert max(i["ex_ante_te"] for i in raw) > 2 * guarded.te_limit

@@ -202,10 +202,60 @@ def calibrate(config: SyntheticConfig, beta: np.ndarray, idio_scale: np.ndarray,
     return Calibration(m2, s2, e2, dof, drift, chain)
 
 
+def _easter(year: int) -> np.datetime64:
+    """Gregorian Easter Sunday (Anonymous Gregorian algorithm, Meeus/Jones/Butcher)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = divmod(b, 4)
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = divmod(c, 4)
+    leap = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * leap) // 451
+    month, day = divmod(h + leap - 7 * m + 114, 31)
+    return np.datetime64(f"{year:04d}-{month:02d}-{day + 1:02d}")
+
+
+def nyse_holidays(first_year: int, last_year: int) -> np.ndarray:
+    """NYSE full-day holidays (NYSE Rule 7.2), observed dates, for a span of years.
+
+    New Year's Day, Martin Luther King Jr. Day, Washington's Birthday, Good Friday, Memorial
+    Day, Juneteenth (from 2022), Independence Day, Labor Day, Thanksgiving, Christmas; a
+    Saturday holiday is observed on Friday (except New Year's Day), a Sunday one on Monday.
+    """
+    days = []
+    for year in range(first_year, last_year + 1):
+
+        def nth(month: int, weekday: int, n: int, year: int = year) -> np.datetime64:
+            first = np.datetime64(f"{year:04d}-{month:02d}-01")
+            offset = (weekday - (first.astype(np.int64) + 3) % 7) % 7  # 1970-01-01: Thursday
+            return first + offset + 7 * (n - 1)
+
+        def last_monday(month: int, year: int = year) -> np.datetime64:
+            end = (np.datetime64(f"{year:04d}-{month:02d}") + 1).astype("datetime64[D]") - 1
+            return end - (end.astype(np.int64) + 3) % 7
+
+        fixed = [(1, 1), (7, 4), (12, 25)] + ([(6, 19)] if year >= 2022 else [])
+        for month, day in fixed:
+            date = np.datetime64(f"{year:04d}-{month:02d}-{day:02d}")
+            weekday = (date.astype(np.int64) + 3) % 7  # Monday = 0
+            if weekday == 5 and (month, day) != (1, 1):
+                date -= 1
+            elif weekday == 6:
+                date += 1
+            days.append(date)
+        days += [nth(1, 0, 3), nth(2, 0, 3), _easter(year) - 2, last_monday(5), nth(9, 0, 1),
+                 nth(11, 3, 4)]
+    return np.array(sorted(days), dtype="datetime64[D]")
+
+
 def business_days(start, count: int) -> np.ndarray:
-    """``count`` weekdays from ``start`` (rolled forward); exchange holidays are ignored."""
-    first = np.busday_offset(np.datetime64(start, "D"), 0, roll="forward")
-    return np.busday_offset(first, np.arange(count), roll="forward")
+    """``count`` NYSE trading days from ``start`` (rolled forward): weekdays less holidays,
+    so that a calendar year holds about 252 of them, as real data does."""
+    first_year = int(str(np.datetime64(start, "Y")))
+    calendar = np.busdaycalendar(
+        holidays=nyse_holidays(first_year, first_year + count // 240 + 2))
+    first = np.busday_offset(np.datetime64(start, "D"), 0, roll="forward", busdaycal=calendar)
+    return np.busday_offset(first, np.arange(count), roll="forward", busdaycal=calendar)
 
 
 def allocate(counts, n: int) -> np.ndarray:

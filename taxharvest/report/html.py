@@ -104,7 +104,7 @@ def _fmt(value, kind: str) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
     if kind == "pct":
-        return f"{value:.2%}"
+        return f"{value + 0.0:.2%}".replace("-0.00%", "0.00%")
     if kind == "money":
         return f"{value:,.0f}"
     if kind == "int":
@@ -122,20 +122,22 @@ def _metrics_table(runs: dict[str, dict]) -> str:
 
 
 def _yearly_table(runs: dict[str, dict]) -> str:
-    columns = (("tax_savings", "tax saving", "money"),
-               ("harvested_losses", "harvested", "money"),
-               ("te", "realized TE", "pct"),
-               ("form_8949_rows", "8949 rows", "int"))
-    head = "".join(f"<th>{html.escape(name)}<br>{label}</th>"
-                   for name in runs for _, label, _ in columns)
+    """One narrow table per yearly measure: years down, runs across."""
     years = sorted({y for run in runs.values() for y in run["yearly"]})
-    rows = []
-    for year in years:
-        cells = "".join(
-            f"<td>{_fmt(run['yearly'].get(year, {}).get(key), kind)}</td>"
-            for run in runs.values() for key, _, kind in columns)
-        rows.append(f"<tr><th class='label'>{year}</th>{cells}</tr>")
-    return f"<table class='small'><tr><th>year</th>{head}</tr>{''.join(rows)}</table>"
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in runs)
+    tables = []
+    for key, label, kind in (("tax_savings", "Tax saving ($)", "money"),
+                             ("harvested_losses", "Harvested losses ($)", "money"),
+                             ("te", "Realized TE", "pct"),
+                             ("form_8949_rows", "Form 8949 rows", "int")):
+        rows = "".join(
+            f"<tr><th class='label'>{year}</th>"
+            + "".join(f"<td>{_fmt(run['yearly'].get(year, {}).get(key), kind)}</td>"
+                      for run in runs.values()) + "</tr>"
+            for year in years)
+        tables.append(f"<table class='small'><caption>{label}</caption>"
+                      f"<tr><th>year</th>{head}</tr>{rows}</table>")
+    return f"<div class='tables'>{''.join(tables)}</div>"
 
 
 def _plot(draw: Callable, runs: dict[str, dict], rows: int = 1) -> str:
@@ -165,6 +167,11 @@ def _wealth(ax, runs: dict[str, dict]) -> None:
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("% above the benchmark")
     ax.legend(fontsize=7, ncol=2)
+    _years_axis(ax)
+
+
+def _years_axis(ax) -> None:
+    ax.xaxis.set_major_locator(mdates.YearLocator())
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
 
 
@@ -178,7 +185,8 @@ def _yearly(ax, runs: dict[str, dict]) -> None:
         ax.bar(x + k * width, harvested, width, color=color, alpha=0.3)
         ax.bar(x + k * width, savings, width, color=color, label=name)
     ax.set_xticks(x + 0.4 - width / 2, years)
-    ax.set_ylabel("$ thousands: tax saving (solid), harvested losses (light)")
+    ax.set_ylabel("$ thousands")
+    ax.set_title("tax saving (solid) and harvested losses (light)", fontsize=9)
     ax.axhline(0, color="black", lw=0.8)
     ax.legend(fontsize=7)
 
@@ -195,7 +203,7 @@ def _te(axes, runs: dict[str, dict], limit: float) -> None:
         ax.axhline(100 * limit, color="red", ls="--", lw=1, label="limit")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
+        _years_axis(ax)
 
 
 def _interventions(ax, runs: dict[str, dict]) -> None:
@@ -227,7 +235,9 @@ h2 {{ font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}
 th, td {{ padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }}
 th.label {{ text-align: left; font-weight: normal; }}
-table.small {{ font-size: 0.8em; }}
+table.small {{ font-size: 0.8em; margin: 0 1.5em 1em 0; }}
+caption {{ text-align: left; font-weight: bold; padding-bottom: 4px; }}
+.tables {{ display: flex; flex-wrap: wrap; align-items: flex-start; }}
 img {{ max-width: 100%; }}
 </style></head>
 <body>
