@@ -375,6 +375,10 @@ class DirectIndexEnv(gym.Env):
         harvest = self._within_lock_budget(
             action & self._harvestable(buy_blocked, sell_blocked), weights, value,
             buy_blocked, sell_blocked)
+        if (self.guardrail is None and not harvest.any() and weights[n:].sum() <= 0.0
+                and 1.0 - weights.sum() <= self.min_trade):
+            self.decision_te = self.ex_ante_te  # nothing to harvest, swap back or invest
+            return None
 
         k = m - n
         sectors = self.market.sectors

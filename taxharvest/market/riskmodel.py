@@ -20,6 +20,7 @@ shrunk), floored. All EWMAs are zero-mean and bias-corrected for their start.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from taxharvest.market.risk import TRADING_DAYS, FactorRisk
 
@@ -89,28 +90,16 @@ class EwmaRiskModel:
 
     def update(self, returns_t: np.ndarray) -> None:
         """Fold in one day's returns ``(m,)`` (NaN for securities not trading)."""
-        r = np.asarray(returns_t, dtype=float)
-        trading = r == r  # not NaN; cheaper than np.isfinite at this size
-        r = np.where(trading, r, 0.0)
-        w = self._weights * trading
-        sector_weight = np.bincount(self.sectors_all, w, self.n_sectors)
-        sector_sum = np.bincount(self.sectors_all, w * r, self.n_sectors)
-        total = sector_weight.sum()
-        market = sector_sum.sum() / total if total > 0 else 0.0
-        sector_mean = np.divide(sector_sum, sector_weight, out=np.full(self.n_sectors, market),
-                                where=sector_weight > 0)
+        sector_mean = np.empty(self.n_sectors)
+        market = _fold_day(np.asarray(returns_t, dtype=float), self._weights, self.sectors_all,
+                           self._spec, self._spec_mass, self._a_spec, self.buy_and_hold,
+                           sector_mean)
         f = self.factor_returns_ = np.concatenate(([market], sector_mean - market))
         a, b = self._a_vol, self._a_corr
         self._var = a * self._var + (1.0 - a) * f * f
         self._cov = b * self._cov + (1.0 - b) * f[:, None] * f
         self._mass_vol = a * self._mass_vol + 1.0 - a
         self._mass_corr = b * self._mass_corr + 1.0 - b
-        residual = r - sector_mean[self.sectors_all]
-        keep = np.where(trading, self._a_spec, 1.0)  # non-trading days leave the EWMA as is
-        self._spec = keep * self._spec + (1.0 - keep) * residual * residual
-        self._spec_mass = keep * self._spec_mass + (1.0 - keep)
-        if self.buy_and_hold:
-            self._weights = self._weights * (1.0 + r)
         self.n_updates_ += 1
 
     def risk(self) -> FactorRisk:
@@ -125,19 +114,58 @@ class EwmaRiskModel:
         np.fill_diagonal(corr, 1.0)
         vol = np.sqrt(var)
         factor_cov = corr * np.outer(vol, vol) * TRADING_DAYS
+        specific = np.empty(len(self._spec))
+        _specific_variance(self._spec, self._spec_mass, self.proxy_mask, self.sectors_all,
+                           self.n_sectors, self.shrinkage, self.specific_floor / TRADING_DAYS,
+                           specific)
+        return FactorRisk(self._exposures, factor_cov, specific * TRADING_DAYS)
 
-        seen = self._spec_mass > 0
-        spec = np.where(seen, self._spec / np.where(seen, self._spec_mass, 1.0), np.nan)
-        stocks = seen & ~self.proxy_mask
-        totals = np.bincount(self.sectors_all[stocks], spec[stocks], self.n_sectors)
-        counts = np.bincount(self.sectors_all[stocks], minlength=self.n_sectors)
-        overall = totals.sum() / counts.sum() if counts.sum() else 0.0
-        pooled = np.where(counts > 0, totals / np.maximum(counts, 1), overall)[self.sectors_all]
-        shrunk = np.where(self.proxy_mask, spec,
-                          (1.0 - self.shrinkage) * spec + self.shrinkage * pooled)
-        specific = np.where(np.isnan(shrunk), pooled, shrunk) * TRADING_DAYS
-        specific = np.maximum(specific, self.specific_floor)
-        return FactorRisk(self._exposures, factor_cov, specific)
+
+@njit(cache=True)
+def _fold_day(r, weights, sectors, spec, spec_mass, a_spec, buy_and_hold, sector_mean):
+    """One day: weighted sector means (into ``sector_mean``), the market return (returned),
+    the specific EWMAs of the trading securities, and buy-and-hold weight drift."""
+    k = sector_mean.shape[0]
+    weight = np.zeros(k)
+    total = np.zeros(k)
+    for i in range(r.shape[0]):
+        if r[i] == r[i]:
+            weight[sectors[i]] += weights[i]
+            total[sectors[i]] += weights[i] * r[i]
+    all_weight = weight.sum()
+    market = total.sum() / all_weight if all_weight > 0 else 0.0
+    for s in range(k):
+        sector_mean[s] = total[s] / weight[s] if weight[s] > 0 else market
+    for i in range(r.shape[0]):
+        if r[i] == r[i]:  # non-trading days leave the EWMA as is
+            residual = r[i] - sector_mean[sectors[i]]
+            spec[i] = a_spec * spec[i] + (1.0 - a_spec) * residual * residual
+            spec_mass[i] = a_spec * spec_mass[i] + (1.0 - a_spec)
+            if buy_and_hold:
+                weights[i] *= 1.0 + r[i]
+    return market
+
+
+@njit(cache=True)
+def _specific_variance(spec, spec_mass, proxy_mask, sectors, n_sectors, shrinkage, floor, out):
+    """Daily specific variance: each stock's EWMA shrunk toward its sector's mean over the
+    stocks seen (proxies are not shrunk); unseen securities take the pooled value; floored."""
+    totals = np.zeros(n_sectors)
+    counts = np.zeros(n_sectors)
+    for i in range(spec.shape[0]):
+        if spec_mass[i] > 0 and not proxy_mask[i]:
+            totals[sectors[i]] += spec[i] / spec_mass[i]
+            counts[sectors[i]] += 1
+    overall = totals.sum() / counts.sum() if counts.sum() > 0 else 0.0
+    for i in range(spec.shape[0]):
+        s = sectors[i]
+        pooled = totals[s] / counts[s] if counts[s] > 0 else overall
+        if spec_mass[i] > 0:
+            own = spec[i] / spec_mass[i]
+            value = own if proxy_mask[i] else (1.0 - shrinkage) * own + shrinkage * pooled
+        else:
+            value = pooled
+        out[i] = max(value, floor)
 
 
 def estimate_risk(returns_window: np.ndarray, sectors_all: np.ndarray,
