@@ -667,13 +667,9 @@ class DirectIndexEnv(gym.Env):
         return self._weights()[1]
 
     def _weights(self) -> tuple[np.ndarray, float]:
-        """Weights of every security in the account (cash is the rest) and its value.
-
-        From the lot features, which are refreshed after every price or ledger change.
-        """
-        values = self.features[:, 7]
-        total = values.sum() + self.ledger.cash
-        return values / total, float(total)
+        """Weights of every security in the account (cash is the rest) and its value, as of
+        the last refresh of the lot features (after every price or ledger change)."""
+        return self._weights_cache
 
     def _te(self, weights: np.ndarray) -> float:
         return self.risk.tracking_error(weights - self._bench_weights())
@@ -704,6 +700,9 @@ class DirectIndexEnv(gym.Env):
     def _refresh_features(self) -> None:
         lot_features(self.ledger.shares, self.ledger.basis, self.ledger.acq, self.ledger.used,
                      self.last_price, self.days[self.t], ANNIVERSARY, DAY_BASE, self.features)
+        values = self.features[:, 7]
+        total = float(values.sum()) + self.ledger.cash
+        self._weights_cache = (values / total, total)
 
     def _observation(self) -> dict[str, np.ndarray]:
         n = self.n_assets
