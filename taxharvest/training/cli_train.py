@@ -28,7 +28,7 @@ def train(
         float, typer.Option(help="Share of episodes with a crash template injected.")] = 0.3,
     eval_freq: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 10_000,
     eval_paths: Annotated[int, typer.Option(help="Held-out synthetic paths per evaluation.")] = 8,
-    vec_env: Annotated[str, typer.Option(help="subproc (worker processes) or dummy (in process).")] = "subproc",
+    vec_env: Annotated[str, typer.Option(help="subproc (worker processes) or dummy (in process).")] = "dummy",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a PPO harvester and write model.zip, vecnormalize.pkl and its card."""

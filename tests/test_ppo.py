@@ -1,0 +1,148 @@
+"""PPO: weights shared across assets, masking, training, cards, loading, reproducibility."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch as th
+from typer.main import get_command
+
+from taxharvest.agents.base import Decision, Policy
+from taxharvest.agents.ppo import HARVESTABLE, PerAssetPolicy, load_policy
+from taxharvest.envs import DirectIndexEnv
+from taxharvest.errors import InputError
+from taxharvest.training.train import CLI_FLAGS, make_env, reproduce_command, train
+
+TINY = {"n_assets": 20, "episode_years": 1.0, "eval_paths": 1, "baselines": False}
+
+
+def build_policy(n: int) -> PerAssetPolicy:
+    env = DirectIndexEnv(n_assets=n)
+    return PerAssetPolicy(env.observation_space, env.action_space, lambda _: 3e-4)
+
+
+def tiny_train(tmp_path, name: str, timesteps: int, seed: int = 7):
+    return train("mfj-800k", timesteps=timesteps, seed=seed, out=tmp_path / name,
+                 eval_freq=timesteps, **TINY)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return tiny_train(tmp_path_factory.mktemp("ppo"), "model", timesteps=2048).out
+
+
+def test_parameters_do_not_depend_on_the_number_of_assets():
+    small, large = build_policy(20), build_policy(60)
+    assert ({k: v.shape for k, v in small.state_dict().items()}
+            == {k: v.shape for k, v in large.state_dict().items()})
+    assert sum(p.numel() for p in small.parameters()) < 50_000
+
+
+def test_unharvestable_assets_get_no_probability():
+    policy = build_policy(20)
+    rng = np.random.default_rng(0)
+    assets = rng.normal(size=(4, 20, 12)).astype(np.float32)
+    harvestable = rng.random((4, 20)) < 0.5
+    assets[..., HARVESTABLE] = harvestable
+    obs = {"assets": th.as_tensor(assets), "portfolio": th.zeros(4, 15)}
+    probs = policy.get_distribution(obs).distribution.probs.detach().numpy()
+    assert probs[~harvestable].max() < 1e-9
+    assert probs[harvestable].min() > 0.1
+    # Training sees the same mask: finite log-probabilities, gradients only where allowed.
+    actions = th.as_tensor(harvestable & (rng.random((4, 20)) < 0.5), dtype=th.float32)
+    _, log_prob, entropy = policy.evaluate_actions(obs, actions)
+    log_prob.sum().backward()
+    assert th.isfinite(log_prob).all() and th.isfinite(entropy).all()
+    assert policy.action_net.weight.grad.abs().sum() > 0
+
+
+def test_trained_policy_saves_its_card_and_acts_with_reasons(trained):
+    card = json.loads((trained / "card.json").read_text())
+    assert card["training"]["timesteps"] >= 2048 and card["training"]["seed"] == 7
+    assert card["observation"]["asset_features"][HARVESTABLE] == "harvestable"
+    assert card["command"].startswith("taxharvest train --profile mfj-800k --timesteps 2048")
+    assert (trained / "card.md").read_text().startswith("# ppo-mfj-800k")
+    env = make_env(card["env"]["config"])
+    policy = load_policy(trained, env)
+    assert isinstance(policy, Policy)
+    policy.model.policy.action_net.bias.data.fill_(10.0)  # harvest whatever may be harvested
+    obs, info = env.reset(seed=5)
+    for _ in range(40):
+        decision = policy.act(obs, info)
+        if decision.action.any():
+            break
+        obs, _, _, _, info = env.step(decision.action)
+    assert isinstance(decision, Decision) and decision.action.dtype == np.int8
+    harvested = np.flatnonzero(decision.action)
+    assert harvested.size and set(decision.reasons) == set(harvested.tolist())
+    assert not (decision.action & ~info["action_mask"]).any()
+    assert all(r.startswith("PPO p=") and "worst lot" in r for r in decision.reasons.values())
+
+
+def test_policy_loads_onto_a_larger_universe(trained):
+    env = DirectIndexEnv(n_assets=45, episode_years=1.0)
+    policy = load_policy(trained, env)
+    obs, info = env.reset(seed=1)
+    assert policy.probabilities(obs).shape == (45,)
+    assert policy.act(obs, info).action.shape == (45,)
+
+
+@pytest.mark.parametrize(("field", "edit"), [
+    ("observation.asset_features", lambda c: c["observation"]["asset_features"].reverse()),
+    ("env.version", lambda c: c["env"].update(version="0.0.1")),
+    ("action_space", lambda c: c.update(action_space="Box")),
+])
+def test_card_mismatch_is_an_input_error(trained, tmp_path, field, edit):
+    folder = tmp_path / "edited"
+    shutil.copytree(trained, folder)
+    card = json.loads((folder / "card.json").read_text())
+    edit(card)
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(InputError, match=f"field '{field}'"):
+        load_policy(folder, DirectIndexEnv(n_assets=20))
+    (folder / "model.zip").unlink()
+    with pytest.raises(InputError, match="model.zip is missing"):
+        load_policy(folder, DirectIndexEnv(n_assets=20))
+
+
+def test_same_seed_same_parameters(tmp_path):
+    first = tiny_train(tmp_path, "a", timesteps=512, seed=11)
+    second = tiny_train(tmp_path, "b", timesteps=512, seed=11)
+    env = DirectIndexEnv(n_assets=20)
+    a = load_policy(first.out, env).model.policy.state_dict()
+    b = load_policy(second.out, env).model.policy.state_dict()
+    assert all(th.equal(a[key], b[key]) for key in a)
+
+
+def test_reproduce_command_lists_non_defaults_only(tmp_path):
+    defaults = {name: inspect.signature(train).parameters[name].default for name in CLI_FLAGS}
+    command = reproduce_command("mfj-250k", 500, 3, tmp_path / "m", **{**defaults, "n_assets": 30})
+    assert command == f"taxharvest train --profile mfj-250k --timesteps 500 --seed 3 --out {tmp_path / 'm'} --assets 30"
+
+
+def test_cli_defaults_match_train():
+    from taxharvest.cli import app
+
+    options = {p.name: p.default for p in get_command(app).commands["train"].params}
+    cli_name = {"n_assets": "assets", "n_envs": "envs", "episode_years": "years"}
+    for name in CLI_FLAGS:
+        assert options[cli_name.get(name, name)] == inspect.signature(train).parameters[name].default
+
+
+@pytest.mark.parametrize("args", [
+    ["--profile", "nobody"], ["--profile", "mfj-800k", "--assets", "5"],
+    ["--profile", "mfj-800k", "--cadence", "hourly"], ["--profile", "mfj-800k", "--seed", "-1"],
+])
+def test_bad_arguments_exit_2(monkeypatch, tmp_path, args):
+    from taxharvest.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["taxharvest", "train", "--out", str(tmp_path / "m"), *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "m").exists()
