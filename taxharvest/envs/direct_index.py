@@ -13,6 +13,7 @@ from taxharvest.envs.features import (
     N_LOT_FEATURES,
     asset_observation,
     lot_features,
+    propose,
     select_within_lock_budget,
 )
 from taxharvest.guardrails import TrackingErrorGuardrail
@@ -380,30 +381,12 @@ class DirectIndexEnv(gym.Env):
             self.decision_te = self.ex_ante_te  # nothing to harvest, swap back or invest
             return None
 
-        k = m - n
-        sectors = self.market.sectors
-        proposal = weights.copy()
-        sold = np.where(harvest, self.features[:n, 5] * price[:n] / value, 0.0)
-        proposal[:n] -= sold
-        proposal[n:] += np.bincount(sectors, sold, k)
-        # Swap back: underweight names whose window closed, funded from their sector proxy.
         bench = self._bench_weights()
-        proxy_ok = ~sell_blocked[n:] & (self.features[n:, 1] <= self.swap_back_max_gain)
-        can_swap = (~buy_blocked[:n] & ~harvest & ~self.excluded & (price[:n] > 0)
-                    & proxy_ok[sectors])
-        gap = np.where(can_swap, np.maximum(bench[:n] - proposal[:n], 0.0), 0.0)
-        need = np.bincount(sectors, gap, k)
-        if need.any():
-            scale = np.minimum(1.0, np.maximum(proposal[n:], 0.0) / np.where(need > 0, need, 1.0))
-            proposal[:n] += gap * scale[sectors]
-            proposal[n:] -= need * scale
-        # Cash: into the benchmark's names that may be bought, by benchmark weight.
-        cash_weight = 1.0 - proposal.sum()
-        if cash_weight > self.min_trade:
-            buyable = ~buy_blocked[:n] & ~self.excluded & np.isfinite(self.prices_all[self.t, :n])
-            room = np.where(buyable, bench[:n], 0.0)
-            if room.sum() > 0:
-                proposal[:n] += cash_weight * room / room.sum()
+        proposal, gap = np.empty(m), np.empty(n)
+        propose(weights, harvest, self.features[:n, 5], price, value, bench, buy_blocked,
+                sell_blocked, self.features[n:, 1], self.excluded,
+                np.isfinite(self.prices_all[self.t, :n]), self.market.sectors,
+                self.swap_back_max_gain, self.min_trade, proposal, gap)
 
         guard = None
         target = proposal

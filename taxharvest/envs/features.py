@@ -126,3 +126,47 @@ def select_within_lock_budget(candidates, sold, proxy_of, active, locked, loadin
             a[i] = active[i] = new_i
             a[p] = active[p] = new_p
     return accepted
+
+
+@njit(cache=True)
+def propose(weights, harvest, loss_shares, price, value, bench, buy_blocked, sell_blocked,
+            proxy_gain, excluded, trading, sectors, swap_back_max_gain, min_trade,
+            proposal, gap):
+    """The proposed weights of one decision, before the guardrail, into ``proposal``.
+
+    Harvested stocks sell their loss lots into their sector proxy; underweight stocks whose
+    wash window closed are bought back from their proxy (into ``gap``: the weight asked
+    for) when the proxy may be sold and its gain is at most ``swap_back_max_gain``; cash
+    above ``min_trade`` goes to the stocks that may be bought, by benchmark weight.
+    """
+    n = harvest.shape[0]
+    k = proposal.shape[0] - n
+    proposal[:] = weights
+    need = np.zeros(k)
+    for i in range(n):
+        if harvest[i]:
+            sold = loss_shares[i] * price[i] / value
+            proposal[i] -= sold
+            proposal[n + sectors[i]] += sold
+    for i in range(n):
+        s = sectors[i]
+        gap[i] = 0.0
+        if (not buy_blocked[i] and not harvest[i] and not excluded[i] and price[i] > 0
+                and not sell_blocked[n + s] and proxy_gain[s] <= swap_back_max_gain):
+            gap[i] = max(bench[i] - proposal[i], 0.0)
+            need[s] += gap[i]
+    scale = np.zeros(k)
+    for s in range(k):
+        if need[s] > 0:
+            scale[s] = min(1.0, max(proposal[n + s], 0.0) / need[s])
+            proposal[n + s] -= need[s] * scale[s]
+    room = 0.0
+    for i in range(n):
+        proposal[i] += gap[i] * scale[sectors[i]]
+        if not buy_blocked[i] and not excluded[i] and trading[i]:
+            room += bench[i]
+    cash = 1.0 - proposal.sum()
+    if cash > min_trade and room > 0:
+        for i in range(n):
+            if not buy_blocked[i] and not excluded[i] and trading[i]:
+                proposal[i] += cash * bench[i] / room
