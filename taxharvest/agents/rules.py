@@ -136,7 +136,8 @@ def tuned_entry(profile: str | TaxProfile, path: str | Path = TUNED_PATH) -> dic
 
 
 class TunedPolicy(ThresholdPolicy):
-    """``tuned``: the threshold and cadence chosen for ``profile`` by :func:`~taxharvest.agents.tuning.tune`.
+    """``tuned``: the threshold and cadence chosen for ``profile`` by
+    :func:`~taxharvest.agents.tuning.tune` (named ``tuned[threshold:X@cadence]``).
 
     Args:
         profile: a preset name or profile; its name keys ``tuned.yaml``.
@@ -146,7 +147,7 @@ class TunedPolicy(ThresholdPolicy):
     def __init__(self, profile: str | TaxProfile, path: str | Path = TUNED_PATH) -> None:
         entry = tuned_entry(profile, path)
         super().__init__(float(entry["threshold"]), str(entry["cadence"]))
-        self.name = "tuned"
+        self.name = f"tuned[{self.name}]"
 
 
 def make_policy(spec: str, profile: str | TaxProfile, env=None) -> Policy:

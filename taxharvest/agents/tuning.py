@@ -6,18 +6,12 @@ with N < 100 is out of sample) with the guardrail on, and is scored by its mean
 pre-liquidation ``tax_alpha`` among the points that respect the TE limit; ties go to the
 lower mean turnover.
 
-Respecting the limit: ``te_above_limit`` (the share of steps whose ex-ante TE, measured after
-the step, exceeds ``te_limit``) at most ``tolerance`` on every path. ``tolerance=0`` is the
-strict rule ``max_ex_ante_te <= te_limit``; no grid point meets it: the guardrail projects
-each decision to 90% of the limit, but a week of drift, risk-model jumps and relaxations
-(wash-sale windows block the buys that would close the gap) take every point above the
-limit on a few steps (the worst point-wise maximum was 1.2% at a 1% limit). The default
-(5% of steps) keeps the intent, TE held within the limit, and is robust to one path's
-spike. When no point qualifies, the one with the fewest steps above wins and the entry
-says ``feasible: false``. ``max_ex_ante_te`` is recorded for every point.
+The TE limit is a hard constraint: ``max_ex_ante_te`` (the ex-ante TE of each decided
+portfolio, over every step of every path) at most ``te_limit``. When no point meets it, the
+one with the lowest ``max_ex_ante_te`` is chosen and the entry says ``feasible: false``.
 
-The default size (100 stocks, 5 years, 5 paths, 18 grid points, about two minutes a
-profile on 2 cores) keeps a full re-tune of the four presets within minutes; the
+The default size (100 stocks, 5 years, 5 paths, 18 grid points: about a minute a profile
+on 2 cores) keeps a full re-tune of the four presets within minutes; the
 threshold rule reads only per-stock loss features, so its choice transfers to 500 stocks.
 """
 
@@ -56,7 +50,7 @@ def _score(task: tuple) -> dict:
                          te_limit=te_limit, episode_years=years, random_start=False)
     m = run_backtest(ThresholdPolicy(threshold, cadence), env, seed=seed).metrics
     return {key: m[key] for key in ("tax_alpha", "after_tax_excess_liquidated", "turnover",
-                                    "te_above_limit", "max_ex_ante_te")}
+                                    "max_ex_ante_te")}
 
 
 def tune(
@@ -68,17 +62,15 @@ def tune(
     n_assets: int = 100,
     years: float = 5.0,
     te_limit: float = 0.01,
-    tolerance: float = 0.05,
     n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Choose the threshold and cadence with the best mean tax alpha on training paths.
 
     Returns the ``tuned.yaml`` entry: ``threshold``, ``cadence``, ``tax_alpha``,
-    ``te_above_limit``, ``max_ex_ante_te``, ``feasible``, the setting (``seeds``,
-    ``n_assets``, ``years``, ``te_limit``, ``tolerance``) and ``grid``: every point's mean
-    ``tax_alpha``, ``after_tax_excess_liquidated`` and ``turnover``, and its worst
-    ``te_above_limit`` and ``max_ex_ante_te`` over the paths.
+    ``max_ex_ante_te``, ``feasible``, the setting (``seeds``, ``n_assets``, ``years``,
+    ``te_limit``) and ``grid``: every point's mean ``tax_alpha``,
+    ``after_tax_excess_liquidated`` and ``turnover``, and its worst ``max_ex_ante_te``.
     """
     profile = get_profile(profile)
     reserved = sorted(set(seeds) & set(EVALUATION_SEEDS))
@@ -96,21 +88,18 @@ def tune(
     for k, (threshold, cadence) in enumerate(points):
         block = runs[k * len(seeds):(k + 1) * len(seeds)]
         point = {key: float(np.mean([r[key] for r in block])) for key in block[0]}
-        for key in ("te_above_limit", "max_ex_ante_te"):
-            point[key] = max(r[key] for r in block)
+        point["max_ex_ante_te"] = max(r["max_ex_ante_te"] for r in block)
         grid.append({"threshold": threshold, "cadence": cadence,
                      **{key: round(value, 6) for key, value in point.items()}})
-    feasible = [g for g in grid if g["te_above_limit"] <= tolerance]
+    feasible = [g for g in grid if g["max_ex_ante_te"] <= te_limit]
     if feasible:
         best = max(feasible, key=lambda g: (g["tax_alpha"], -g["turnover"]))
     else:
-        best = min(grid, key=lambda g: (g["te_above_limit"], -g["tax_alpha"]))
+        best = min(grid, key=lambda g: g["max_ex_ante_te"])
     return {
-        **{key: best[key] for key in ("threshold", "cadence", "tax_alpha", "te_above_limit",
-                                      "max_ex_ante_te")},
+        **{key: best[key] for key in ("threshold", "cadence", "tax_alpha", "max_ex_ante_te")},
         "feasible": bool(feasible),
         "seeds": list(seeds), "n_assets": n_assets, "years": years, "te_limit": te_limit,
-        "tolerance": tolerance,
         "grid": grid,
     }
 
@@ -126,7 +115,7 @@ def write_tuned(entries: dict[str, dict], command: str, path: str | Path = TUNED
     header = ("# Written by `taxharvest tune` (taxharvest/agents/tuning.py): real output, "
               "not to be edited by hand.\n# Scored on training seeds only; seeds 0-99 are "
               "reserved for evaluation.\n")
-    write_atomic(path, header + yaml.safe_dump({"profiles": profiles}, sort_keys=False))
+    write_atomic(path, header + yaml.safe_dump({"profiles": profiles}, sort_keys=False, width=200))
 
 
 class _Serial:

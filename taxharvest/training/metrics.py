@@ -133,6 +133,8 @@ def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float
     mean_value = float(t.portfolio.mean())
     alpha = tax_alpha(t.benchmark[-1], t.savings[-1], years)
     status = np.asarray(t.guardrail_status)
+    te = realized_te(t.active_returns(), t.steps_per_year)
+    rolling = rolling_te(t)
     relative = t.portfolio / t.portfolio[0] - t.benchmark / t.benchmark[0]
     return {
         "tax_alpha": alpha,
@@ -145,8 +147,9 @@ def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float
             years),
         "harvest_yield": -t.realized_gain / years / mean_value,
         "harvested_losses": float(t.harvested_losses.sum()),
-        "tracking_error": realized_te(t.active_returns(), t.steps_per_year),
-        "max_rolling_te": float(np.nanmax(rolling_te(t), initial=0.0)),
+        "tracking_error": te,
+        # a run shorter than the window has no rolling figure: its whole-run TE stands in
+        "max_rolling_te": float(np.nanmax(rolling)) if np.isfinite(rolling).any() else te,
         "max_ex_ante_te": float(t.ex_ante_te.max()),
         "te_above_limit": float((t.ex_ante_te[1:] > te_limit).mean()),
         "decoupling": float(np.abs(relative).max()),

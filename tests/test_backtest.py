@@ -1,0 +1,186 @@
+"""Backtest runner and the `backtest` / `tune` commands: keys, determinism, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from taxharvest.agents.rules import MonthlyAllPolicy
+from taxharvest.agents.tuning import tune, write_tuned
+from taxharvest.cli import app
+from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.errors import InputError
+from taxharvest.training.backtest import JSON_KEYS, run_backtest, synthetic_market
+
+SP500 = Path("/work/shared/data/sp500")
+SMALL = ["--assets", "24", "--years", "1"]
+TOP_KEYS = {*JSON_KEYS, "yearly", "series", "config"}
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def market():
+    return synthetic_market(30, 1.0, seed=7)
+
+
+def test_json_keys_exactly(market):
+    env = DirectIndexEnv(market=market, profile="mfj-250k", random_start=False, episode_years=1.0)
+    data = run_backtest(MonthlyAllPolicy(), env).to_json()
+    assert set(data) == TOP_KEYS and len(data) == len(TOP_KEYS)
+    assert set(data["config"]) >= {"policy", "profile", "market", "te_limit", "cadence",
+                                   "guardrail"}
+    assert set(data["series"]) == {"dates", "portfolio", "benchmark", "savings", "ex_ante_te",
+                                   "rolling_te", "guardrail_status"}
+    assert len({len(v) for v in data["series"].values()}) == 1
+    assert all(set(block) >= {"tax_savings", "harvested_losses", "te", "form_8949_rows"}
+               for block in data["yearly"].values())
+    json.dumps(data, allow_nan=False)  # strict JSON: no NaN
+    assert data["config"]["policy"] == "monthly-all" and data["harvested_losses"] > 0
+
+
+def test_same_seed_same_json(tmp_path):
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        result = cli("backtest", "--policy", "threshold:0.05", "--profile", "mfj-800k",
+                     "--market", "synthetic:seed=3", *SMALL, "--json", str(out))
+        assert result.exit_code == 0, result.output
+        data = json.loads(out.read_text())
+        assert data.pop("runtime_s") >= 0
+        outputs.append(data)
+    assert outputs[0] == outputs[1]
+
+
+def test_cli_writes_json_form8949_and_prints_a_summary(tmp_path):
+    lots = tmp_path / "lots.csv"
+    lots.write_text("ticker,shares,date_acquired,cost_basis\nSYN001,100,2024-02-01,9000\n"
+                    "syn002,50,2024-03-01,2000\n")
+    out, form = tmp_path / "run.json", tmp_path / "f8949.csv"
+    result = cli("backtest", "--policy", "monthly-all", "--profile", "mfj-250k", *SMALL,
+                 "--cadence", "monthly", "--exclude", "SYN003,sector:Energy",
+                 "--initial-lots", str(lots), "--no-guardrail", "--json", str(out),
+                 "--form8949", str(form))
+    assert result.exit_code == 0, result.output
+    assert "tax alpha" in result.output and "By year" in result.output
+    data = json.loads(out.read_text())
+    assert data["config"]["guardrail"] is False and data["config"]["cadence"] == "monthly"
+    assert data["series"]["portfolio"][0] == pytest.approx(data["series"]["benchmark"][0])
+    assert form.read_text().startswith("part,description,date_acquired,date_sold")
+
+
+BAD_ARGS = [
+    (["--policy", "threshold:x"], "policy"),
+    (["--policy", "hold", "--profile", "rich"], "profile"),
+    (["--market", "real"], "market"),
+    (["--market", "synthetic:seed=x"], "market"),
+    (["--prices", "p.csv"], "prices"),
+    (["--te-limit", "0"], "te-limit"),
+    (["--te-limit", "nan"], "te-limit"),
+    (["--cadence", "hourly"], "cadence"),
+    (["--assets", "5"], "assets"),
+    (["--start", "2025-13-01"], "start"),
+    (["--start", "1999-01-04"], "start"),
+    (["--end", "2025-01-03"], "end"),
+    (["--exclude", "NOPE"], "exclude"),
+    (["--exclude", "sector:Tobacco"], "exclude"),
+    (["--json", "/no/such/folder/out.json"], "json"),
+]
+
+
+@pytest.mark.parametrize(("args", "field"), BAD_ARGS)
+def test_bad_arguments_are_input_errors(args, field, tmp_path):
+    def pairs(items: list[str]) -> dict[str, str]:
+        return dict(zip(items[::2], items[1::2], strict=True))
+
+    options = {"--policy": "hold", "--profile": "mfj-800k", **pairs(SMALL), **pairs(args)}
+    flat = [item for pair in options.items() for item in pair]
+    result = cli("backtest", *flat, "--form8949", str(tmp_path / "f.csv"))
+    assert isinstance(result.exception, InputError), result.output
+    assert f"field '{field}'" in str(result.exception)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("ticker,shares\nSYN001,1\n", "line 1: missing column(s) date_acquired, cost_basis"),
+    ("ticker,shares,date_acquired,cost_basis\nZZZ,1,2024-01-02,10\n", "line 2, field 'ticker'"),
+    ("ticker,shares,date_acquired,cost_basis\nSYN001,-1,2024-01-02,10\n",
+     "line 2, field 'shares'"),
+    ("ticker,shares,date_acquired,cost_basis\nSYN001,1,2024-01-02,10\nSYN002,1,soon,10\n",
+     "line 3, field 'date_acquired'"),
+    ("ticker,shares,date_acquired,cost_basis\nSYN001,1,2030-01-02,10\n",
+     "line 2, field 'date_acquired': 2030-01-02 is after the start date"),
+    ("ticker,shares,date_acquired,cost_basis\nSYN001,1,2024-01-02,ten\n",
+     "line 2, field 'cost_basis'"),
+    ("ticker,shares,date_acquired,cost_basis\n", "no lots"),
+])
+def test_bad_initial_lots_name_the_row_and_field(text, where, tmp_path):
+    lots = tmp_path / "lots.csv"
+    lots.write_text(text)
+    out = tmp_path / "out.json"
+    result = cli("backtest", "--policy", "hold", "--profile", "mfj-800k", *SMALL,
+                 "--initial-lots", str(lots), "--json", str(out))
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception).startswith(str(lots)) and where in str(result.exception)
+    assert not out.exists()
+
+
+def test_console_exit_code_2_and_one_line(tmp_path):
+    missing = tmp_path / "prices.csv"
+    result = subprocess.run(
+        [sys.executable, "-c", "from taxharvest.cli import main; main()", "backtest",
+         "--policy", "hold", "--profile",
+         "mfj-800k", "--prices", str(missing), "--sectors", str(missing),
+         "--json", str(tmp_path / "out.json")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "prices.csv: file not found" in result.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_tune_records_its_provenance_and_uses_training_seeds_only(tmp_path):
+    with pytest.raises(ValueError, match="reserved for evaluation"):
+        tune("mfj-800k", seeds=(5,))
+    entry = tune("mfj-800k", thresholds=(0.0, 0.2), cadences=("monthly",), seeds=(1000,),
+                 n_assets=20, years=0.5)
+    assert len(entry["grid"]) == 2 and entry["feasible"]
+    assert entry["threshold"] in (0.0, 0.2) and entry["cadence"] == "monthly"
+    assert entry["tax_alpha"] == max(g["tax_alpha"] for g in entry["grid"])
+    path = tmp_path / "tuned.yaml"
+    write_tuned({"mfj-800k": entry}, "taxharvest tune --profile mfj-800k", path)
+    written = yaml.safe_load(path.read_text())["profiles"]["mfj-800k"]
+    assert written["command"] == "taxharvest tune --profile mfj-800k"
+    assert written["seeds"] == [1000] and "date" in written
+    result = cli("tune", "--profile", "mfj-800k", "--seed-start", "0", "--out", str(path))
+    assert isinstance(result.exception, InputError) and "seed-start" in str(result.exception)
+
+
+def test_packaged_tuned_file_is_tuning_output():
+    data = yaml.safe_load((Path(__file__).parents[1] / "taxharvest/agents/data/tuned.yaml")
+                          .read_text())
+    for entry in data["profiles"].values():
+        assert entry["command"].startswith("taxharvest tune")
+        assert min(entry["seeds"]) >= 100 and len(entry["grid"]) == 18
+        best = max(g["tax_alpha"] for g in entry["grid"] if g["max_ex_ante_te"] <= entry["te_limit"])
+        assert entry["tax_alpha"] == best
+
+
+@pytest.mark.skipif(not SP500.exists(), reason="real S&P 500 data not available")
+def test_real_data_smoke(tmp_path):
+    out = tmp_path / "real.json"
+    result = cli("backtest", "--policy", "monthly-all", "--profile", "mfj-800k",
+                 "--prices", str(SP500 / "sp500_daily_dev_2010_2019.parquet"),
+                 "--sectors", str(SP500 / "sectors.csv"), "--start", "2011-01-03",
+                 "--end", "2011-12-30", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["series"]["dates"][0] == "2011-01-03" and np.isfinite(data["tax_alpha"])

@@ -1,0 +1,131 @@
+"""The measures of DOMAIN §4 on hand-computable runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from taxharvest.agents.rules import ThresholdPolicy
+from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.market.synthetic import business_days
+from taxharvest.market.universe import MarketData, sector_proxies
+from taxharvest.training.backtest import run_backtest
+from taxharvest.training.metrics import (
+    Trajectory,
+    compute_metrics,
+    rolling_te,
+    tax_alpha,
+    yearly_measures,
+)
+
+
+def trajectory(portfolio, benchmark, *, days=None, **fields) -> Trajectory:
+    """Weekly steps; four calendar years (1461 days = 4 * 365.25) from 2024-01-01 by default."""
+    portfolio, benchmark = np.asarray(portfolio, float), np.asarray(benchmark, float)
+    steps = len(portfolio)
+    if days is None:
+        days = np.linspace(0, 1461, steps).round().astype(int)
+    zeros = np.zeros(steps)
+    base = {
+        "dates": np.datetime64("2024-01-01") + np.asarray(days),
+        "portfolio": portfolio, "benchmark": benchmark, "savings": zeros,
+        "ex_ante_te": zeros, "tax_savings": zeros, "harvested_losses": zeros, "sold": zeros,
+        "n_trades": np.zeros(steps, int), "wash_sale_disallowed": zeros,
+        "guardrail_status": np.array(["off"] * steps), "step_days": 5,
+        "unrealized_gain": 0.0, "realized_gain": 0.0,
+    }
+    return Trajectory(**{**base, **fields})
+
+
+def test_savings_account_of_known_size_gives_known_tax_alpha():
+    flat = np.full(5, 1e6)
+    savings = np.array([0, 0, 0, 0, 1e6 * (1.01**4 - 1)])
+    t = trajectory(flat, flat, savings=savings)
+    assert t.years == 4.0
+    m = compute_metrics(t, long_rate=0.2, te_limit=0.01, fee=0.005)
+    assert m["tax_alpha"] == pytest.approx(0.01, abs=1e-12)
+    assert m["tax_alpha_net_of_fee"] == pytest.approx(1.01 * 0.995 - 1)
+    assert tax_alpha(2e6, 2e6 * (1.02**4 - 1), 4.0) == pytest.approx(0.02)
+    assert m["active_return"] == 0.0 and m["decoupling"] == 0.0
+
+
+def test_active_return_decoupling_and_step_up():
+    bench = 1e6 * 1.01 ** np.linspace(0, 4, 5)
+    port = 1e6 * 1.02 ** np.linspace(0, 4, 5)
+    m = compute_metrics(trajectory(port, bench), long_rate=0.2, te_limit=0.01)
+    assert m["active_return"] == pytest.approx(0.01)
+    assert m["decoupling"] == pytest.approx(1.02**4 - 1.01**4)
+    assert m["after_tax_excess_step_up"] == pytest.approx(1.02 / 1.01 - 1)
+
+
+def test_liquidation_taxes_embedded_gains_net_of_carryforward():
+    # portfolio and benchmark both end at 1.5M from 1M; the harvester's basis is 0.1M lower
+    values = np.array([1e6, 1.5e6])
+    t = trajectory(values, values, days=[0, 1461], unrealized_gain=6e5)
+    m = compute_metrics(t, long_rate=0.2, te_limit=0.01)
+    assert m["after_tax_excess_liquidated"] == pytest.approx((1.38 / 1.40) ** 0.25 - 1)
+    assert m["embedded_gain"] == pytest.approx(0.4)
+    # an unused loss carryforward of 0.1M offsets the extra gain: no cliff left
+    t = trajectory(values, values, days=[0, 1461], unrealized_gain=6e5, carryforward=1e5)
+    assert compute_metrics(t, long_rate=0.2, te_limit=0.01)[
+        "after_tax_excess_liquidated"] == pytest.approx(0.0, abs=1e-12)
+    # reinvested dividends raise the benchmark's basis and lower its tax
+    t = trajectory(values, values, days=[0, 1461], unrealized_gain=4e5, benchmark_basis=1.1e6)
+    assert compute_metrics(t, long_rate=0.2, te_limit=0.01)[
+        "after_tax_excess_liquidated"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_tracking_error_rolling_and_counts():
+    steps = 41
+    active = np.where(np.arange(steps - 1) % 2 == 0, 0.01, -0.01)
+    port = np.concatenate([[1.0], np.cumprod(1 + active)])  # benchmark flat: active = r
+    status = np.array(["off"] + ["unchanged", "projected", "relaxed", "fallback"] * 10)
+    t = trajectory(port, np.ones(steps), guardrail_status=status,
+                   ex_ante_te=np.linspace(0, 0.02, steps), sold=np.full(steps, 1e4 / steps),
+                   realized_gain=-0.04 * 4, n_trades=np.ones(steps, int))
+    m = compute_metrics(t, long_rate=0.2, te_limit=0.01)
+    expected = 0.01 * np.sqrt(40 / 39) * np.sqrt(252 / 5)
+    assert m["tracking_error"] == pytest.approx(expected)
+    window = rolling_te(t)  # 63 trading days = 13 weekly steps
+    assert np.isnan(window[:13]).all() and not np.isnan(window[13:]).any()
+    assert window[13] == pytest.approx(0.01 * np.sqrt(13 / 12 * (1 - 1 / 169)) * np.sqrt(50.4))
+    assert m["max_ex_ante_te"] == pytest.approx(0.02)
+    assert m["te_above_limit"] == pytest.approx(20 / 40)
+    assert m["guardrail_interventions"] == 30 and m["guardrail_relaxed"] == 10
+    assert m["n_trades"] == steps
+    assert m["harvest_yield"] == pytest.approx(0.04 / port.mean())
+    assert m["turnover"] == pytest.approx(1e4 / 4 / port.mean())
+    assert set(yearly_measures(t)) == {"2024", "2025", "2026", "2027", "2028"}
+
+
+def hand_market(prices: np.ndarray, start: str = "2025-06-02") -> MarketData:
+    """Stocks of one sector with the given daily prices; its basket is the proxy."""
+    t, n = prices.shape
+    returns = np.vstack([np.zeros((1, n)), prices[1:] / prices[:-1] - 1])
+    sectors, weights = np.zeros(n, int), np.full(n, 1 / n)
+    proxy, names = sector_proxies(returns, sectors, weights, ("Information Technology",))
+    return MarketData(
+        dates=business_days(start, t), tickers=tuple(f"S{i}" for i in range(n)),
+        sectors=sectors, sector_names=("Information Technology",), prices=prices,
+        dividends=np.zeros((t, n)), splits=np.ones((t, n)), total_returns=returns,
+        benchmark_weights=weights, proxy_prices=proxy, proxy_names=names,
+        regime=np.zeros(t, np.int8), source="hand-built")
+
+
+def test_one_stock_one_harvest_known_tax_saving():
+    # $1M in one stock from 2025-06-09; it drops 20% and stays there into 2026
+    prices = np.full((300, 1), 100.0)
+    prices[15:] = 80.0
+    env = DirectIndexEnv(market=hand_market(prices), profile="single-60k", guardrail=False,
+                         warmup_days=5, random_start=False, episode_years=10)
+    result = run_backtest(ThresholdPolicy(0.10), env)
+    m = result.metrics
+    # the $200,000 short-term loss offsets $3,000 of 60k ordinary income a year at 22%
+    assert m["harvested_losses"] == pytest.approx(200_000)
+    assert {y: b["tax_savings"] for y, b in result.yearly.items()} == pytest.approx(
+        {"2025": 660.0, "2026": 660.0})
+    assert result.trajectory.savings[-1] == pytest.approx(1320.0)  # benchmark flat after the drop
+    assert m["tax_alpha"] == pytest.approx((801_320 / 800_000) ** (1 / m["years"]) - 1)
+    assert [d["ticker"] for d in result.decisions] == ["S0"]
+    assert result.form_8949[0]["gain"] == -200_000.0 and result.form_8949[0]["part"] == "I"
+    assert result.yearly["2025"]["form_8949_rows"] == len(result.form_8949)
