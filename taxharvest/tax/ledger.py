@@ -49,7 +49,12 @@ class Trades:
         n = ticker.shape[0]
 
         def column(values, dtype):
-            return np.ascontiguousarray(np.broadcast_to(np.asarray(values, dtype=dtype), (n,)))
+            array = np.asarray(values, dtype=dtype)
+            if array.ndim == 0:
+                return np.full(n, array, dtype)
+            if array.shape != (n,):
+                raise ValueError(f"trade columns must have {n} entries, got {array.shape}")
+            return np.ascontiguousarray(array)
 
         return cls(
             ticker=np.ascontiguousarray(ticker),
