@@ -15,6 +15,7 @@ from taxharvest.envs.features import (
     lot_features,
     propose,
     select_within_lock_budget,
+    wash_blocks,
 )
 from taxharvest.guardrails import TrackingErrorGuardrail
 from taxharvest.guardrails.program import factor_loadings
@@ -372,10 +373,9 @@ class DirectIndexEnv(gym.Env):
         exec_day = self.days[exec_row]
         weights, value = self._weights()
         price = self.last_price
-        buy_blocked, sell_blocked = self._blocks(exec_day)
-        harvest = self._within_lock_budget(
-            action & self._harvestable(buy_blocked, sell_blocked), weights, value,
-            buy_blocked, sell_blocked)
+        buy_blocked, sell_blocked, harvestable = self._blocks(exec_day)
+        harvest = self._within_lock_budget(action & harvestable, weights, value, buy_blocked,
+                                           sell_blocked)
         if (self.guardrail is None and not harvest.any() and weights[n:].sum() <= 0.0
                 and 1.0 - weights.sum() <= self.min_trade):
             self.decision_te = self.ex_ante_te  # nothing to harvest, swap back or invest
@@ -498,7 +498,7 @@ class DirectIndexEnv(gym.Env):
         harvested, disallowed, n_sells = self._execute_sells(
             sells[qty > 0], qty[qty > 0], day, order)
         buys = np.flatnonzero((order.shares > 0) & (price > 0))
-        buy_blocked, _ = self._blocks(day)
+        buy_blocked = self._blocks(day)[0]
         buys = buys[~buy_blocked[buys]]  # never create a wash sale by our own purchase
         cost = order.shares[buys] * price[buys]
         scale = min(1.0, max(self.ledger.cash, 0.0) / cost.sum()) if cost.sum() > 0 else 0.0
@@ -634,7 +634,19 @@ class DirectIndexEnv(gym.Env):
         segment = np.maximum(segment, 0)
         # value path, read only up to the current day
         self.bench_path = np.einsum("tn,tn->t", levels, self._bench_units[segment])
+        log_returns = np.concatenate([[0.0], np.diff(np.log(self.bench_path))])
+        self._index_r1, self._index_r2 = np.cumsum(log_returns), np.cumsum(log_returns**2)
         self._segment = segment
+
+    def _index_vol(self, window: int = 21) -> float:
+        """Annualized volatility of the benchmark's last ``window`` daily returns (to today)."""
+        lo = max(self.start, self.t - window)
+        count = self.t - lo
+        if count < 2:
+            return 0.0
+        total = self._index_r1[self.t] - self._index_r1[lo]
+        squares = self._index_r2[self.t] - self._index_r2[lo]
+        return float(np.sqrt(max(squares / count - (total / count) ** 2, 0.0) * TRADING_DAYS))
 
     def _bench_value(self) -> float:
         return float(self.initial_value * self.bench_path[self.t])
@@ -662,23 +674,21 @@ class DirectIndexEnv(gym.Env):
         savings = self.savings_units * bench
         return (self._portfolio_value() + savings + self._accrued_saving()) / bench
 
-    def _blocks(self, day: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per security: buying would wash a recent loss; selling could be a washed loss.
+    def _blocks(self, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per security on ``day``: buy-blocked, sell-blocked; per stock: harvestable.
 
-        A name bought in the last 30 days may not be sold while any of its lots is less
-        than ``SELL_CUSHION`` above its basis (prices move before the order executes).
+        Buying would wash a loss sale of the last 30 days; a name bought in the last 30
+        days may not be sold while any of its lots is less than ``SELL_CUSHION`` above its
+        basis (prices move before the order executes).
         """
-        group = self.ledger.group
-        buy_blocked = day - self.ledger.last_loss_sale[group] <= WASH_WINDOW_DAYS
-        recent_buy = day - self.ledger.last_buy[group] <= WASH_WINDOW_DAYS
-        sell_blocked = recent_buy & (self.features[:, 0] < SELL_CUSHION)
-        return buy_blocked, sell_blocked
-
-    def _harvestable(self, buy_blocked: np.ndarray, sell_blocked: np.ndarray) -> np.ndarray:
-        n = self.n_assets
-        f = self.features[:n]
-        return ((f[:, 5] > 0) & ~sell_blocked[:n] & ~self.excluded
-                & ~buy_blocked[self.proxy_row] & np.isfinite(self.prices_all[self.t, :n]))
+        n, m = self.n_assets, self.n_securities
+        buy_blocked, sell_blocked = np.empty(m, np.bool_), np.empty(m, np.bool_)
+        harvestable = np.empty(n, np.bool_)
+        wash_blocks(day, self.ledger.last_loss_sale, self.ledger.last_buy, self.ledger.group,
+                    self.features[:, 0], self.features[:n, 5], self.excluded,
+                    np.isfinite(self.prices_all[self.t, :n]), self.market.sectors,
+                    WASH_WINDOW_DAYS, SELL_CUSHION, buy_blocked, sell_blocked, harvestable)
+        return buy_blocked, sell_blocked, harvestable
 
     def _refresh_features(self) -> None:
         lot_features(self.ledger.shares, self.ledger.basis, self.ledger.acq, self.ledger.used,
@@ -691,24 +701,22 @@ class DirectIndexEnv(gym.Env):
         n = self.n_assets
         day = self.days[self.t]
         weights, value = self._weights()
-        group = self.ledger.group
         assets = np.empty((n, len(ASSET_FEATURES)), np.float32)
-        self.action_mask = np.empty(n, np.bool_)
-        asset_observation(self.features, n, day, self.ledger.last_loss_sale[group],
-                          self.ledger.last_buy[group], self.volatility, weights,
-                          self._bench_weights(), self.excluded,
-                          np.isfinite(self.prices_all[self.t, :n]), self.market.sectors,
-                          WASH_WINDOW_DAYS, SELL_CUSHION, assets, self.action_mask)
+        _, _, self.action_mask = self._blocks(day)
+        asset_observation(self.features, day, self.ledger.last_loss_sale, self.ledger.last_buy,
+                          self.ledger.group, self.volatility, weights, self._bench_weights(),
+                          self.excluded, np.isfinite(self.prices_all[self.t, :n]),
+                          self.action_mask, WASH_WINDOW_DAYS, assets)
         short, long = self.ledger.realized(self.year)
         carry_short, carry_long = self.tracker.carry_with
-        index_returns = np.diff(np.log(self.bench_path[max(self.start, self.t - 21):self.t + 1]))
+        index_vol = self._index_vol()
         bench_value = self._bench_value()
         self.bench_peak = max(self.bench_peak, bench_value)
         portfolio = np.array([
             self._rates[0], self._rates[1], short / value, long / value,
             carry_short / value, carry_long / value,
             self.ex_ante_te / self.te_limit, max(0.0, 1.0 - self.ex_ante_te / self.te_limit),
-            index_returns.std() * np.sqrt(TRADING_DAYS) if index_returns.size > 1 else 0.0,
+            index_vol,
             bench_value / self.bench_peak - 1.0, (day - self._year_start) / 365.0,
             (self.end - self.t) / max(self.end - self.start, 1),
             weights[n:].sum(), self.ledger.cash / value, assets[:, 10].mean(),

@@ -61,22 +61,34 @@ def lot_features(shares, basis, acq, used, price, day, anniversary, day_base, ou
 
 
 @njit(cache=True)
-def asset_observation(features, n, day, loss_sale_day, buy_day, volatility, weights, bench,
-                      excluded, trading, sectors, window, cushion, assets, harvestable):
-    """Fill the per-stock observation ``assets`` ``(n, 12)`` and the ``harvestable`` mask.
+def wash_blocks(day, last_loss_sale, last_buy, group, worst_return, loss_shares, excluded,
+                trading, sectors, window, cushion, buy_blocked, sell_blocked, harvestable):
+    """The wash-sale blocks of every security on ``day`` and which stocks may be harvested.
 
-    A stock is harvestable when it has a lot at a loss, is trading and not excluded, its
-    sector proxy may be bought (no proxy loss sale in the last ``window`` days), and it was
-    not bought in the last ``window`` days while a lot sits less than ``cushion`` above basis.
+    ``buy_blocked``: a loss sale of the same group in the last ``window`` days (a purchase
+    would wash it). ``sell_blocked``: a purchase in the last ``window`` days while a lot sits
+    less than ``cushion`` above its basis (a sale could realize a loss that purchase washes).
+    ``harvestable`` (stocks): a lot at a loss, trading, not excluded, not sell-blocked, and
+    its sector proxy not buy-blocked.
     """
+    n = harvestable.shape[0]
+    for j in range(group.shape[0]):
+        g = group[j]
+        buy_blocked[j] = day - last_loss_sale[g] <= window
+        sell_blocked[j] = day - last_buy[g] <= window and worst_return[j] < cushion
     for i in range(n):
-        since_loss = day - loss_sale_day[i]
-        since_buy = day - buy_day[i]
-        recent_buy = since_buy <= window
-        proxy_blocked = day - loss_sale_day[n + sectors[i]] <= window
-        ok = (features[i, 5] > 0.0 and trading[i] and not excluded[i] and not proxy_blocked
-              and not (recent_buy and features[i, 0] < cushion))
-        harvestable[i] = ok
+        harvestable[i] = (loss_shares[i] > 0.0 and trading[i] and not excluded[i]
+                          and not sell_blocked[i] and not buy_blocked[n + sectors[i]])
+
+
+@njit(cache=True)
+def asset_observation(features, day, last_loss_sale, last_buy, group, volatility, weights,
+                      bench, excluded, trading, harvestable, window, assets):
+    """Fill the per-stock observation ``assets`` ``(n, 12)`` (see ``ASSET_FEATURES``)."""
+    n = assets.shape[0]
+    for i in range(n):
+        since_loss = day - last_loss_sale[group[i]]
+        since_buy = day - last_buy[group[i]]
         assets[i, 0] = features[i, 0]
         assets[i, 1] = min(max(features[i, 1], -1.0), 5.0)
         assets[i, 2] = features[i, 2]
@@ -87,7 +99,7 @@ def asset_observation(features, n, day, loss_sale_day, buy_day, volatility, weig
         assets[i, 7] = volatility[i]
         assets[i, 8] = (weights[i] - bench[i]) * n
         assets[i, 9] = bench[i] * n
-        assets[i, 10] = 1.0 if ok else 0.0
+        assets[i, 10] = 1.0 if harvestable[i] else 0.0
         assets[i, 11] = 1.0 if excluded[i] or not trading[i] else 0.0
 
 
