@@ -11,8 +11,9 @@ portfolio, over every step of every path) at most ``te_limit``. When no point me
 one with the lowest ``max_ex_ante_te`` is chosen and the entry says ``feasible: false``.
 
 The default size (100 stocks, 5 years, 5 paths, 18 grid points: about a minute a profile
-on 2 cores) keeps a full re-tune of the four presets within minutes; the
-threshold rule reads only per-stock loss features, so its choice transfers to 500 stocks.
+on 2 cores) keeps a full re-tune of the four presets within minutes. It stands in for the
+500-stock book: the rule reads only per-stock loss features, but a smaller book has more
+idiosyncratic TE per harvest, so the choice is a cheap proxy, not an optimum at 500.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,9 +80,9 @@ def tune(
         raise ValueError(f"seeds {reserved} are reserved for evaluation (0-99)")
     points = [(t, c) for c in cadences for t in thresholds]
     tasks = [(profile, t, c, s, n_assets, years, te_limit) for t, c in points for s in seeds]
-    with ProcessPoolExecutor(n_jobs) if n_jobs > 1 else _Serial() as pool:
+    with ProcessPoolExecutor(n_jobs) if n_jobs > 1 else nullcontext() as pool:
         runs = []
-        for run in pool.map(_score, tasks):
+        for run in (pool.map if pool else map)(_score, tasks):
             runs.append(run)
             if progress is not None:
                 progress(len(runs), len(tasks))
@@ -117,14 +119,3 @@ def write_tuned(entries: dict[str, dict], command: str, path: str | Path = TUNED
               "reserved for evaluation.\n")
     write_atomic(path, header + yaml.safe_dump({"profiles": profiles}, sort_keys=False, width=200))
 
-
-class _Serial:
-    """``map`` in this process, with the executor's context-manager interface."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    map = staticmethod(map)

@@ -115,11 +115,12 @@ def run_backtest(
     long_rate = marginal_gain_rates(raw.profile, last_year)[1]
     metrics = compute_metrics(trajectory, long_rate=long_rate, te_limit=raw.te_limit, fee=fee)
     rows = form_8949(raw.ledger)
-    yearly = yearly_measures(trajectory)
+    steps = yearly_measures(trajectory)
     savings = {str(s.year): s.saving for s in raw.tracker.history}
-    for year, block in yearly.items():
-        block["tax_savings"] = savings.get(year, 0.0)
-        block["form_8949_rows"] = sum(row["date_sold"][:4] == year for row in rows)
+    empty = {"harvested_losses": 0.0, "sold": 0.0, "te": 0.0}
+    yearly = {year: {**steps.get(year, empty), "tax_savings": savings.get(year, 0.0),
+                     "form_8949_rows": sum(row["date_sold"][:4] == year for row in rows)}
+              for year in sorted(steps.keys() | savings.keys())}
     metrics["runtime_s"] = time.perf_counter() - started
     return BacktestResult(
         metrics=metrics,
