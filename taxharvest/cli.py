@@ -108,8 +108,7 @@ def main() -> None:
         sys.exit(2)
 
 
+# Command modules register themselves on ``app`` when imported.
 import taxharvest.training.cli_train  # noqa: E402,F401
 from taxharvest.training import cli_commands  # noqa: E402,F401
 
-if __name__ == "__main__":
-    main()

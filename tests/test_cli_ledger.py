@@ -21,7 +21,7 @@ GOOD = """date,ticker,side,shares,price,lot_id
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxharvest.cli", *args],
+    return subprocess.run([sys.executable, "-m", "taxharvest", *args],
                           capture_output=True, text=True, timeout=120)
 
 

@@ -455,12 +455,12 @@ class DirectIndexEnv(gym.Env):
 
     def _within_lock_budget(self, harvest: np.ndarray, weights: np.ndarray, value: float,
                             buy_blocked: np.ndarray, sell_blocked: np.ndarray) -> np.ndarray:
-        """Harvests, largest loss first, while the TE locked by wash windows fits the budget.
+        """Harvests, largest loss first, while the TE frozen by wash windows fits the budget.
 
         A harvested stock cannot be bought back for 30 days, and its sector proxy, just
         bought, cannot be sold at a loss for 30 days: whatever volatility does, those
-        positions stay. The ex-ante TE of the locked positions' active weights may use
-        ``lock_budget`` of the limit; the rest is the guardrail's room to move the others.
+        shortfalls and overweights stay. The ex-ante TE of the frozen parts of the active
+        weights may use ``lock_budget`` of the limit; the rest is the guardrail's room.
         Locked TE grows with volatility, so the default 0.35 leaves room for volatility to
         rise about 2.6-fold (crashes triple it) before the locked part alone fills the limit.
         """
@@ -472,7 +472,7 @@ class DirectIndexEnv(gym.Env):
         sold = self.features[candidates, 5] * self.last_price[candidates] / value
         accepted = select_within_lock_budget(
             candidates, sold, self.proxy_row, weights - self._bench_weights(),
-            buy_blocked | sell_blocked, factor_loadings(risk), risk.specific_var,
+            buy_blocked, sell_blocked, factor_loadings(risk), risk.specific_var,
             (self.lock_budget * self.te_limit) ** 2)
         kept = np.zeros_like(harvest)
         kept[candidates[accepted]] = True

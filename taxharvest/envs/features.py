@@ -104,39 +104,52 @@ def asset_observation(features, day, last_loss_sale, last_buy, group, volatility
 
 
 @njit(cache=True)
-def select_within_lock_budget(candidates, sold, proxy_of, active, locked, loadings,
-                              specific_var, budget_var):
-    """Greedy harvest selection under a budget on the TE of locked positions.
+def _frozen(a, buy_blocked, sell_blocked):
+    """The part of active weight ``a`` the wash-sale rule freezes: an underweight that may
+    not be bought back, an overweight that may not be sold."""
+    return (min(a, 0.0) if buy_blocked else 0.0) + (max(a, 0.0) if sell_blocked else 0.0)
 
-    ``locked`` marks securities the wash-sale rule freezes (no buy-back, or no sale after a
-    recent purchase); a harvest locks its stock and its sector proxy. The TE of the
-    active weights restricted to locked securities, ``||G a_L||^2 + sum(d a_L^2)``, is kept
+
+@njit(cache=True)
+def select_within_lock_budget(candidates, sold, proxy_of, active, buy_blocked, sell_blocked,
+                              loadings, specific_var, budget_var):
+    """Greedy harvest selection under a budget on the TE of frozen positions.
+
+    A harvest makes its stock buy-blocked (its shortfall cannot be bought back for 30 days)
+    and its sector proxy sell-blocked (the proxy just bought may not be sold at a loss).
+    The TE of the frozen parts of the active weights, ``||G f||^2 + sum(d f^2)``, is kept
     within ``budget_var``; candidates (largest loss first) that would break it are skipped.
     Returns the accepted mask over ``candidates``.
     """
-    k = loadings.shape[0]
-    a = np.where(locked, active, 0.0)
-    y = loadings @ a
-    s = (specific_var * a * a).sum()
+    k, m = loadings.shape
+    buy_blocked = buy_blocked.copy()
+    sell_blocked = sell_blocked.copy()
+    frozen = np.empty(m)
+    for j in range(m):
+        frozen[j] = _frozen(active[j], buy_blocked[j], sell_blocked[j])
+    y = loadings @ frozen
+    s = (specific_var * frozen * frozen).sum()
     accepted = np.zeros(candidates.shape[0], np.bool_)
     dy = np.empty(k)
     for c in range(candidates.shape[0]):
         i = candidates[c]
         p = proxy_of[i]
-        new_i = active[i] - sold[c]
-        new_p = active[p] + sold[c]
-        ds = specific_var[i] * (new_i * new_i - a[i] * a[i]) \
-            + specific_var[p] * (new_p * new_p - a[p] * a[p])
+        new_i = _frozen(active[i] - sold[c], True, sell_blocked[i])
+        new_p = _frozen(active[p] + sold[c], buy_blocked[p], True)
+        ds = specific_var[i] * (new_i * new_i - frozen[i] * frozen[i]) \
+            + specific_var[p] * (new_p * new_p - frozen[p] * frozen[p])
         total = s + ds
         for f in range(k):
-            dy[f] = loadings[f, i] * (new_i - a[i]) + loadings[f, p] * (new_p - a[p])
+            dy[f] = loadings[f, i] * (new_i - frozen[i]) + loadings[f, p] * (new_p - frozen[p])
             total += (y[f] + dy[f]) ** 2
         if total <= budget_var:
             accepted[c] = True
             y += dy
             s += ds
-            a[i] = active[i] = new_i
-            a[p] = active[p] = new_p
+            active[i] -= sold[c]
+            active[p] += sold[c]
+            frozen[i], frozen[p] = new_i, new_p
+            buy_blocked[i] = sell_blocked[p] = True
     return accepted
 
 
