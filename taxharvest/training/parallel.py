@@ -1,0 +1,124 @@
+"""One fan-out for the long workflows (stress paths, sweeps): local processes or Ray.
+
+``run_tasks(fn, tasks)`` calls ``fn(task)`` for every task and returns the results in task
+order, whichever engine ran them and in whatever order they finished, so a workflow's
+output depends only on its tasks (each task carries its own seeds). ``fn`` must be a
+module-level function and tasks and results picklable.
+
+- ``local`` (default): :class:`concurrent.futures.ProcessPoolExecutor` with ``workers``
+  processes (default: the CPU count, at most one per task); one worker or one task runs in
+  this process.
+- ``ray``: Ray core tasks (``ray.remote``, one CPU each). ``address`` is passed to
+  ``ray.init``: ``auto`` joins the cluster started with ``ray start`` on this machine, a
+  ``HOST:PORT`` or ``ray://`` address a remote one, ``local`` starts a private instance of
+  ``workers`` CPUs for this run. An already initialized Ray (e.g. a test's
+  ``ray.init(num_cpus=2)``) is used as it is and left running; an instance this function
+  started is shut down at the end. Ray is an optional extra: ``pip install taxharvest[ray]``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+from taxharvest.errors import InputError
+
+ENGINES = ("local", "ray")
+
+
+def engine_of(ray: str | None) -> tuple[str, str | None]:
+    """``(engine, address)`` from a ``--ray`` option: none -> local processes."""
+    if ray is None:
+        return "local", None
+    if not ray.strip():
+        raise InputError("give auto, local or a cluster ADDRESS", field="ray")
+    return "ray", ray.strip()
+
+
+def run_tasks(
+    fn: Callable[[Any], Any],
+    tasks: Iterable[Any],
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list:
+    """``[fn(task) for task in tasks]``, run on ``engine``; results in task order.
+
+    Args:
+        fn: a module-level function of one task.
+        tasks: the tasks (picklable).
+        engine: ``local`` or ``ray``.
+        address: for Ray: ``auto``, ``local`` or a cluster address (default ``auto``).
+        workers: local processes, or the CPUs of a ``local`` Ray instance (default: all).
+        progress: called as ``progress(done, total)`` as tasks finish.
+
+    Raises :class:`InputError` for an unknown engine, bad ``workers``, or Ray not installed
+    or not reachable; a task's own exception propagates.
+    """
+    tasks = list(tasks)
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; expected {' or '.join(ENGINES)}",
+                         field="engine")
+    if workers is not None and workers < 1:
+        raise InputError(f"need at least one worker, got {workers}", field="workers")
+    if not tasks:
+        return []
+    if engine == "ray":
+        return _run_ray(fn, tasks, address or "auto", workers, progress)
+    return _run_local(fn, tasks, workers, progress)
+
+
+def _run_local(fn: Callable, tasks: Sequence, workers: int | None,
+               progress: Callable[[int, int], None] | None) -> list:
+    count = min(workers or os.cpu_count() or 1, len(tasks))
+    if count == 1:
+        results = []
+        for task in tasks:
+            results.append(fn(task))
+            if progress is not None:
+                progress(len(results), len(tasks))
+        return results
+    with ProcessPoolExecutor(count) as pool:
+        futures = [pool.submit(fn, task) for task in tasks]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, return_when=FIRST_COMPLETED)
+            if progress is not None:
+                progress(len(tasks) - len(pending), len(tasks))
+        return [future.result() for future in futures]
+
+
+def _run_ray(fn: Callable, tasks: Sequence, address: str, workers: int | None,
+             progress: Callable[[int, int], None] | None) -> list:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("Ray is not installed; pip install 'taxharvest[ray]' (or run "
+                         "without --ray on local processes)", field="ray") from None
+    started = not ray.is_initialized()
+    if started:
+        options = ({"num_cpus": workers or os.cpu_count()} if address == "local"
+                   else {"address": address})
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, **options)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"cannot reach Ray at {address!r}: {message} (start a cluster "
+                             "with `ray start --head`, or use --ray local)",
+                             field="ray") from None
+    try:
+        remote = ray.remote(num_cpus=1)(fn)
+        refs = [remote.remote(task) for task in tasks]
+        pending = list(refs)
+        while pending:
+            _, pending = ray.wait(pending, num_returns=1)
+            if progress is not None:
+                progress(len(tasks) - len(pending), len(tasks))
+        return ray.get(refs)
+    finally:
+        if started:
+            ray.shutdown()

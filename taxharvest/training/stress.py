@@ -1,0 +1,311 @@
+"""Crash stress tests: each crash template on Monte Carlo paths, guardrail on and off.
+
+Path ``i`` of a template is the synthetic market of seed ``seed_base + i`` with the template
+(:func:`~taxharvest.market.scenarios.inject_scenario`, its own noise seeded by the same
+seed) starting ``offset`` trading days after the risk model's warm-up: the book is bought
+at the peak, so every lot is under water in the crash, the hardest case for a harvester.
+The episode lasts ``years`` or, when longer, the template plus ``RECOVERY_DAYS``. A
+historical window (``START:END`` on real data) runs once, on the data, from ``START``.
+
+Each (scenario, path, policy, guardrail on/off) is one :func:`run_backtest`; its row keeps
+the backtest's measures under the backtest JSON's names (:data:`MEASURES`) and adds:
+
+- ``max_rolling_te_in_window``: the largest 63-day rolling realized TE at decisions inside
+  the crash window (DOMAIN §4: the maximum rolling TE inside crash windows);
+- ``proxied_at_peak``: stocks below half their benchmark weight while their sector proxy is
+  held, in the book after the decision of the largest ex-ante TE (``peak_date``): the names
+  held only through proxies at the worst point;
+- ``relaxations``: each decision where the guardrail relaxed the limit or fell back, with
+  its date, status and cause (``info["guardrail_reason"]``);
+- ``te_path``: dates, ex-ante TE and rolling realized TE of every decision, for plots.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from taxharvest.agents.rules import make_policy
+from taxharvest.envs.direct_index import ASSET_FEATURES, CADENCE_DAYS, TRADING_DAYS, DirectIndexEnv
+from taxharvest.errors import InputError
+from taxharvest.market.scenarios import (
+    get_scenario,
+    historical_scenario,
+    inject_scenario,
+    list_scenarios,
+)
+from taxharvest.market.universe import MarketData
+from taxharvest.tax.law import get_profile
+from taxharvest.training.backtest import run_backtest, synthetic_market
+from taxharvest.training.parallel import run_tasks
+from taxharvest.training.steplog import StepLog
+
+WARMUP_DAYS = 126  # the environment's default risk-model warm-up
+OFFSET_DAYS = 21  # decisions before the crash starts
+RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``
+MEASURES = ("max_ex_ante_te", "max_rolling_te", "decoupling", "harvested_losses", "tax_alpha",
+            "guardrail_interventions", "guardrail_relaxed")
+RELAXED = ("relaxed", "fallback")
+_ACTIVE = ASSET_FEATURES.index("active_weight")
+_BENCH = ASSET_FEATURES.index("benchmark_weight")
+
+
+def parse_scenarios(text: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Template names and ``(start, end)`` windows from ``gfc-2008,2018-09-20:2018-12-24`` (or
+    ``all``: every template). Raises :class:`InputError` naming the bad item."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise InputError("no scenario given", field="scenarios")
+    names, windows = [], []
+    known = list_scenarios()
+    for item in items:
+        if item == "all":
+            names += [n for n in known if n not in names]
+        elif item in known:
+            names += [item] if item not in names else []
+        elif ":" in item:
+            start, _, end = item.partition(":")
+            try:
+                lo, hi = np.datetime64(start, "D"), np.datetime64(end, "D")
+            except ValueError:
+                raise InputError(f"cannot parse window {item!r} (expected "
+                                 "YYYY-MM-DD:YYYY-MM-DD)", field="scenarios") from None
+            if hi <= lo:
+                raise InputError(f"window {item!r} ends before it starts", field="scenarios")
+            windows.append((str(lo), str(hi)))
+        else:
+            raise InputError(f"unknown scenario {item!r}; templates are {', '.join(known)}, "
+                             "or a window START:END on --prices data", field="scenarios")
+    return names, windows
+
+
+@dataclass(frozen=True)
+class StressTask:
+    """One run of a stress test (picklable, self-contained: its seeds and market)."""
+
+    scenario: str
+    path: int
+    seed: int
+    policy: str
+    role: str  # "policy" or "baseline"
+    profile: str
+    guardrail: bool
+    te_limit: float
+    cadence: str
+    n_assets: int
+    years: float
+    offset: int
+    market: MarketData | None = None  # a historical window (with its warm-up); None: synthetic
+    start: str | None = None  # first decision of a historical window
+
+
+@lru_cache(maxsize=8)
+def _crash_market(n_assets: int, years: float, seed: int, scenario: str, offset: int
+                  ) -> MarketData:
+    base = synthetic_market(n_assets, years, seed, warmup_days=WARMUP_DAYS)
+    return inject_scenario(base, scenario, start_date=base.dates[WARMUP_DAYS + offset], seed=seed)
+
+
+def episode_years(scenario: str, years: float, offset: int) -> float:
+    """The episode of a template: ``years``, or the template and its recovery if longer."""
+    return max(years, (offset + get_scenario(scenario).n_days + RECOVERY_DAYS) / TRADING_DAYS)
+
+
+def proxied(env: DirectIndexEnv, observation: dict) -> int:
+    """Stocks below half their benchmark weight whose sector proxy the book holds."""
+    assets, n = observation["assets"], env.n_assets
+    bench = assets[:, _BENCH] / n
+    weight = (assets[:, _ACTIVE] + assets[:, _BENCH]) / n
+    proxy_held = env.ledger.shares[env.proxy_row].sum(axis=1) > 0
+    return int(((bench > 0) & (weight < 0.5 * bench) & proxy_held).sum())
+
+
+def run_stress_task(task: StressTask) -> dict:
+    """One stress row (a module-level function for worker processes and Ray)."""
+    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
+    if task.market is None:
+        years = episode_years(task.scenario, task.years, task.offset)
+        market = _crash_market(task.n_assets, years, task.seed, task.scenario, task.offset)
+        first = WARMUP_DAYS
+        last = first + task.offset + get_scenario(task.scenario).n_days - 1
+        window = (str(market.dates[first + task.offset]), str(market.dates[last]))
+        options = None
+    else:
+        market, years = task.market, market_years(task.market)
+        window = tuple(task.scenario.split(":"))
+        options = {"start": task.start}
+    env = DirectIndexEnv(market=market, profile=task.profile, cadence=task.cadence,
+                         te_limit=task.te_limit, guardrail=task.guardrail, random_start=False,
+                         episode_years=years, warmup_days=WARMUP_DAYS)
+    policy = make_policy(task.policy, task.profile, env)
+    log = StepLog(env, probe=proxied)
+    result = run_backtest(policy, log, seed=task.seed, options=options)
+    series = result.series
+    dates = np.array(series["dates"], "datetime64[D]")
+    rolling = np.array([np.nan if v is None else v for v in series["rolling_te"]], float)
+    inside = (dates >= np.datetime64(window[0])) & (dates <= np.datetime64(window[1]))
+    peak = int(np.argmax(series["ex_ante_te"]))
+    return {
+        "scenario": task.scenario, "path": task.path, "seed": task.seed,
+        "policy": policy.name, "role": task.role, "guardrail": task.guardrail,
+        **{key: result.metrics[key] for key in MEASURES},
+        "max_rolling_te_in_window": (float(np.nanmax(rolling[inside]))
+                                     if np.isfinite(rolling[inside]).any() else None),
+        "proxied_at_peak": log.probes[peak],
+        "peak_date": series["dates"][peak],
+        "window": list(window),
+        "market": result.config["market"],
+        "relaxations": [{"date": info["date"], "status": info["guardrail_status"],
+                         "reason": info["guardrail_reason"]}
+                        for info in log.infos if info["guardrail_status"] in RELAXED],
+        "te_path": {"dates": series["dates"],
+                    "ex_ante_te": [round(x, 7) for x in series["ex_ante_te"]],
+                    "rolling_te": [None if v is None else round(v, 7)
+                                   for v in series["rolling_te"]]},
+    }
+
+
+def market_years(market: MarketData) -> float:
+    """An episode long enough to run a market to its last day."""
+    return market.n_days / TRADING_DAYS + 1.0
+
+
+@dataclass(frozen=True)
+class StressResult:
+    """A stress test's rows (task order), its configuration and its headline."""
+
+    rows: list[dict]
+    config: dict
+    headline: dict
+
+    def to_json(self) -> dict:
+        return {"kind": "stress", "config": self.config, "headline": self.headline,
+                "results": self.rows}
+
+
+class StressTest:
+    """Crash templates and historical windows, ``paths`` Monte Carlo paths each, guardrail on
+    and off, for ``policy`` and an optional ``baseline``.
+
+    Args:
+        policy, baseline: policy specs (:func:`~taxharvest.agents.rules.make_policy`).
+        profile: tax profile preset.
+        scenarios: template names (:func:`list_scenarios`).
+        windows: ``(start, end)`` historical windows of ``market``.
+        market: real data for ``windows`` (its days before ``start`` warm the risk model up).
+        paths: synthetic paths per template; path ``i`` has seed ``seed_base + i``.
+        te_limit, cadence: the environment's.
+        n_assets, years: synthetic universe and (minimum) episode length.
+        offset: trading days between the first decision and the crash.
+    """
+
+    def __init__(self, policy: str, profile: str, *, baseline: str | None = None,
+                 scenarios: Sequence[str] = (), windows: Sequence[tuple[str, str]] = (),
+                 market: MarketData | None = None, paths: int = 4, te_limit: float = 0.01,
+                 cadence: str = "weekly", n_assets: int = 200, years: float = 3.0,
+                 seed_base: int = 0, offset: int = OFFSET_DAYS) -> None:
+        try:
+            self.profile = get_profile(profile).name
+        except ValueError as err:
+            raise InputError(str(err), field="profile") from None
+        unknown = [s for s in scenarios if s not in list_scenarios()]
+        checks = {
+            "scenarios": (bool(scenarios or windows) and not unknown,
+                          f"unknown or no scenarios {unknown}; templates are "
+                          f"{', '.join(list_scenarios())}"),
+            "prices": (market is not None or not windows,
+                       "historical windows need real data (--prices and --sectors)"),
+            "paths": (paths >= 1, "need at least one path"),
+            "te-limit": (te_limit > 0, "must be positive"),
+            "cadence": (cadence in CADENCE_DAYS, f"must be one of {', '.join(CADENCE_DAYS)}"),
+            "assets": (n_assets >= 11, "need at least 11 stocks (one per sector)"),
+            "years": (years > 0, "must be positive"),
+            "offset": (offset >= 0, "must be at least 0"),
+        }
+        for name, (ok, message) in checks.items():
+            if not ok:
+                raise InputError(message, field=name)
+        self.policies = [(policy, "policy")] + ([(baseline, "baseline")] if baseline else [])
+        for spec, _ in self.policies:
+            if not spec.startswith("ppo:"):  # a PPO folder is checked against its environment
+                make_policy(spec, self.profile)
+        self.scenarios, self.market, self.paths = list(scenarios), market, paths
+        self.windows = [self._window(lo, hi) for lo, hi in windows]
+        self.te_limit, self.cadence, self.n_assets, self.years = te_limit, cadence, n_assets, years
+        self.seed_base, self.offset = seed_base, offset
+
+    def _window(self, start: str, end: str) -> tuple[str, MarketData, str]:
+        """``(name, market cut to the warm-up before start .. end, first decision)``."""
+        mk = self.market
+        lo = mk.date_index(start)
+        try:
+            if not 0 < lo < mk.n_days - 1:
+                raise ValueError(f"starts outside {mk.dates[1]}..{mk.dates[-2]}")
+            cut = historical_scenario(mk, mk.dates[max(0, lo - WARMUP_DAYS)], end)
+        except ValueError as err:
+            raise InputError(f"window {start}:{end}: {err}", field="scenarios") from None
+        return f"{start}:{end}", cut, str(mk.dates[lo])
+
+    def tasks(self) -> list[StressTask]:
+        """Every run, in the order of the rows: scenario, path, policy, guardrail on/off."""
+        common = {"profile": self.profile, "te_limit": self.te_limit, "cadence": self.cadence,
+                  "n_assets": self.n_assets, "years": self.years, "offset": self.offset}
+        runs = [(name, i, self.seed_base + i, None, None)
+                for name in self.scenarios for i in range(self.paths)]
+        runs += [(name, 0, 0, market, start) for name, market, start in self.windows]
+        return [StressTask(scenario=name, path=i, seed=seed, policy=spec, role=role,
+                           guardrail=guardrail, market=market, start=start, **common)
+                for name, i, seed, market, start in runs
+                for spec, role in self.policies for guardrail in (True, False)]
+
+    def run(self, *, engine: str = "local", address: str | None = None,
+            workers: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> StressResult:
+        """Run every task through :func:`run_tasks` and summarize."""
+        rows = run_tasks(run_stress_task, self.tasks(), engine=engine, address=address,
+                         workers=workers, progress=progress)
+        config = {"policies": [spec for spec, _ in self.policies], "profile": self.profile,
+                  "scenarios": self.scenarios, "windows": [w[0] for w in self.windows],
+                  "paths": self.paths, "seed_base": self.seed_base, "te_limit": self.te_limit,
+                  "cadence": self.cadence, "n_assets": self.n_assets, "years": self.years,
+                  "offset": self.offset, "warmup_days": WARMUP_DAYS, "engine": engine}
+        return StressResult(rows, config, headline(rows, self.te_limit))
+
+
+def headline(rows: list[dict], te_limit: float) -> dict:
+    """Guardrail on: the largest ex-ante TE of any row against the limit, every relaxation
+    with its cause, and any row above the limit without one. Per policy: decoupling (largest
+    and mean over rows) and largest ex-ante TE, guardrail on and off."""
+    on = [r for r in rows if r["guardrail"]]
+    worst = max(on, key=lambda r: r["max_ex_ante_te"]) if on else None
+    where = ("scenario", "path", "policy")
+    relaxations = [{**{k: r[k] for k in where}, **x} for r in on for x in r["relaxations"]]
+    above = [r for r in on if r["max_ex_ante_te"] > te_limit * (1 + 1e-9)]
+    policies: dict[str, dict] = {}
+    for r in rows:
+        mode = policies.setdefault(r["policy"], {}).setdefault("on" if r["guardrail"] else "off",
+                                                              [])
+        mode.append(r)
+    return {
+        "te_limit": te_limit,
+        "guardrail_on": None if worst is None else {
+            "max_ex_ante_te": worst["max_ex_ante_te"],
+            "within_limit": not above,
+            "worst": {**{k: worst[k] for k in where}, "date": worst["peak_date"]},
+            "relaxations": relaxations,
+            "above_limit_unexplained": [{k: r[k] for k in where} for r in above
+                                        if not r["relaxations"]],
+        },
+        "policies": {
+            name: {mode: {"max_decoupling": max(r["decoupling"] for r in block),
+                          "mean_decoupling": float(np.mean([r["decoupling"] for r in block])),
+                          "max_ex_ante_te": max(r["max_ex_ante_te"] for r in block),
+                          "max_proxied_at_peak": max(r["proxied_at_peak"] for r in block)}
+                   for mode, block in modes.items()}
+            for name, modes in policies.items()
+        },
+    }

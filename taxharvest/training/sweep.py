@@ -1,0 +1,210 @@
+"""Sweeps: PPO trained per profile and seed, evaluated against the rules on held-out paths.
+
+One task per (profile, training seed ``s``) trains a policy with
+:func:`~taxharvest.training.train.train` (in a temporary folder on whichever machine runs
+it) and backtests it, ``tuned`` and ``monthly-all`` on the evaluation paths of that seed:
+synthetic seeds ``s * eval_paths ... s * eval_paths + eval_paths - 1``, inside the range
+0-99 reserved for evaluation (never trained or tuned on). Each policy's row holds the means
+over its paths, so every policy gets one figure per seed, paired on the same paths, and the
+spread over seeds covers both the training seed and the paths. The task returns its model
+files with its rows, so the run folder is complete whichever engine (local processes or a
+Ray cluster) ran it:
+
+``runs/sweep-<timestamp>/``: ``config.json``, ``models/<profile>-seed<s>/`` (``model.zip``,
+``vecnormalize.pkl``, ``card.json``, ``card.md``), ``results.csv`` (one row per profile,
+seed and policy) and ``results.json`` (``kind: sweep``, rows and the per-profile summary).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from taxharvest.agents.ppo import MODEL_FILE, NORMALIZER_FILE, load_policy
+from taxharvest.agents.rules import make_policy
+from taxharvest.agents.tuning import EVALUATION_SEEDS
+from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.errors import InputError
+from taxharvest.io import csv_text, json_text, write_atomic
+from taxharvest.tax.law import PROFILES
+from taxharvest.training.backtest import run_backtest, synthetic_market
+from taxharvest.training.parallel import run_tasks
+from taxharvest.training.train import CLI_FLAGS, reproduce_command, train, write_card
+
+RULES = ("tuned", "monthly-all")
+POLICIES = ("ppo", *RULES)
+MEASURES = ("tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
+            "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades")
+COLUMNS = ("profile", "seed", "policy", "name", "paths", *MEASURES)
+MODEL_FILES = (MODEL_FILE, NORMALIZER_FILE)  # the card is rewritten for the run folder
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """One (profile, seed): training options and the evaluation paths."""
+
+    profile: str
+    seed: int
+    timesteps: int
+    eval_seeds: tuple[int, ...]
+    eval_assets: int
+    eval_years: float
+    train_options: dict = field(default_factory=dict)
+
+
+def run_sweep_task(task: SweepTask) -> dict:
+    """Train, evaluate, and return the rows and the model's files (module-level, for worker
+    processes and Ray)."""
+    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="taxharvest-sweep-") as tmp:
+        trained = train(task.profile, timesteps=task.timesteps, seed=task.seed, out=tmp,
+                        baselines=False, **task.train_options)
+        runs: dict[str, list[dict]] = {name: [] for name in POLICIES}
+        names: dict[str, str] = {}
+        for seed in task.eval_seeds:
+            market = synthetic_market(task.eval_assets, task.eval_years, seed)
+            for name in POLICIES:
+                env = DirectIndexEnv(market=market, profile=task.profile, random_start=False,
+                                     episode_years=task.eval_years,
+                                     cadence=trained.card["env"]["config"]["cadence"])
+                policy = (load_policy(tmp, env) if name == "ppo"
+                          else make_policy(name, task.profile, env))
+                names[name] = policy.name
+                runs[name].append(run_backtest(policy, env, seed=seed).metrics)
+        files = {name: (Path(tmp) / name).read_bytes() for name in MODEL_FILES}
+    rows = [{"profile": task.profile, "seed": task.seed, "policy": name,
+             "name": names[name], "paths": len(task.eval_seeds),
+             **{key: float(np.mean([m[key] for m in runs[name]])) for key in MEASURES}}
+            for name in POLICIES]
+    return {"rows": rows, "files": files, "card": trained.card}
+
+
+def summarize(rows: Sequence[dict]) -> dict:
+    """Per profile and policy: mean and standard deviation over seeds of each measure."""
+    out: dict[str, dict] = {}
+    for profile in dict.fromkeys(r["profile"] for r in rows):
+        out[profile] = {}
+        for policy in POLICIES:
+            block = [r for r in rows if r["profile"] == profile and r["policy"] == policy]
+            stats = {"seeds": len(block)}
+            for key in MEASURES:
+                values = np.array([r[key] for r in block], float)
+                stats[f"{key}_mean"] = float(values.mean())
+                stats[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            out[profile][policy] = stats
+    return out
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Where the sweep wrote its run folder, its rows and the per-profile summary."""
+
+    folder: Path
+    rows: list[dict]
+    summary: dict
+    config: dict
+
+    def to_json(self) -> dict:
+        return {"kind": "sweep", "config": self.config, "summary": self.summary,
+                "results": self.rows}
+
+
+def sweep(
+    profiles: Sequence[str],
+    seeds: int,
+    timesteps: int,
+    *,
+    out: str | Path = "runs",
+    eval_paths: int = 4,
+    eval_assets: int = 100,
+    eval_years: float = 3.0,
+    train_options: dict | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    """Train and evaluate PPO for every profile and training seed ``0 .. seeds - 1``.
+
+    Args:
+        profiles: tax profile presets.
+        seeds: training seeds per profile.
+        timesteps: training steps per policy.
+        out: parent folder of the run folder ``sweep-<timestamp>``.
+        eval_paths, eval_assets, eval_years: evaluation paths per seed and their size.
+        train_options: further keyword arguments of :func:`~taxharvest.training.train.train`.
+        engine, address, workers, progress: see :func:`run_tasks`.
+
+    Raises :class:`InputError` (before anything runs) for a bad option.
+    """
+    unknown = [p for p in profiles if p not in PROFILES]
+    checks = {
+        "profiles": (bool(profiles) and not unknown,
+                     f"unknown or no profiles {unknown}; valid: {', '.join(PROFILES)}"),
+        "seeds": (seeds >= 1, "need at least one seed"),
+        "timesteps": (timesteps >= 1, "need at least one step"),
+        "eval-paths": (eval_paths >= 1 and seeds * eval_paths <= len(EVALUATION_SEEDS),
+                       f"need seeds x eval-paths between 1 and {len(EVALUATION_SEEDS)} "
+                       "(the synthetic seeds reserved for evaluation)"),
+        "assets": (eval_assets >= 20, "need at least 20 stocks"),
+        "years": (eval_years > 0, "must be positive"),
+        "out": (Path(out).is_dir(), f"output folder {out} does not exist"),
+    }
+    for name, (ok, message) in checks.items():
+        if not ok:
+            raise InputError(message, field=name)
+    for profile in profiles:
+        make_policy("tuned", profile)  # an untuned profile fails now, not after training
+    options = dict(train_options or {})
+    folder = Path(out) / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    folder.mkdir()
+    tasks = [SweepTask(profile, seed, timesteps,
+                       tuple(range(seed * eval_paths, (seed + 1) * eval_paths)),
+                       eval_assets, eval_years, options)
+             for profile in profiles for seed in range(seeds)]
+    config = {"profiles": list(profiles), "seeds": list(range(seeds)), "timesteps": timesteps,
+              "eval_paths": eval_paths, "eval_assets": eval_assets, "eval_years": eval_years,
+              "train_options": options, "engine": engine, "address": address,
+              "tasks": [asdict(t) for t in tasks]}
+    write_atomic(folder / "config.json", json_text(config))
+    outputs = run_tasks(run_sweep_task, tasks, engine=engine, address=address,
+                        workers=workers, progress=progress)
+    rows = []
+    for task, output in zip(tasks, outputs, strict=True):
+        _write_model(folder, task, output)
+        rows += output["rows"]
+    result = SweepResult(folder, rows, summarize(rows), config)
+    write_atomic(folder / "results.csv", csv_text(rows, COLUMNS))
+    write_atomic(folder / "results.json", json_text(result.to_json()))
+    return result
+
+
+def _write_model(folder: Path, task: SweepTask, output: dict) -> None:
+    """The task's model in ``models/<profile>-seed<s>/`` (written in a hidden folder, then
+    renamed: whole or not at all), its card's reproduce command pointing there and a note
+    on its sweep evaluation."""
+    models = folder / "models"
+    models.mkdir(exist_ok=True)
+    final = models / f"{task.profile}-seed{task.seed}"
+    staging = models / f".{final.name}.tmp"
+    staging.mkdir()
+    for name, data in output["files"].items():
+        (staging / name).write_bytes(data)
+    card = output["card"]
+    defaults = {name: inspect.signature(train).parameters[name].default for name in CLI_FLAGS}
+    card["command"] = reproduce_command(task.profile, task.timesteps, task.seed, final,
+                                        **{**defaults, **task.train_options})
+    alphas = ", ".join(f"{r['name']} {r['tax_alpha']:.2%}" for r in output["rows"])
+    card["notes"] = (f"Sweep {folder.name}: held-out synthetic seeds {list(task.eval_seeds)} "
+                     f"({task.eval_assets} stocks, {task.eval_years:g} years); mean tax alpha "
+                     f"{alphas}.")
+    write_card(staging, card)
+    os.replace(staging, final)
