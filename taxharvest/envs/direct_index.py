@@ -21,7 +21,7 @@ from taxharvest.guardrails import TrackingErrorGuardrail
 from taxharvest.guardrails.program import factor_loadings
 from taxharvest.market.riskmodel import market_risk_model
 from taxharvest.market.synthetic import SyntheticMarket
-from taxharvest.market.universe import MarketData
+from taxharvest.market.universe import MarketData, basket_levels
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE, WASH_WINDOW_DAYS, year_of
 from taxharvest.tax.law import (
@@ -36,6 +36,7 @@ from taxharvest.tax.ledger import Ledger, Trades
 CADENCE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
 TRADING_DAYS = 252
 SELL_CUSHION = 0.10
+PROXY_SETS = 2  # replacement securities per sector: the market's proxy, an equal-weight basket
 
 ASSET_FEATURES = (
     "worst_lot_return", "unrealized_return", "loss_value_share", "short_term_share",
@@ -61,11 +62,16 @@ class _Order:
 
 
 class DirectIndexEnv(gym.Env):
-    """A 500-stock direct-indexed account, one proxy per sector, real lot-level taxes.
+    """A 500-stock direct-indexed account, two proxies per sector, real lot-level taxes.
 
-    **Securities.** ``n`` stocks, then one proxy per sector (a sector basket, never
-    substantially identical to a member). Lots of all of them live in one
-    :class:`~taxharvest.tax.ledger.Ledger`; every trade goes through its wash-sale rule.
+    **Securities.** ``n`` stocks, then two replacement securities per sector: the market's
+    sector proxy (a cap-weighted basket or a user-supplied ETF) and an equal-weighted
+    basket of the sector's members. Baskets of many companies are not substantially
+    identical to any member, and two different indexes not to each other, so a harvest can
+    park in whichever of the pair is free of a wash window, and a swap back can be funded
+    from whichever may be sold (how primary/secondary replacement tickers work in practice).
+    Lots of all of them live in one :class:`~taxharvest.tax.ledger.Ledger`; every trade
+    goes through its wash-sale rule.
 
     **Observation** (``Dict``, float32, fresh arrays every step):
     ``assets`` ``(n, 12)``: per stock, in order ``ASSET_FEATURES``: unrealized return of the
@@ -81,17 +87,17 @@ class DirectIndexEnv(gym.Env):
     share of names harvestable.
 
     **Action** ``MultiBinary(n)``: 1 harvests a stock: all its lots at a loss are sold and
-    the proceeds go to its sector proxy. Ignored where the stock is not harvestable (no loss
-    lot, a purchase in the last 30 days, its proxy in a wash window, excluded, not
-    trading). Every decision also swaps back: a stock underweight after a harvest whose
-    30-day window has closed is bought back from its sector proxy, when the proxy lots sold
-    would realize no more than ``swap_back_max_gain`` of their value. Cash (dividends,
+    the proceeds go to the first of its sector's proxies not in a wash window. Ignored
+    where the stock is not harvestable (no loss lot, a purchase in the last 30 days, both
+    proxies in wash windows, excluded, not trading). Every decision also swaps back: a
+    stock underweight after a harvest whose 30-day window has closed is bought back from
+    its sector's proxies that may be sold and whose gain is at most ``swap_back_max_gain``. Cash (dividends,
     delistings) is invested in the benchmark's names that may be bought. With
     ``guardrail=True`` the proposed weights are projected inside ``te_limit`` (no buys in
     wash windows, no loss sales after recent buys, exclusions at zero), aiming at
     ``(1 - te_buffer) * te_limit`` to leave room for drift, and (guardrail on) harvests are
-    taken largest loss first only while the ex-ante TE of the positions locked by wash
-    windows (stocks that cannot be bought back, proxies that cannot be sold) stays within
+    taken largest loss first only while the ex-ante TE frozen by wash windows (shortfalls
+    that cannot be bought back, overweights that cannot be sold) stays within
     ``lock_budget * te_limit``: the rest of the limit is room for volatility to jump.
     Decisions use data up to day ``t``; orders execute at the prices of day ``t + lag``.
 
@@ -194,15 +200,20 @@ class DirectIndexEnv(gym.Env):
         self.market = self._episode_market(options)
         mk = self.market
         n, k = mk.n_assets, len(mk.sector_names)
-        self.n_securities = m = n + k
-        self.sector_of = np.concatenate([mk.sectors, np.arange(k)]).astype(np.int64)
-        self.proxy_row = n + mk.sectors.astype(np.int64)
+        self.n_securities = m = n + PROXY_SETS * k
+        self.sector_of = np.concatenate([mk.sectors, np.tile(np.arange(k), PROXY_SETS)]
+                                        ).astype(np.int64)
         self.excluded = self._exclusion_mask(mk)
-        self.excluded_all = np.concatenate([self.excluded, np.zeros(k, bool)])
+        self.excluded_all = np.concatenate([self.excluded, np.zeros(m - n, bool)])
 
-        self.prices_all = np.hstack([mk.prices, mk.proxy_prices])
+        # Second proxy per sector: the equal-weighted basket of its members (a different
+        # index from the market's sector proxy, so not substantially identical to it).
+        alternate = 100.0 * basket_levels(mk.total_returns, np.ones(n), mk.sectors, k)
+        proxies = np.hstack([mk.proxy_prices, alternate])
+        self.prices_all = np.hstack([mk.prices, proxies])
         with np.errstate(invalid="ignore", divide="ignore"):
-            proxy_returns = np.vstack([np.zeros((1, k)), mk.proxy_prices[1:] / mk.proxy_prices[:-1] - 1])
+            proxy_returns = np.vstack([np.zeros((1, proxies.shape[1])),
+                                       proxies[1:] / proxies[:-1] - 1])
         self.returns_all = np.hstack([mk.total_returns, proxy_returns])
         self.days = mk.dates.astype(np.int64)
 
@@ -220,7 +231,7 @@ class DirectIndexEnv(gym.Env):
         self.t = start
 
         first = max(1, start - self.warmup_days)
-        self.risk_model = market_risk_model(mk, first_row=first)
+        self.risk_model = market_risk_model(mk, first_row=first, proxy_sets=PROXY_SETS)
         for row in range(first, start + 1):
             self.risk_model.update(self.returns_all[row])
         self._risk: tuple | None = None
@@ -237,7 +248,9 @@ class DirectIndexEnv(gym.Env):
             seen = np.isfinite(self.prices_all[row]) & (self.last_price == 0)
             self.last_price[seen] = self.prices_all[row][seen]
 
-        self.ledger = Ledger(tuple(mk.tickers) + tuple(mk.proxy_names), relief="hifo",
+        names = tuple(mk.tickers) + tuple(mk.proxy_names) + tuple(
+            f"{sector} equal-weight basket" for sector in mk.sector_names)
+        self.ledger = Ledger(names, relief="hifo",
                              equivalents=self.equivalents, slots=8, cash=self.initial_value)
         self.trade_log: list[Trades] = []
         self._fund_initial_portfolio(listed)
@@ -373,9 +386,9 @@ class DirectIndexEnv(gym.Env):
         exec_day = self.days[exec_row]
         weights, value = self._weights()
         price = self.last_price
-        buy_blocked, sell_blocked, harvestable = self._blocks(exec_day)
+        buy_blocked, sell_blocked, park, harvestable = self._blocks(exec_day)
         harvest = self._within_lock_budget(action & harvestable, weights, value, buy_blocked,
-                                           sell_blocked)
+                                           sell_blocked, park)
         if (self.guardrail is None and not harvest.any() and weights[n:].sum() <= 0.0
                 and 1.0 - weights.sum() <= self.min_trade):
             self.decision_te = self.ex_ante_te  # nothing to harvest, swap back or invest
@@ -384,7 +397,7 @@ class DirectIndexEnv(gym.Env):
         bench = self._bench_weights()
         proposal, gap = np.empty(m), np.empty(n)
         propose(weights, harvest, self.features[:n, 5], price, value, bench, buy_blocked,
-                sell_blocked, self.features[n:, 1], self.excluded,
+                sell_blocked, park, self.features[:, 1], self.excluded,
                 np.isfinite(self.prices_all[self.t, :n]), self.market.sectors,
                 self.swap_back_max_gain, self.min_trade, proposal, gap)
 
@@ -454,7 +467,8 @@ class DirectIndexEnv(gym.Env):
         return saving, harvested, disallowed, n_trades
 
     def _within_lock_budget(self, harvest: np.ndarray, weights: np.ndarray, value: float,
-                            buy_blocked: np.ndarray, sell_blocked: np.ndarray) -> np.ndarray:
+                            buy_blocked: np.ndarray, sell_blocked: np.ndarray,
+                            park: np.ndarray) -> np.ndarray:
         """Harvests, largest loss first, while the TE frozen by wash windows fits the budget.
 
         A harvested stock cannot be bought back for 30 days, and its sector proxy, just
@@ -471,7 +485,7 @@ class DirectIndexEnv(gym.Env):
         candidates = candidates[np.argsort(-self.features[candidates, 6], kind="stable")]
         sold = self.features[candidates, 5] * self.last_price[candidates] / value
         accepted = select_within_lock_budget(
-            candidates, sold, self.proxy_row, weights - self._bench_weights(),
+            candidates, sold, park[self.market.sectors], weights - self._bench_weights(),
             buy_blocked, sell_blocked, factor_loadings(risk), risk.specific_var,
             (self.lock_budget * self.te_limit) ** 2)
         kept = np.zeros_like(harvest)
@@ -655,7 +669,7 @@ class DirectIndexEnv(gym.Env):
         if self._bench_cache[0] != self.t:
             values = self.bench_levels[self.t] * self._bench_units[self._segment[self.t]]
             self._bench_cache = (self.t, np.concatenate(
-                [values / values.sum(), np.zeros(len(self.market.sector_names))]))
+                [values / values.sum(), np.zeros(self.n_securities - self.n_assets)]))
         return self._bench_cache[1]
 
     def _portfolio_value(self) -> float:
@@ -674,8 +688,9 @@ class DirectIndexEnv(gym.Env):
         savings = self.savings_units * bench
         return (self._portfolio_value() + savings + self._accrued_saving()) / bench
 
-    def _blocks(self, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per security on ``day``: buy-blocked, sell-blocked; per stock: harvestable.
+    def _blocks(self, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """On ``day``: per security buy-blocked and sell-blocked; per sector the proxy row
+        a harvest may park in (-1: none); per stock harvestable.
 
         Buying would wash a loss sale of the last 30 days; a name bought in the last 30
         days may not be sold while any of its lots is less than ``SELL_CUSHION`` above its
@@ -683,12 +698,13 @@ class DirectIndexEnv(gym.Env):
         """
         n, m = self.n_assets, self.n_securities
         buy_blocked, sell_blocked = np.empty(m, np.bool_), np.empty(m, np.bool_)
+        park = np.empty(len(self.market.sector_names), np.int64)
         harvestable = np.empty(n, np.bool_)
         wash_blocks(day, self.ledger.last_loss_sale, self.ledger.last_buy, self.ledger.group,
                     self.features[:, 0], self.features[:n, 5], self.excluded,
                     np.isfinite(self.prices_all[self.t, :n]), self.market.sectors,
-                    WASH_WINDOW_DAYS, SELL_CUSHION, buy_blocked, sell_blocked, harvestable)
-        return buy_blocked, sell_blocked, harvestable
+                    WASH_WINDOW_DAYS, SELL_CUSHION, buy_blocked, sell_blocked, park, harvestable)
+        return buy_blocked, sell_blocked, park, harvestable
 
     def _refresh_features(self) -> None:
         lot_features(self.ledger.shares, self.ledger.basis, self.ledger.acq, self.ledger.used,
@@ -702,7 +718,7 @@ class DirectIndexEnv(gym.Env):
         day = self.days[self.t]
         weights, value = self._weights()
         assets = np.empty((n, len(ASSET_FEATURES)), np.float32)
-        _, _, self.action_mask = self._blocks(day)
+        self.action_mask = self._blocks(day)[3]
         asset_observation(self.features, day, self.ledger.last_loss_sale, self.ledger.last_buy,
                           self.ledger.group, self.volatility, weights, self._bench_weights(),
                           self.excluded, np.isfinite(self.prices_all[self.t, :n]),

@@ -62,23 +62,32 @@ def lot_features(shares, basis, acq, used, price, day, anniversary, day_base, ou
 
 @njit(cache=True)
 def wash_blocks(day, last_loss_sale, last_buy, group, worst_return, loss_shares, excluded,
-                trading, sectors, window, cushion, buy_blocked, sell_blocked, harvestable):
-    """The wash-sale blocks of every security on ``day`` and which stocks may be harvested.
+                trading, sectors, window, cushion, buy_blocked, sell_blocked, park,
+                harvestable):
+    """The wash-sale blocks of every security on ``day`` and where harvests may go.
 
     ``buy_blocked``: a loss sale of the same group in the last ``window`` days (a purchase
     would wash it). ``sell_blocked``: a purchase in the last ``window`` days while a lot sits
     less than ``cushion`` above its basis (a sale could realize a loss that purchase washes).
-    ``harvestable`` (stocks): a lot at a loss, trading, not excluded, not sell-blocked, and
-    its sector proxy not buy-blocked.
+    ``park[s]``: the first of sector ``s``'s proxies (rows ``n + p K + s``) that may be
+    bought, or -1. ``harvestable`` (stocks): a lot at a loss, trading, not excluded, not
+    sell-blocked, and a proxy of its sector to park the proceeds in.
     """
     n = harvestable.shape[0]
+    k = park.shape[0]
     for j in range(group.shape[0]):
         g = group[j]
         buy_blocked[j] = day - last_loss_sale[g] <= window
         sell_blocked[j] = day - last_buy[g] <= window and worst_return[j] < cushion
+    for s in range(k):
+        park[s] = -1
+        for row in range(n + s, group.shape[0], k):
+            if not buy_blocked[row]:
+                park[s] = row
+                break
     for i in range(n):
         harvestable[i] = (loss_shares[i] > 0.0 and trading[i] and not excluded[i]
-                          and not sell_blocked[i] and not buy_blocked[n + sectors[i]])
+                          and not sell_blocked[i] and park[sectors[i]] >= 0)
 
 
 @njit(cache=True)
@@ -155,36 +164,44 @@ def select_within_lock_budget(candidates, sold, proxy_of, active, buy_blocked, s
 
 @njit(cache=True)
 def propose(weights, harvest, loss_shares, price, value, bench, buy_blocked, sell_blocked,
-            proxy_gain, excluded, trading, sectors, swap_back_max_gain, min_trade,
+            park, proxy_gain, excluded, trading, sectors, swap_back_max_gain, min_trade,
             proposal, gap):
     """The proposed weights of one decision, before the guardrail, into ``proposal``.
 
-    Harvested stocks sell their loss lots into their sector proxy; underweight stocks whose
-    wash window closed are bought back from their proxy (into ``gap``: the weight asked
-    for) when the proxy may be sold and its gain is at most ``swap_back_max_gain``; cash
-    above ``min_trade`` goes to the stocks that may be bought, by benchmark weight.
+    Harvested stocks sell their loss lots into their sector's ``park`` proxy; underweight
+    stocks whose wash window closed are bought back (``gap``: the weight asked for) from
+    their sector's proxies that may be sold and whose gain is at most
+    ``swap_back_max_gain``, pro rata; cash above ``min_trade`` goes to the stocks that may
+    be bought, by benchmark weight.
     """
     n = harvest.shape[0]
-    k = proposal.shape[0] - n
+    m = proposal.shape[0]
+    k = park.shape[0]
     proposal[:] = weights
-    need = np.zeros(k)
     for i in range(n):
         if harvest[i]:
             sold = loss_shares[i] * price[i] / value
             proposal[i] -= sold
-            proposal[n + sectors[i]] += sold
+            proposal[park[sectors[i]]] += sold
+    available = np.zeros(k)
+    for row in range(n, m):
+        if not sell_blocked[row] and proxy_gain[row] <= swap_back_max_gain:
+            available[(row - n) % k] += max(proposal[row], 0.0)
+    need = np.zeros(k)
     for i in range(n):
-        s = sectors[i]
         gap[i] = 0.0
         if (not buy_blocked[i] and not harvest[i] and not excluded[i] and price[i] > 0
-                and not sell_blocked[n + s] and proxy_gain[s] <= swap_back_max_gain):
+                and available[sectors[i]] > 0):
             gap[i] = max(bench[i] - proposal[i], 0.0)
-            need[s] += gap[i]
+            need[sectors[i]] += gap[i]
     scale = np.zeros(k)
     for s in range(k):
         if need[s] > 0:
-            scale[s] = min(1.0, max(proposal[n + s], 0.0) / need[s])
-            proposal[n + s] -= need[s] * scale[s]
+            scale[s] = min(1.0, available[s] / need[s])
+    for row in range(n, m):
+        s = (row - n) % k
+        if scale[s] > 0 and not sell_blocked[row] and proxy_gain[row] <= swap_back_max_gain:
+            proposal[row] -= need[s] * scale[s] * max(proposal[row], 0.0) / available[s]
     room = 0.0
     for i in range(n):
         proposal[i] += gap[i] * scale[sectors[i]]

@@ -177,13 +177,16 @@ def estimate_risk(returns_window: np.ndarray, sectors_all: np.ndarray,
     return model.risk()
 
 
-def market_risk_model(market, first_row: int = 0, **model_args) -> EwmaRiskModel:
-    """An :class:`EwmaRiskModel` over ``market``'s stocks then proxies, to be updated from
-    row ``first_row`` on. Factors are weighted like the benchmark and the basket proxies:
-    benchmark weights drifted to ``first_row - 1``, then buy-and-hold."""
+def market_risk_model(market, first_row: int = 0, proxy_sets: int = 1,
+                      **model_args) -> EwmaRiskModel:
+    """An :class:`EwmaRiskModel` over ``market``'s stocks then ``proxy_sets`` sets of one
+    proxy per sector, to be updated from row ``first_row`` on. Factors are weighted like
+    the benchmark and the basket proxies: benchmark weights drifted to ``first_row - 1``,
+    then buy-and-hold."""
     k = len(market.sector_names)
     growth = np.prod(1.0 + np.nan_to_num(market.total_returns[:first_row]), axis=0)
-    weights = np.concatenate([market.benchmark_weights * growth, np.zeros(k)])
-    proxies = np.arange(market.n_assets + k) >= market.n_assets
-    return EwmaRiskModel(market.sectors_all(), proxy_mask=proxies, weights=weights,
-                         buy_and_hold=True, n_sectors=k, **model_args)
+    weights = np.concatenate([market.benchmark_weights * growth, np.zeros(k * proxy_sets)])
+    sectors = np.concatenate([market.sectors, np.tile(np.arange(k), proxy_sets)])
+    proxies = np.arange(len(sectors)) >= market.n_assets
+    return EwmaRiskModel(sectors, proxy_mask=proxies, weights=weights, buy_and_hold=True,
+                         n_sectors=k, **model_args)
