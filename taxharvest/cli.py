@@ -110,5 +110,6 @@ def main() -> None:
 
 # Command modules register themselves on ``app`` when imported.
 import taxharvest.training.cli_train  # noqa: E402,F401
+import taxharvest.training.cli_workflows  # noqa: E402,F401
 from taxharvest.training import cli_commands  # noqa: E402,F401
 

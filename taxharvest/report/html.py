@@ -1,7 +1,8 @@
 """Self-contained HTML reports: plots embedded as PNG, tables as HTML, nothing fetched.
 
-A report document is a dict: a backtest's JSON (``taxharvest backtest --json``), or a
-comparison ``{"kind": "comparison", "title": ..., "runs": {name: backtest JSON, ...}}``.
+A report document is a dict: a backtest's JSON (``taxharvest backtest --json``), a
+comparison ``{"kind": "comparison", "title": ..., "runs": {name: backtest JSON, ...}}``, or
+a ``shadow``, ``stress`` or ``sweep`` result (:mod:`taxharvest.report.workflows`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ HEADLINE = (
     ("years", "Years", "num"),
 )
 COLORS = ("#1f5fa8", "#d9822b", "#2f9e44", "#c2255c", "#7048e8", "#0c8599")
+WORKFLOW_KINDS = ("shadow", "stress", "sweep")
 
 
 def runs_of(document: dict) -> dict[str, dict]:
@@ -59,7 +61,15 @@ def runs_of(document: dict) -> dict[str, dict]:
 
 
 def render_report(document: dict, out: str | Path, *, title: str | None = None) -> Path:
-    """Write the HTML report of ``document`` to ``out`` (written whole or not at all)."""
+    """Write the HTML report of ``document`` to ``out`` (written whole or not at all).
+
+    Documents of kind ``shadow``, ``stress`` and ``sweep`` are rendered by
+    :func:`taxharvest.report.workflows.render_workflow`.
+    """
+    if isinstance(document, dict) and document.get("kind") in WORKFLOW_KINDS:
+        from taxharvest.report.workflows import render_workflow
+
+        return render_workflow(document, out, title=title)
     runs = runs_of(document)
     for name, run in runs.items():
         for key in ("series", "yearly", "config"):
@@ -88,9 +98,13 @@ def render_report(document: dict, out: str | Path, *, title: str | None = None) 
         "Ex-ante TE is the risk model's at each decision; rolling TE is realized over "
         "63 trading days.</p>",
     ]
-    text = _PAGE.format(title=html.escape(title), body="\n".join(sections))
+    return write_page(title, sections, out)
+
+
+def write_page(title: str, sections: list[str], out: str | Path) -> Path:
+    """The report page (``title``, the HTML ``sections``) written whole to ``out``."""
     out = Path(out)
-    write_atomic(out, text)
+    write_atomic(out, _PAGE.format(title=html.escape(title), body="\n".join(sections)))
     return out
 
 

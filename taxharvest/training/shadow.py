@@ -204,6 +204,9 @@ class Shadow:
                  cadence: str = "weekly", seed: int = 0) -> None:
         self.specs = {"policy": policy, "baseline": baseline}
         self.profile = get_profile(profile)
+        for spec in self.specs.values():
+            if not spec.startswith("ppo:"):  # a PPO folder is checked against its environment
+                make_policy(spec, self.profile)
         self.market, self.lots, self.initial_value = market, list(lots), float(initial_value)
         self.te_limit, self.cadence, self.seed = float(te_limit), cadence, int(seed)
         logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)

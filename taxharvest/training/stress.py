@@ -10,8 +10,8 @@ historical window (``START:END`` on real data) runs once, on the data, from ``ST
 Each (scenario, path, policy, guardrail on/off) is one :func:`run_backtest`; its row keeps
 the backtest's measures under the backtest JSON's names (:data:`MEASURES`) and adds:
 
-- ``max_rolling_te_in_window``: the largest 63-day rolling realized TE at decisions inside
-  the crash window (DOMAIN §4: the maximum rolling TE inside crash windows);
+- ``max_rolling_te_in_window``: the largest 63-day rolling realized TE whose window
+  overlaps the crash (DOMAIN §4: the maximum rolling TE inside crash windows);
 - ``proxied_at_peak``: stocks below half their benchmark weight while their sector proxy is
   held, in the book after the decision of the largest ex-ante TE (``peak_date``): the names
   held only through proxies at the worst point;
@@ -41,11 +41,12 @@ from taxharvest.market.scenarios import (
 from taxharvest.market.universe import MarketData
 from taxharvest.tax.law import get_profile
 from taxharvest.training.backtest import run_backtest, synthetic_market
+from taxharvest.training.metrics import ROLLING_DAYS
 from taxharvest.training.parallel import run_tasks
 from taxharvest.training.steplog import StepLog
 
 WARMUP_DAYS = 126  # the environment's default risk-model warm-up
-OFFSET_DAYS = 21  # decisions before the crash starts
+OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full rolling window
 RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``
 MEASURES = ("max_ex_ante_te", "max_rolling_te", "decoupling", "harvested_losses", "tax_alpha",
             "guardrail_interventions", "guardrail_relaxed")
@@ -116,12 +117,14 @@ def episode_years(scenario: str, years: float, offset: int) -> float:
 
 
 def proxied(env: DirectIndexEnv, observation: dict) -> int:
-    """Stocks below half their benchmark weight whose sector proxy the book holds."""
+    """Stocks below half their benchmark weight while the book holds a proxy of their sector."""
     assets, n = observation["assets"], env.n_assets
     bench = assets[:, _BENCH] / n
     weight = (assets[:, _ACTIVE] + assets[:, _BENCH]) / n
-    proxy_held = env.ledger.shares[env.proxy_row].sum(axis=1) > 0
-    return int(((bench > 0) & (weight < 0.5 * bench) & proxy_held).sum())
+    held = env.ledger.shares[n:].sum(axis=1) > 0
+    sector_held = np.zeros(len(env.market.sector_names), bool)
+    sector_held[env.sector_of[n:][held]] = True
+    return int(((bench > 0) & (weight < 0.5 * bench) & sector_held[env.market.sectors]).sum())
 
 
 def run_stress_task(task: StressTask) -> dict:
@@ -147,7 +150,9 @@ def run_stress_task(task: StressTask) -> dict:
     series = result.series
     dates = np.array(series["dates"], "datetime64[D]")
     rolling = np.array([np.nan if v is None else v for v in series["rolling_te"]], float)
-    inside = (dates >= np.datetime64(window[0])) & (dates <= np.datetime64(window[1]))
+    last = np.searchsorted(dates, np.datetime64(window[1]), side="right") - 1
+    overlap = np.arange(len(dates)) <= last + round(ROLLING_DAYS / CADENCE_DAYS[task.cadence])
+    inside = (dates >= np.datetime64(window[0])) & overlap
     peak = int(np.argmax(series["ex_ante_te"]))
     return {
         "scenario": task.scenario, "path": task.path, "seed": task.seed,
@@ -176,15 +181,48 @@ def market_years(market: MarketData) -> float:
 
 @dataclass(frozen=True)
 class StressResult:
-    """A stress test's rows (task order), its configuration and its headline."""
+    """A stress test's rows (task order), its configuration, headline and summary."""
 
     rows: list[dict]
     config: dict
     headline: dict
 
+    @property
+    def summary(self) -> list[dict]:
+        return summarize(self.rows)
+
     def to_json(self) -> dict:
         return {"kind": "stress", "config": self.config, "headline": self.headline,
-                "results": self.rows}
+                "summary": self.summary, "results": self.rows}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per scenario, policy and guardrail mode, over its paths: the largest TEs
+    (``max_ex_ante_te``, ``max_rolling_te``, ``max_rolling_te_in_window``), decoupling
+    (``decoupling_mean``, ``decoupling_max``), the most names proxied at a peak, mean
+    harvested losses and tax alpha, and the total guardrail interventions and relaxations."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["scenario"], r["policy"], r["guardrail"]), []).append(r)
+    out = []
+    for (scenario, policy, guardrail), block in groups.items():
+        values = {key: [r[key] for r in block if r[key] is not None]
+                  for key in ("max_ex_ante_te", "max_rolling_te", "max_rolling_te_in_window",
+                              "proxied_at_peak", "decoupling", "harvested_losses", "tax_alpha",
+                              "guardrail_interventions")}
+        out.append({
+            "scenario": scenario, "policy": policy, "guardrail": guardrail, "paths": len(block),
+            **{key: max(values[key], default=None)
+               for key in ("max_ex_ante_te", "max_rolling_te", "max_rolling_te_in_window",
+                           "proxied_at_peak")},
+            "decoupling_mean": float(np.mean(values["decoupling"])),
+            "decoupling_max": max(values["decoupling"]),
+            "harvested_losses": float(np.mean(values["harvested_losses"])),
+            "tax_alpha": float(np.mean(values["tax_alpha"])),
+            "guardrail_interventions": sum(values["guardrail_interventions"]),
+            "guardrail_relaxed": sum(len(r["relaxations"]) for r in block),
+        })
+    return out
 
 
 class StressTest:
