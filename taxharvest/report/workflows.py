@@ -68,7 +68,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], small: bool = Fal
 
 def _figure(heading: str, draw: Callable, data, rows: int = 1) -> str:
     return (f"<h2>{html.escape(heading)}</h2>"
-            f"<img alt='{html.escape(heading)}' src='{_plot(draw, data, rows=rows)}'>")
+            f'<img src="{_plot(draw, data, rows=rows)}" alt="{html.escape(heading)}">')
 
 
 def _meta(config: dict, keys: Sequence[str]) -> str:

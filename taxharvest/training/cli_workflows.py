@@ -309,8 +309,6 @@ def sweep(
         _profile(p.strip()).name for p in profiles.split(",") if p.strip()]
     _check({"workers": workers is None or workers >= 1}, "workers >= 1")
     engine, address = engine_of(ray)
-    if not out.exists() and out.parent.is_dir():
-        out.mkdir()
     with _progress() as bar:
         result = run_sweep(names, seeds, timesteps, out=out, eval_paths=eval_paths,
                            eval_assets=assets, eval_years=years, engine=engine,

@@ -77,7 +77,8 @@ def run_sweep_task(task: SweepTask) -> dict:
                                      cadence=trained.card["env"]["config"]["cadence"])
                 policy = (load_policy(tmp, env) if name == "ppo"
                           else make_policy(name, task.profile, env))
-                names[name] = policy.name
+                names[name] = (f"ppo:{task.profile}-seed{task.seed}" if name == "ppo"
+                               else policy.name)
                 runs[name].append(run_backtest(policy, env, seed=seed).metrics)
         files = {name: (Path(tmp) / name).read_bytes() for name in MODEL_FILES}
     rows = [{"profile": task.profile, "seed": task.seed, "policy": name,
@@ -138,7 +139,8 @@ def sweep(
         profiles: tax profile presets.
         seeds: training seeds per profile.
         timesteps: training steps per policy.
-        out: parent folder of the run folder ``sweep-<timestamp>``.
+        out: parent folder of the run folder ``sweep-<timestamp>`` (created if its own
+            parent exists).
         eval_paths, eval_assets, eval_years: evaluation paths per seed and their size.
         train_options: further keyword arguments of :func:`~taxharvest.training.train.train`.
         engine, address, workers, progress: see :func:`run_tasks`.
@@ -156,7 +158,8 @@ def sweep(
                        "(the synthetic seeds reserved for evaluation)"),
         "assets": (eval_assets >= 20, "need at least 20 stocks"),
         "years": (eval_years > 0, "must be positive"),
-        "out": (Path(out).is_dir(), f"output folder {out} does not exist"),
+        "out": (Path(out).is_dir() or Path(out).parent.is_dir(),
+                f"neither {out} nor its parent folder exists"),
     }
     for name, (ok, message) in checks.items():
         if not ok:
@@ -165,7 +168,7 @@ def sweep(
         make_policy("tuned", profile)  # an untuned profile fails now, not after training
     options = dict(train_options or {})
     folder = Path(out) / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     tasks = [SweepTask(profile, seed, timesteps,
                        tuple(range(seed * eval_paths, (seed + 1) * eval_paths)),
                        eval_assets, eval_years, options)
