@@ -122,13 +122,18 @@ class PerAssetPolicy(ActorCriticPolicy):
     """Actor-critic for ``DirectIndexEnv`` with weights shared across assets.
 
     Accepts the usual :class:`ActorCriticPolicy` arguments; ``net_arch`` must be a dict with
-    ``pi`` (per-asset head) and ``vf`` (value head) widths. SB3's ``_build`` creates the
-    per-asset logit layer through :class:`PerAssetBernoulli`, so the optimizer sees the final
-    modules; ``forward``, ``evaluate_actions`` and ``get_distribution`` share one masked path.
+    ``pi`` (per-asset head) and ``vf`` (value head) widths. ``harvest_prior`` is the initial
+    harvest probability of a harvestable stock (the logit layer's bias). SB3's ``_build``
+    creates the per-asset logit layer through :class:`PerAssetBernoulli`, so the optimizer sees
+    the final modules; ``forward``, ``evaluate_actions`` and ``get_distribution`` share one
+    masked path.
     """
 
     def __init__(self, observation_space: spaces.Dict, action_space: spaces.MultiBinary,
-                 lr_schedule: Any, *args: Any, **kwargs: Any) -> None:
+                 lr_schedule: Any, *args: Any, harvest_prior: float = 0.5, **kwargs: Any) -> None:
+        if not 0.0 < harvest_prior < 1.0:
+            raise ValueError(f"harvest_prior must be in (0, 1), got {harvest_prior}")
+        self.harvest_prior = harvest_prior
         kwargs.setdefault("features_extractor_class", AssetSetExtractor)
         kwargs.setdefault("net_arch", {"pi": [64], "vf": [64]})
         if not kwargs.get("share_features_extractor", True):
@@ -141,6 +146,11 @@ class PerAssetPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule: Any) -> None:
         self.action_dist = PerAssetBernoulli(int(self.action_space.n))
         super()._build(lr_schedule)
+        with th.no_grad():
+            self.action_net.bias.fill_(float(np.log(self.harvest_prior / (1 - self.harvest_prior))))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "harvest_prior": self.harvest_prior}
 
     def _masked_distribution(self, latent_pi: th.Tensor, obs: dict[str, th.Tensor]) -> Distribution:
         logits = self.action_net(latent_pi).squeeze(-1)

@@ -60,6 +60,7 @@ from stable_baselines3.common.vec_env import (
 )
 
 import taxharvest
+from taxharvest.agents.base import Policy
 from taxharvest.agents.ppo import (
     CARD_FILE,
     CARD_FORMAT,
@@ -98,7 +99,7 @@ EVAL_SEED_BASE = 1_000_000  # held-out paths use seeds from here; training seeds
 MIN_ASSETS = 20  # the synthetic market needs a few names per sector (11 sectors)
 BASELINES = ("hold", "monthly-all", "tuned")
 HEADLINE = ("tax_alpha", "after_tax_excess_liquidated", "active_return", "max_ex_ante_te",
-            "max_rolling_te", "harvest_yield", "n_trades")  # backtest figures shown in card.md
+            "max_rolling_te", "harvest_yield", "n_trades")  # card.md: fractions as %, then a count
 VEC_ENVS: dict[str, type[VecEnv]] = {"subproc": SubprocVecEnv, "dummy": DummyVecEnv}
 CLI_FLAGS = {  # train() keyword -> `taxharvest train` option, for the reproduce command
     "n_assets": "--assets", "n_envs": "--envs", "episode_years": "--years",
@@ -106,6 +107,7 @@ CLI_FLAGS = {  # train() keyword -> `taxharvest train` option, for the reproduce
     "eval_freq": "--eval-freq", "eval_paths": "--eval-paths", "vec_env": "--vec-env",
 }
 _UNFIT_SCENARIO = re.compile(r"needs \d+ (trading )?days")
+GUARDRAIL_LOGGER = "taxharvest.guardrails"
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -142,9 +144,9 @@ class RedrawUnfitScenario(gym.Wrapper):
 
     ``DirectIndexEnv`` draws a scenario start up to 300 days before the end of its market,
     but ``dotcom-2000`` needs 633 trading days and ``gfc-2008`` 355, so about one scenario
-    reset in six raises ``ValueError`` (more with short episodes). This resets again from the environment's own random
-    stream (deterministic for a seed): long templates land on starts that fit. Remove once
-    the environment draws only fitting starts.
+    reset in six raises ``ValueError`` (more with short episodes). This resets again from the
+    environment's own random stream (deterministic for a seed): long templates land on starts
+    that fit. Remove once the environment draws only fitting starts.
     """
 
     MAX_REDRAWS = 20
@@ -161,9 +163,15 @@ class RedrawUnfitScenario(gym.Wrapper):
 
 
 def make_env(config: dict[str, Any]) -> gym.Env:
-    """A fresh ``taxharvest/DirectIndex-v0`` (module-level, so subprocesses can build it)."""
-    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
+    """A fresh ``taxharvest/DirectIndex-v0`` for ``config``."""
     return RedrawUnfitScenario(gym.make(ENV_ID, disable_env_checker=True, **config))
+
+
+def _worker_env(config: dict[str, Any]) -> gym.Env:
+    """:func:`make_env` for a vectorized worker, whose relaxed-projection warnings would flood
+    the log (module-level, so subprocesses can build it)."""
+    logging.getLogger(GUARDRAIL_LOGGER).setLevel(logging.ERROR)
+    return make_env(config)
 
 
 def run_episode(policy: PPOPolicy, env: gym.Env, seed: int) -> EpisodeResult:
@@ -253,27 +261,36 @@ class HeldOutEvaluation(BaseCallback):
 
 
 @contextlib.contextmanager
-def _training_process() -> Iterator[None]:
-    """Single-threaded deterministic torch; quiet guardrail; BLAS threads of 1 for workers.
+def quiet_guardrail() -> Iterator[None]:
+    """Silence the guardrail's per-step relaxed-projection warnings (restored on exit)."""
+    logger = logging.getLogger(GUARDRAIL_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
-    Two CPU cores run two environment workers and the learner: extra BLAS/OpenMP threads only
+
+@contextlib.contextmanager
+def _training_process() -> Iterator[None]:
+    """Single-threaded deterministic torch, BLAS threads of 1 for workers, quiet guardrail.
+
+    Two CPU cores run the environments and the learner: extra BLAS/OpenMP threads only
     contend (a 64-wide layer ran 70x slower with 2 torch threads than with 1 under load).
     Everything is restored on exit.
     """
     threads, deterministic = th.get_num_threads(), th.are_deterministic_algorithms_enabled()
-    guard_logger = logging.getLogger("taxharvest.guardrails")
-    level = guard_logger.level
     saved_env = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
     os.environ.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
     th.set_num_threads(1)
     th.use_deterministic_algorithms(True)
-    guard_logger.setLevel(logging.ERROR)
     try:
-        yield
+        with quiet_guardrail():
+            yield
     finally:
         th.set_num_threads(threads)
         th.use_deterministic_algorithms(deterministic)
-        guard_logger.setLevel(level)
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -359,7 +376,7 @@ def train(
     eval_seeds = [EVAL_SEED_BASE + i for i in range(eval_paths)]
     started = time.perf_counter()
     with _training_process():
-        venv = VEC_ENVS[vec_env]([partial(make_env, config) for _ in range(n_envs)])
+        venv = VEC_ENVS[vec_env]([partial(_worker_env, config) for _ in range(n_envs)])
         normalizer = VecNormalize(VecMonitor(venv), norm_obs_keys=["portfolio"],
                                   norm_reward=True, gamma=PPO_HYPERPARAMETERS["gamma"])
         try:
@@ -442,7 +459,8 @@ def card_markdown(card: dict) -> str:
         lines += ["", "## Against the rule-based harvesters (same held-out paths, means)", "",
                   "| policy | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
         for name, row in baselines["policies"].items():
-            cells = ([f"{row[key]:.4g}" for key in HEADLINE] if "unavailable" not in row
+            cells = ([f"{row[key]:.0f}" if key == "n_trades" else f"{row[key]:.2%}"
+                      for key in HEADLINE] if "unavailable" not in row
                      else [row["unavailable"]] + [""] * (len(HEADLINE) - 1))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     elif baselines:
@@ -458,9 +476,10 @@ def evaluate_against_baselines(model_path: str | Path, profile: str, seeds: Sequ
 
     Uses ``run_backtest`` (``taxharvest.training.backtest``) and ``make_policy``
     (``taxharvest.agents.rules``) for ``hold``, ``monthly-all`` and ``tuned``; returns per
-    policy the mean of each numeric figure of ``result.to_json()`` over ``seeds``, or
-    ``{"unavailable": reason}`` when those modules cannot be imported. ``n_assets`` overrides
-    the card's universe (the policy transfers across sizes).
+    policy the mean of each numeric figure of ``result.to_json()`` over ``seeds`` (or
+    ``{"unavailable": reason}`` for a policy that cannot be built), or ``{"unavailable":
+    reason}`` when those modules cannot be imported. ``n_assets`` overrides the card's
+    universe (the policy transfers across sizes).
     """
     try:
         from taxharvest.agents.rules import make_policy
@@ -472,21 +491,19 @@ def evaluate_against_baselines(model_path: str | Path, profile: str, seeds: Sequ
     config = {**card["env"]["config"], "profile": profile}
     if n_assets is not None:
         config["n_assets"] = n_assets
+    makers: dict[str, Callable[[], Policy]] = {
+        "ppo": lambda: load_policy(model_path, make_env(config)),
+        **{spec: partial(make_policy, spec, profile) for spec in BASELINES}}
     figures: dict[str, dict[str, Any]] = {}
-    for name in ("ppo", *BASELINES):
-        try:
-            policy = (load_policy(model_path, make_env(config)) if name == "ppo"
-                      else make_policy(name, profile))
-        except InputError as err:  # e.g. no tuned parameters for this profile yet
-            figures[name] = {"unavailable": str(err)}
-            continue
-        runs = [_as_dict(run_backtest(policy, make_env(config), seed=seed).to_json())
-                for seed in seeds]
-        numeric = [key for key, value in runs[0].items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)]
-        figures[name] = {key: float(np.mean([run[key] for run in runs])) for key in numeric}
+    with quiet_guardrail():
+        for name, make_policy_for in makers.items():
+            try:
+                policy = make_policy_for()
+            except InputError as err:  # e.g. no tuned parameters for this profile yet
+                figures[name] = {"unavailable": str(err)}
+                continue
+            runs = [run_backtest(policy, make_env(config), seed=seed).to_json() for seed in seeds]
+            numeric = [key for key, value in runs[0].items()
+                       if isinstance(value, (int, float)) and not isinstance(value, bool)]
+            figures[name] = {key: float(np.mean([run[key] for run in runs])) for key in numeric}
     return {"seeds": list(seeds), "env": config, "policies": figures}
-
-
-def _as_dict(result: str | dict) -> dict:
-    return json.loads(result) if isinstance(result, str) else result
