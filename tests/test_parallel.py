@@ -70,6 +70,12 @@ def test_missing_ray_is_a_clear_input_error(monkeypatch):
         run_tasks(slow_square, [1], engine="ray")
 
 
+@pytest.mark.skipif(not RAY, reason="ray is not installed (pip install 'taxharvest[ray]')")
+def test_an_unreachable_cluster_is_a_clear_input_error():
+    with pytest.raises(InputError, match="cannot reach Ray at '127.0.0.1:1'"):
+        run_tasks(slow_square, [1], engine="ray", address="127.0.0.1:1")
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     if not RAY:

@@ -179,6 +179,7 @@ def _stress_paths(axes, rows: list[dict], limit: float) -> None:
         ax.set_ylabel(label)
         ax.legend(fontsize=7, ncol=2)
         _date_axis(ax)
+    axes[1].set_xlim(axes[0].get_xlim())  # the rolling series starts later: same time axis
 
 
 # --- shadow --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ module-level function and tasks and results picklable.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -92,6 +93,19 @@ def _run_local(fn: Callable, tasks: Sequence, workers: int | None,
         return [future.result() for future in futures]
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``HOST:PORT`` nobody listens on (``ray.init`` would wait for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address in ("auto", "local") or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise InputError(f"cannot reach Ray at {address!r}: {err.strerror or err} (start a "
+                         "cluster with `ray start --head`, or use --ray local)",
+                         field="ray") from None
+
+
 def _run_ray(fn: Callable, tasks: Sequence, address: str, workers: int | None,
              progress: Callable[[int, int], None] | None) -> list:
     try:
@@ -101,6 +115,7 @@ def _run_ray(fn: Callable, tasks: Sequence, address: str, workers: int | None,
                          "without --ray on local processes)", field="ray") from None
     started = not ray.is_initialized()
     if started:
+        _check_reachable(address)
         options = ({"num_cpus": workers or os.cpu_count()} if address == "local"
                    else {"address": address})
         try:
