@@ -225,6 +225,9 @@ def backtest(
         help="Episode length in years (synthetic default 10; real data: to the end).")] = None,
     fee: Annotated[float, typer.Option(help="Annual management fee, for tax alpha net of it.")
     ] = 0.0,
+    rebalance: Annotated[str | None, typer.Option(
+        help="Benchmark reconstitution: monthly, quarterly or annual (late listings join "
+             "then); default buy-and-hold.")] = None,
 ) -> None:
     """Backtest a harvesting policy on real or synthetic prices."""
     from taxharvest.agents.rules import make_policy
@@ -237,6 +240,9 @@ def backtest(
     if cadence not in CADENCE_DAYS:
         raise InputError(f"unknown cadence {cadence!r}; expected one of "
                          f"{', '.join(CADENCE_DAYS)}", field="cadence")
+    if rebalance not in (None, "monthly", "quarterly", "annual"):
+        raise InputError(f"unknown --rebalance {rebalance!r}; expected monthly, quarterly or "
+                         "annual", field="rebalance")
     _check({"te-limit": te_limit > 0, "years": years is None or years > 0,
             "assets": assets is None or assets >= 11, "fee": 0 <= fee < 1},
            "te-limit > 0, years > 0, assets >= 11 (one per sector), 0 <= fee < 1")
@@ -251,7 +257,8 @@ def backtest(
         market=mk, profile=tax_profile, cadence=cadence, te_limit=te_limit,
         guardrail=not no_guardrail, exclusions=exclusions, initial_lots=lots,
         initial_value=initial_value, random_start=False, warmup_days=WARMUP_DAYS,
-        episode_years=years if years is not None else mk.n_days / 252 + 1)
+        episode_years=years if years is not None else mk.n_days / 252 + 1,
+        benchmark_rebalance=rebalance)
     harvester = make_policy(policy, tax_profile, env)
 
     _quiet_guardrail()
@@ -358,3 +365,86 @@ def tune(
         table.add_row(name, f"{e['threshold']:g}", e["cadence"], f"{e['tax_alpha']:.2%}",
                       f"{e['max_ex_ante_te']:.2%}", str(e["feasible"]))
     console.print(table)
+
+
+@app.command()
+def evaluate(
+    profiles: Annotated[str, typer.Option(help="all, or comma-separated tax profiles.")] = "all",
+    policies: Annotated[str, typer.Option(
+        help="Comma-separated: ppo (the profile's shipped model), tuned, monthly-all, hold, "
+             "threshold:X.")] = "ppo,tuned,monthly-all",
+    paths: Annotated[int, typer.Option(help="Synthetic evaluation paths (seeds 0..N-1).")] = 4,
+    assets: Annotated[int, typer.Option(help="Stocks per synthetic path.")] = 500,
+    years: Annotated[float, typer.Option(help="Years per synthetic path.")] = 10.0,
+    prices: Annotated[Path | None, typer.Option(help="Real prices for one more path.")] = None,
+    sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="First decision date on real data.")] = None,
+    rebalance: Annotated[str | None, typer.Option(
+        help="Real data: benchmark reconstitution (monthly, quarterly, annual).")] = None,
+    models: Annotated[Path, typer.Option(help="Folder of the shipped policies.")
+    ] = Path("models"),
+    te_limit: Annotated[float, typer.Option(help="Tracking-error limit.")] = 0.01,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Rows and summary as JSON.")
+    ] = None,
+    markdown: Annotated[Path | None, typer.Option(help="The summary as a Markdown table.")
+    ] = None,
+    ray: Annotated[str | None, typer.Option(help="Run on Ray: auto or a cluster ADDRESS.")
+    ] = None,
+) -> None:
+    """Compare policies per profile on the same unseen paths (synthetic, and real data)."""
+    from taxharvest.io import json_text, write_atomic
+    from taxharvest.tax.law import PROFILES
+    from taxharvest.training.evaluate import (
+        EvalMarket,
+        EvalTask,
+        markdown_table,
+        summarize,
+    )
+    from taxharvest.training.evaluate import evaluate as run_evaluation
+    from taxharvest.training.parallel import engine_of
+
+    names = list(PROFILES) if profiles == "all" else [p.strip() for p in profiles.split(",")]
+    for name in names:
+        _profile(name)
+    _check({"paths": paths >= 0, "assets": assets >= 11, "years": years > 0,
+            "te-limit": te_limit > 0}, "paths >= 0, assets >= 11, years > 0, te-limit > 0")
+    if (prices is None) != (sectors is None):
+        raise InputError("--prices and --sectors go together", field="prices")
+    for path, option in ((prices, "prices"), (sectors, "sectors")):
+        if path is not None and not path.exists():
+            raise InputError("file not found", path=path, field=option)
+    json_path, md_path = _output(json_out, "json"), _output(markdown, "markdown")
+    engine, address = engine_of(ray)
+    markets = [EvalMarket(f"synthetic:{seed}", seed=seed, assets=assets, years=years)
+               for seed in range(paths)]
+    if prices is not None:
+        markets.append(EvalMarket("real", prices=str(prices), sectors=str(sectors), start=start,
+                                  rebalance=rebalance))
+    tasks = []
+    for name in names:
+        specs = []
+        for spec in (s.strip() for s in policies.split(",") if s.strip()):
+            if spec == "ppo":
+                folder = models / name
+                if not (folder / "model.zip").exists():
+                    raise InputError(f"no trained policy in {folder}", field="models")
+                specs.append(("ppo", f"ppo:{folder}"))
+            else:
+                specs.append((spec, spec))
+        tasks += [EvalTask(name, tuple(specs), market, te_limit=te_limit) for market in markets]
+    if not tasks:
+        raise InputError("nothing to evaluate: give --paths > 0 or --prices", field="paths")
+    _quiet_guardrail()
+    with _progress() as bar:
+        task = bar.add_task(f"evaluate ({len(tasks)} paths x policies)", total=len(tasks))
+        rows = run_evaluation(tasks, engine=engine, address=address,
+                              progress=lambda done, total: bar.update(task, completed=done))
+    summary = summarize(rows)
+    table = markdown_table(summary)
+    if json_path is not None:
+        write_atomic(json_path, json_text({"kind": "evaluation", "rows": rows,
+                                           "summary": summary}))
+    if md_path is not None:
+        write_atomic(md_path, table)
+    sys.stdout.write(table)

@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from taxharvest.agents.ppo import MODEL_FILE, NORMALIZER_FILE, load_policy
+from taxharvest.agents.ppo import MODEL_FILE, NORMALIZER_FILE
 from taxharvest.agents.rules import make_policy
 from taxharvest.agents.tuning import EVALUATION_SEEDS
-from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.io import csv_text, json_text, write_atomic
 from taxharvest.tax.law import PROFILES
-from taxharvest.training.backtest import run_backtest, synthetic_market
+from taxharvest.training.evaluate import EvalMarket, EvalTask, run_eval_task
 from taxharvest.training.parallel import run_tasks
 from taxharvest.training.train import CLI_FLAGS, reproduce_command, train, write_card
 
@@ -67,24 +66,20 @@ def run_sweep_task(task: SweepTask) -> dict:
     with tempfile.TemporaryDirectory(prefix="taxharvest-sweep-") as tmp:
         trained = train(task.profile, timesteps=task.timesteps, seed=task.seed, out=tmp,
                         baselines=False, **task.train_options)
-        runs: dict[str, list[dict]] = {name: [] for name in POLICIES}
-        names: dict[str, str] = {}
-        for seed in task.eval_seeds:
-            market = synthetic_market(task.eval_assets, task.eval_years, seed)
-            for name in POLICIES:
-                env = DirectIndexEnv(market=market, profile=task.profile, random_start=False,
-                                     episode_years=task.eval_years,
-                                     cadence=trained.card["env"]["config"]["cadence"])
-                policy = (load_policy(tmp, env) if name == "ppo"
-                          else make_policy(name, task.profile, env))
-                names[name] = (f"ppo:{task.profile}-seed{task.seed}" if name == "ppo"
-                               else policy.name)
-                runs[name].append(run_backtest(policy, env, seed=seed).metrics)
+        specs = (("ppo", f"ppo:{tmp}"), *((name, name) for name in RULES))
+        cadence = trained.card["env"]["config"]["cadence"]
+        per_path = [row for seed in task.eval_seeds for row in run_eval_task(EvalTask(
+            task.profile, specs, EvalMarket(f"synthetic:{seed}", seed=seed,
+                                            assets=task.eval_assets, years=task.eval_years),
+            cadence=cadence))]
         files = {name: (Path(tmp) / name).read_bytes() for name in MODEL_FILES}
-    rows = [{"profile": task.profile, "seed": task.seed, "policy": name,
-             "name": names[name], "paths": len(task.eval_seeds),
-             **{key: float(np.mean([m[key] for m in runs[name]])) for key in MEASURES}}
-            for name in POLICIES]
+    rows = []
+    for name in POLICIES:
+        mine = [row for row in per_path if row["policy"] == name]
+        rows.append({"profile": task.profile, "seed": task.seed, "policy": name,
+                     "name": f"ppo:{task.profile}-seed{task.seed}" if name == "ppo"
+                     else mine[0]["name"], "paths": len(mine),
+                     **{key: float(np.mean([row[key] for row in mine])) for key in MEASURES}})
     return {"rows": rows, "files": files, "card": trained.card}
 
 
