@@ -18,6 +18,7 @@ from rich.table import Table
 
 from taxharvest.cli import app, console
 from taxharvest.errors import InputError
+from taxharvest.io import csv_text, json_text, write_atomic
 from taxharvest.training.cli_commands import (
     WARMUP_DAYS,
     _check,
@@ -35,6 +36,7 @@ PolicyOption = Annotated[str, typer.Option(
     help="hold | threshold:X[@cadence] | monthly-all | tuned | ppo:PATH")]
 ProfileOption = Annotated[str, typer.Option(
     help="Tax profile: single-60k, mfj-250k, mfj-800k, mfj-800k-ca.")]
+SHOWN_DIFFERENCES = 20  # rows of the differing-trades table (all of them in --json/--csv)
 RayOption = Annotated[str | None, typer.Option(
     help="Run on Ray: auto (the cluster of `ray start`), local (a private instance) or a "
          "cluster ADDRESS; default: local processes.")]
@@ -44,8 +46,6 @@ WorkersOption = Annotated[int | None, typer.Option(
 
 def _write(text: str, path: Path | None, option: str) -> None:
     """``text`` to ``path`` (atomically), or to stdout when the option was ``-``."""
-    from taxharvest.io import write_atomic
-
     if option == "-":
         sys.stdout.write(text)
     elif path is not None:
@@ -86,7 +86,6 @@ def shadow(
 ) -> None:
     """Compare a candidate policy with the one in production on the client's lots."""
     from taxharvest.envs.direct_index import CADENCE_DAYS
-    from taxharvest.io import csv_text, json_text
     from taxharvest.training.shadow import DECISION_COLUMNS, TRADE_COLUMNS, Shadow
 
     tax_profile = _profile(profile)
@@ -122,8 +121,6 @@ def shadow(
         columns = DECISION_COLUMNS
     _write(json_text(result.to_json()), json_path, json_out)
     if csv_path is not None:
-        from taxharvest.io import write_atomic
-
         write_atomic(csv_path, csv_text(result.csv_rows(), columns))
     if json_out != "-":
         (_print_decision if date is not None else _print_history)(result.to_json())
@@ -160,11 +157,14 @@ def _print_decision(doc: dict) -> None:
     if not doc["differences"]:
         console.print("The proposals agree: no trade differs.")
         return
-    table = Table(title=f"Trades that differ ({len(doc['differences'])})")
+    shown = doc["differences"][:SHOWN_DIFFERENCES]
+    table = Table(title=f"Trades that differ ({len(doc['differences'])}"
+                        + (f", the {len(shown)} largest" if len(shown) < len(doc["differences"])
+                           else "") + ")")
     for column in ("ticker", "side", *(f"{role} $" for role in proposals),
                    *(f"{role} reason" for role in proposals)):
         table.add_column(column, justify="right" if column.endswith("$") else "left")
-    for d in doc["differences"]:
+    for d in shown:
         table.add_row(d["ticker"], d["side"], *(f"{d[f'{role}_value']:,.0f}" for role in proposals),
                       *(d[f"{role}_reason"] for role in proposals))
     console.print(table)
@@ -223,7 +223,6 @@ def stress(
     workers: WorkersOption = None,
 ) -> None:
     """Stress a policy through crash templates, guardrail on and off."""
-    from taxharvest.io import json_text
     from taxharvest.training.parallel import engine_of
     from taxharvest.training.stress import StressTest, parse_scenarios
 

@@ -119,7 +119,8 @@ class ShadowDecision:
             to harvest, not executed: lock budget, guardrail or wash window), ``realized_short``,
             ``realized_long``, ``tax_saving``, ``ex_ante_te``, ``te_before_decision``,
             ``guardrail_status`` and ``guardrail_reason``.
-        differences: one row per (ticker, side) the proposals trade differently.
+        differences: one row per (ticker, side) the proposals trade differently, the largest
+            difference in dollars first.
         config: what the proposals were built from.
     """
 
@@ -241,6 +242,7 @@ class Shadow:
                     **{f"{role}_{field}": trade.get(field, default)
                        for role, trade in zip(ROLES, (a, b), strict=True)
                        for field, default in (("shares", 0.0), ("value", 0.0), ("reason", ""))}})
+        differences.sort(key=lambda d: -abs(d["policy_value"] - d["baseline_value"]))
         return ShadowDecision(str(market.dates[-2]), proposals, differences,
                               self._config(priced_at="the close of the decision date"))
 
