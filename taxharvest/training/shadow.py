@@ -32,9 +32,9 @@ from taxharvest.tax.law import get_profile, marginal_gain_rates, marginal_rates
 from taxharvest.tax.reporting import schedule_d
 from taxharvest.training.backtest import run_backtest
 from taxharvest.training.steplog import StepLog
+from taxharvest.training.stress import WARMUP_DAYS, market_years
 
 ROLES = ("policy", "baseline")
-WARMUP_DAYS = 126  # the environment's default risk-model warm-up
 TOP_DATES = 5  # dates of largest divergence in the summary
 SHARE_TOLERANCE = 1e-3  # relative difference in shares below which two trades agree
 DECISION_COLUMNS = ("date", "agree", "policy_harvested", "baseline_harvested",
@@ -217,10 +217,10 @@ class Shadow:
                               te_limit=self.te_limit, initial_lots=self.lots,
                               initial_value=self.initial_value, random_start=False,
                               warmup_days=WARMUP_DAYS, record_trades=True,
-                              episode_years=market.n_days / 252 + 1)
+                              episode_years=market_years(market))
 
     def _config(self, **extra) -> dict:
-        return {**{role: spec for role, spec in self.specs.items()},
+        return {**self.specs,
                 "profile": self.profile.name, "market": self.market.source,
                 "te_limit": self.te_limit, "cadence": self.cadence, "seed": self.seed,
                 "lots": len(self.lots), "initial_value": self.initial_value, **extra}

@@ -133,9 +133,9 @@ def run_stress_task(task: StressTask) -> dict:
     if task.market is None:
         years = episode_years(task.scenario, task.years, task.offset)
         market = _crash_market(task.n_assets, years, task.seed, task.scenario, task.offset)
-        first = WARMUP_DAYS
-        last = first + task.offset + get_scenario(task.scenario).n_days - 1
-        window = (str(market.dates[first + task.offset]), str(market.dates[last]))
+        crash = WARMUP_DAYS + task.offset
+        window = (str(market.dates[crash]),
+                  str(market.dates[crash + get_scenario(task.scenario).n_days - 1]))
         options = None
     else:
         market, years = task.market, market_years(task.market)
