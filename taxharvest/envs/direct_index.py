@@ -19,6 +19,7 @@ from taxharvest.envs.features import (
 )
 from taxharvest.guardrails import TrackingErrorGuardrail
 from taxharvest.guardrails.program import factor_loadings
+from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.riskmodel import market_risk_model
 from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.market.universe import MarketData, basket_levels
@@ -134,7 +135,7 @@ class DirectIndexEnv(gym.Env):
         te_penalty: float = 0.05,
         swap_back_max_gain: float = 0.02,
         min_trade: float = 1e-5,
-        warmup_days: int = 126,
+        warmup_days: int = WARMUP_DAYS,
         benchmark_rebalance: str | None = None,
         random_start: bool = True,
         scenario_probability: float = 0.0,

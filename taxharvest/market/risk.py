@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 TRADING_DAYS = 252
+WARMUP_DAYS = 126  # trading days of returns a risk model sees before the first decision
 
 
 @dataclass(frozen=True)

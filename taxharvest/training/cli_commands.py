@@ -21,10 +21,10 @@ from rich.table import Table
 
 from taxharvest.cli import app, console
 from taxharvest.errors import InputError
+from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
 
 INITIAL_LOT_COLUMNS = ("ticker", "shares", "date_acquired", "cost_basis")
-WARMUP_DAYS = 126  # the environment's default risk-model warm-up before the first decision
 
 
 def _quiet_guardrail() -> None:

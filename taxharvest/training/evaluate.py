@@ -16,13 +16,13 @@ import numpy as np
 
 from taxharvest.agents.rules import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.training.backtest import run_backtest, synthetic_market
 from taxharvest.training.parallel import run_tasks
 
 MEASURES = ("tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
             "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades",
             "wash_sale_disallowed", "guardrail_relaxed")
-WARMUP_DAYS = 126
 
 
 @dataclass(frozen=True)

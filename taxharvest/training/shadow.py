@@ -26,13 +26,14 @@ import numpy as np
 
 from taxharvest.agents.rules import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS, to_day, year_of
 from taxharvest.tax.law import get_profile, marginal_gain_rates, marginal_rates
 from taxharvest.tax.reporting import schedule_d
 from taxharvest.training.backtest import run_backtest
 from taxharvest.training.steplog import StepLog
-from taxharvest.training.stress import WARMUP_DAYS, market_years
+from taxharvest.training.stress import market_years
 
 ROLES = ("policy", "baseline")
 TOP_DATES = 5  # dates of largest divergence in the summary

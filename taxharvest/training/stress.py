@@ -30,8 +30,14 @@ from functools import lru_cache
 import numpy as np
 
 from taxharvest.agents.rules import make_policy
-from taxharvest.envs.direct_index import ASSET_FEATURES, CADENCE_DAYS, TRADING_DAYS, DirectIndexEnv
+from taxharvest.envs.direct_index import (
+    ASSET_FEATURES,
+    CADENCE_DAYS,
+    TRADING_DAYS,
+    DirectIndexEnv,
+)
 from taxharvest.errors import InputError
+from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.scenarios import (
     get_scenario,
     historical_scenario,
@@ -45,7 +51,6 @@ from taxharvest.training.metrics import ROLLING_DAYS
 from taxharvest.training.parallel import run_tasks
 from taxharvest.training.steplog import StepLog
 
-WARMUP_DAYS = 126  # the environment's default risk-model warm-up
 OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full rolling window
 RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``
 MEASURES = ("max_ex_ante_te", "max_rolling_te", "decoupling", "harvested_losses", "tax_alpha",
