@@ -24,15 +24,13 @@ from taxharvest.training.backtest import run_backtest, synthetic_market
 
 POLICIES = ("hold", "monthly-all", "tuned")
 COLUMNS = (
-    ("tax_alpha", "tax alpha", "{:.2%}"),
-    ("after_tax_excess_liquidated", "liquidated", "{:.2%}"),
+    ("tax_alpha", "tax α", "{:.2%}"),
+    ("after_tax_excess_liquidated", "liquid.", "{:.2%}"),
     ("active_return", "active", "{:.2%}"),
-    ("harvested_losses", "harvested $", "{:,.0f}"),
-    ("tracking_error", "realized TE", "{:.2%}"),
-    ("max_ex_ante_te", "max ex-ante TE", "{:.2%}"),
-    ("decoupling", "decoupling", "{:.2%}"),
+    ("harvested_losses", "harvest $k", "{:,.0f}", 1e-3),
+    ("tracking_error", "TE", "{:.2%}"),
+    ("max_ex_ante_te", "max TE", "{:.2%}"),
     ("n_trades", "trades", "{:,}"),
-    ("guardrail_interventions", "guardrail", "{:,}"),
 )
 
 
@@ -78,9 +76,10 @@ def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_ass
 
 def _table(runs: dict[str, dict]) -> Table:
     table = Table(title="After-tax comparison, guardrail on (synthetic market)")
-    table.add_column("policy")
-    for _, label, _ in COLUMNS:
-        table.add_column(label, justify="right")
+    table.add_column("policy", no_wrap=True)
+    for _, label, *_ in COLUMNS:
+        table.add_column(label, justify="right", no_wrap=True)
     for name, run in runs.items():
-        table.add_row(name, *[fmt.format(run[key]) for key, _, fmt in COLUMNS])
+        table.add_row(name, *[fmt.format(run[key] * (scale[0] if scale else 1))
+                              for key, _, fmt, *scale in COLUMNS])
     return table
