@@ -38,3 +38,30 @@ def csv_text(rows: Iterable[dict], columns: Sequence[str]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def read_csv_rows(path: str | Path, required: Sequence[str], what: str,
+                  optional: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The rows of a user's CSV file, keyed by lower-cased header names.
+
+    Raises :class:`InputError` naming the file when it cannot be read, a required column
+    is missing (line 1), or it has no rows. Data rows are lines 2, 3, ... of the file.
+    """
+    path = Path(path)
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as err:
+        raise InputError(f"cannot read {what}: {err.strerror}", path=path) from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        missing = [c for c in required if c not in header]
+        if missing:
+            expected = ",".join(required) + "".join(f"[,{c}]" for c in optional)
+            raise InputError(f"missing column(s) {', '.join(missing)}; expected {expected}",
+                             path=path, row=1)
+        reader.fieldnames = header
+        rows = list(reader)
+    if not rows:
+        raise InputError(f"no {what} rows", path=path)
+    return rows

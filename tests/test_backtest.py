@@ -121,7 +121,7 @@ def test_bad_arguments_are_input_errors(args, field, tmp_path):
      "line 2, field 'date_acquired': 2030-01-02 is after the start date"),
     ("ticker,shares,date_acquired,cost_basis\nSYN001,1,2024-01-02,ten\n",
      "line 2, field 'cost_basis'"),
-    ("ticker,shares,date_acquired,cost_basis\n", "no lots"),
+    ("ticker,shares,date_acquired,cost_basis\n", "no initial lots rows"),
 ])
 def test_bad_initial_lots_name_the_row_and_field(text, where, tmp_path):
     lots = tmp_path / "lots.csv"

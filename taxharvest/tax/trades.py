@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from taxharvest.errors import InputError
+from taxharvest.io import read_csv_rows
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import to_day
 from taxharvest.tax.ledger import Ledger, LedgerError, Trades
@@ -38,22 +38,7 @@ def read_trades(path: str | Path) -> TradeFile:
     ``lot_id`` relieves that lot only.
     """
     path = Path(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as err:
-        raise InputError(f"cannot read trade file: {err.strerror}", path=path) from None
-    with handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise InputError(f"missing column(s) {', '.join(missing)}; expected "
-                             f"{','.join(REQUIRED)}[,lot_id]", path=path, row=1)
-        reader.fieldnames = header
-        rows = list(reader)
-    if not rows:
-        raise InputError("no trades", path=path)
-
+    rows = read_csv_rows(path, REQUIRED, "trade file", optional=("lot_id",))
     n = len(rows)
     tickers: dict[str, int] = {}
     t_ticker = np.empty(n, np.int64)
@@ -74,7 +59,7 @@ def read_trades(path: str | Path) -> TradeFile:
 
         if None in row:
             raise bad("", "more values than columns")
-        value = {k: (row.get(k) or "").strip() for k in header}
+        value = {k: (v or "").strip() for k, v in row.items()}
         try:
             day = to_day(value["date"])
         except ValueError:

@@ -6,7 +6,6 @@ one line and writes nothing; outputs are written whole (atomically) after the ru
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import sys
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from taxharvest.cli import app, console
 from taxharvest.errors import InputError
+from taxharvest.io import read_csv_rows
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
 
@@ -140,21 +140,7 @@ def _exclusions(text: str | None, mk: MarketData) -> list[str]:
 
 def read_initial_lots(path: Path, mk: MarketData, start: str) -> tuple[list[dict], float]:
     """Validated ``ticker,shares,date_acquired,cost_basis`` rows and their value at ``start``."""
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as err:
-        raise InputError(f"cannot read initial lots: {err.strerror}", path=path) from None
-    with handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        missing = [c for c in INITIAL_LOT_COLUMNS if c not in header]
-        if missing:
-            raise InputError(f"missing column(s) {', '.join(missing)}; expected "
-                             f"{','.join(INITIAL_LOT_COLUMNS)}", path=path, row=1)
-        reader.fieldnames = header
-        rows = list(reader)
-    if not rows:
-        raise InputError("no lots", path=path)
+    rows = read_csv_rows(path, INITIAL_LOT_COLUMNS, "initial lots")
     row_of = {t.upper(): i for i, t in enumerate(mk.tickers)}
     start_row = mk.date_index(start)
     lots, value = [], 0.0
