@@ -108,8 +108,9 @@ class DirectIndexEnv(gym.Env):
     in the benchmark) and ``TE`` the ex-ante tracking error of the decided portfolio.
 
     **Info**: ``ex_ante_te`` is the TE of the portfolio decided at this step under the risk
-    model of the decision day (what the guardrail bounds); ``te_before_decision`` the TE of
-    the book as held before it, after the market moved (what the observation shows).
+    model of the decision day (what the guardrail bounds); ``te_held`` the TE of the book as
+    held at the end of the step, after its trades and the market's moves (where the next
+    decision starts, and what the observation shows).
 
     **Termination**: ``terminated`` at the end of the episode (``episode_years`` or the end of
     the data), after the last (partial) year's tax saving is settled; never truncated.
@@ -747,7 +748,7 @@ class DirectIndexEnv(gym.Env):
             "harvested_loss": float(harvested),
             "wash_sale_disallowed": float(disallowed),
             "ex_ante_te": float(self.decision_te),
-            "te_before_decision": float(self.ex_ante_te),
+            "te_held": float(self.ex_ante_te),
             "active_return": float(active),
             "n_trades": int(n_trades),
             "portfolio_value": self._portfolio_value(),

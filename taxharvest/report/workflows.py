@@ -213,7 +213,7 @@ def _shadow_decision(doc: dict) -> list[str]:
         ("realized short-term gain ($)", lambda p: _fmt(p.get("realized_short"), "money")),
         ("realized long-term gain ($)", lambda p: _fmt(p.get("realized_long"), "money")),
         ("tax saving at marginal rates ($)", lambda p: _fmt(p["tax_saving"], "money")),
-        ("ex-ante TE before", lambda p: _fmt(p.get("te_before_decision"), "pct")),
+        ("ex-ante TE as held after", lambda p: _fmt(p.get("te_held"), "pct")),
         ("ex-ante TE after", lambda p: _fmt(p["ex_ante_te"], "pct")),
         ("guardrail", lambda p: f"{p.get('guardrail_status', '')} {p.get('guardrail_reason', '')}"
          .strip()))]

@@ -118,7 +118,7 @@ class ShadowDecision:
             environment's, with any guardrail adjustment), ``policy_reason``, ``wash`` and,
             for sells, ``lots`` and ``realized_gain``), ``harvested``, ``declined`` (asked
             to harvest, not executed: lock budget, guardrail or wash window), ``realized_short``,
-            ``realized_long``, ``tax_saving``, ``ex_ante_te``, ``te_before_decision``,
+            ``realized_long``, ``tax_saving``, ``ex_ante_te``, ``te_held``,
             ``guardrail_status`` and ``guardrail_reason``.
         differences: one row per (ticker, side) the proposals trade differently, the largest
             difference in dollars first.
@@ -270,7 +270,7 @@ class Shadow:
                          for name, reason in sorted(reasons.items()) if name not in harvested],
             "realized_short": short, "realized_long": long,
             "tax_saving": marginal_value(self.profile, int(year_of(to_day(date))), short, long),
-            "ex_ante_te": info["ex_ante_te"], "te_before_decision": info["te_before_decision"],
+            "ex_ante_te": info["ex_ante_te"], "te_held": info["te_held"],
             "guardrail_status": info["guardrail_status"],
             "guardrail_reason": info["guardrail_reason"],
         }
