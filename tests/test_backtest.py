@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import SP500_DIR
 from typer.testing import CliRunner
 
 from taxharvest.agents.rules import MonthlyAllPolicy
@@ -19,7 +20,7 @@ from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.training.backtest import JSON_KEYS, run_backtest, synthetic_market
 
-SP500 = Path("/work/shared/data/sp500")
+SP500 = SP500_DIR
 SMALL = ["--assets", "24", "--years", "1"]
 TOP_KEYS = {*JSON_KEYS, "yearly", "series", "config"}
 

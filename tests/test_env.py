@@ -249,3 +249,13 @@ def test_stable_baselines3_subprocess_vector_env():
     obs, rewards, dones, infos = vec.step(np.zeros((2, 40), np.int8))
     assert rewards.shape == (2,) and len(infos) == 2
     vec.close()
+
+
+def test_random_crash_windows_that_do_not_fit_are_drawn_again():
+    env = DirectIndexEnv(n_assets=20, episode_years=1.0, scenario_probability=1.0)
+    env.reset(seed=0)
+    for _ in range(12):  # long templates (dotcom-2000: 633 days) cannot fit a 1-year market
+        obs, _ = env.reset()
+        assert env.observation_space.contains(obs)
+    with pytest.raises(ValueError, match="needs"):
+        env.reset(options={"scenario": "dotcom-2000", "scenario_date": env.market.dates[200]})

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SP500_DIR
 
 from taxharvest.market import DataError, load_prices
 
-REAL = Path(os.environ.get("TAXHARVEST_SP500_DIR",
-                           Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sp500"))
+REAL = SP500_DIR
 DAYS = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08"]
 
 

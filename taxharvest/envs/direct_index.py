@@ -37,6 +37,7 @@ from taxharvest.tax.ledger import Ledger, Trades
 CADENCE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
 TRADING_DAYS = 252
 SELL_CUSHION = 0.10
+MAX_MARKET_DRAWS = 20
 PROXY_SETS = 2  # replacement securities per sector: the market's proxy, an equal-weight basket
 
 ASSET_FEATURES = (
@@ -49,6 +50,10 @@ PORTFOLIO_FEATURES = (
     "te_ratio", "te_budget", "index_vol_21d", "index_drawdown", "year_elapsed",
     "episode_remaining", "proxy_weight", "cash_weight", "harvestable_share",
 )
+
+
+class _UnfitDraw(Exception):
+    """A crash window drawn at random did not fit the market; the reset draws again."""
 
 
 @dataclass
@@ -199,7 +204,14 @@ class DirectIndexEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = options or {}
-        self.market = self._episode_market(options)
+        for _ in range(MAX_MARKET_DRAWS):
+            try:
+                self.market = self._episode_market(options)
+                break
+            except _UnfitDraw:  # a randomly drawn crash window did not fit: draw again
+                continue
+        else:
+            raise RuntimeError(f"no crash window fitted in {MAX_MARKET_DRAWS} drawn markets")
         mk = self.market
         n, k = mk.n_assets, len(mk.sector_names)
         self.n_securities = m = n + PROXY_SETS * k
@@ -291,15 +303,21 @@ class DirectIndexEnv(gym.Env):
                 names = list_scenarios()
                 scenario = names[int(self.np_random.integers(len(names)))]
         if scenario is not None:
-            from taxharvest.market.scenarios import inject_scenario
+            from taxharvest.market.scenarios import ScenarioWindowError, inject_scenario
 
             at = options.get("scenario_date")
-            if at is None:
+            drawn = at is None
+            if drawn:
                 lo = self.warmup_days + 21
                 hi = max(lo + 1, market.n_days - 300)
                 at = market.dates[int(self.np_random.integers(lo, hi))]
-            market = inject_scenario(market, scenario, start_date=at,
-                                     seed=int(self.np_random.integers(2**31 - 1)))
+            try:
+                market = inject_scenario(market, scenario, start_date=at,
+                                         seed=int(self.np_random.integers(2**31 - 1)))
+            except ScenarioWindowError:
+                if drawn:
+                    raise _UnfitDraw from None
+                raise
         return market
 
     def _exclusion_mask(self, mk: MarketData) -> np.ndarray:

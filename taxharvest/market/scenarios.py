@@ -215,6 +215,10 @@ def _reprice(market: MarketData, returns: np.ndarray, start: int
     return prices, dividends
 
 
+class ScenarioWindowError(ValueError):
+    """The crash template does not fit in the market at the requested start."""
+
+
 def inject_scenario(market: MarketData, name: str, start_date=None,
                     seed: int | None = None) -> MarketData:
     """``market`` with template ``name`` replayed from ``start_date`` (see module docstring).
@@ -231,13 +235,13 @@ def inject_scenario(market: MarketData, name: str, start_date=None,
     rng = np.random.default_rng(seed)
     n_days, horizon = template.n_days, market.n_days
     if horizon - n_days < 1:
-        raise ValueError(f"{name} needs {n_days + 1} days, the market has {horizon}")
+        raise ScenarioWindowError(f"{name} needs {n_days + 1} days, the market has {horizon}")
     if start_date is None:
         start = int(rng.integers(min(defaults.beta_lookback, horizon - n_days), horizon - n_days + 1))
     else:
         start = market.date_index(start_date)
         if not 1 <= start <= horizon - n_days:
-            raise ValueError(f"{name} starting {start_date} needs {n_days} trading days "
+            raise ScenarioWindowError(f"{name} starting {start_date} needs {n_days} trading days "
                              f"after it and one before it, inside {market.dates[0]}.."
                              f"{market.dates[-1]}")
     index = _index_path(template, rng)

@@ -42,7 +42,6 @@ import json
 import logging
 import os
 import platform
-import re
 import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -112,7 +111,6 @@ CLI_FLAGS = {  # train() keyword -> `taxharvest train` option, for the reproduce
     "cadence": "--cadence", "scenario_probability": "--scenario-probability",
     "eval_freq": "--eval-freq", "eval_paths": "--eval-paths", "vec_env": "--vec-env",
 }
-_UNFIT_SCENARIO = re.compile(r"needs \d+ (trading )?days")
 GUARDRAIL_LOGGER = "taxharvest.guardrails"
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -145,32 +143,9 @@ def env_config(profile: str, *, n_assets: int, cadence: str, episode_years: floa
             "episode_years": episode_years, "scenario_probability": scenario_probability}
 
 
-class RedrawUnfitScenario(gym.Wrapper):
-    """Workaround for an environment issue: redraw the market when the crash window misfits.
-
-    ``DirectIndexEnv`` draws a scenario start up to 300 days before the end of its market,
-    but ``dotcom-2000`` needs 633 trading days and ``gfc-2008`` 355, so about one scenario
-    reset in six raises ``ValueError`` (more with short episodes). This resets again from the
-    environment's own random stream (deterministic for a seed): long templates land on starts
-    that fit. Remove once the environment draws only fitting starts.
-    """
-
-    MAX_REDRAWS = 20
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        for _ in range(self.MAX_REDRAWS):
-            try:
-                return self.env.reset(seed=seed, options=options)
-            except ValueError as err:
-                if not _UNFIT_SCENARIO.search(str(err)):
-                    raise
-                seed = None  # continue the environment's random stream
-        raise RuntimeError(f"no fitting crash window in {self.MAX_REDRAWS} markets")
-
-
 def make_env(config: dict[str, Any]) -> gym.Env:
     """A fresh ``taxharvest/DirectIndex-v0`` for ``config``."""
-    return RedrawUnfitScenario(gym.make(ENV_ID, disable_env_checker=True, **config))
+    return gym.make(ENV_ID, **config)
 
 
 def _worker_env(config: dict[str, Any]) -> gym.Env:
