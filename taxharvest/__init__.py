@@ -10,4 +10,10 @@ Layers, each importing only those before it:
 - ``taxharvest.training``: train, backtest, shadow, stress, sweep and report workflows.
 """
 
+import logging
+
 __version__ = "0.1.0"
+
+# A library logs; the application decides what is shown (guardrail projections are logged
+# at INFO and WARNING under "taxharvest.guardrails").
+logging.getLogger("taxharvest").addHandler(logging.NullHandler())
