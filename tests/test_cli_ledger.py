@@ -103,3 +103,14 @@ def test_replay_error_names_file_and_line(tmp_path):
     with pytest.raises(InputError) as info:
         replay(read_trades(path))
     assert (info.value.path, info.value.row, info.value.field) == (str(path), 3, "shares")
+
+
+def test_outputs_get_the_usual_file_mode(good, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "out.json"
+    assert run_cli("ledger", str(good), "--json", str(out)).returncode == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
