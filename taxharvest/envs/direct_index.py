@@ -384,7 +384,7 @@ class DirectIndexEnv(gym.Env):
             n_trades += c
         terminated = self.t >= self.end
         if terminated:
-            tax_savings += self._settle_year(final=True)
+            tax_savings += self._settle_year()
         self._refresh_features()
         weights, _ = self._weights()
         self.ex_ante_te = self._te(weights)
@@ -455,7 +455,7 @@ class DirectIndexEnv(gym.Env):
         saving = 0.0
         new_year = int(year_of(day))
         if new_year != self.year:
-            saving = self._settle_year(final=False)
+            saving = self._settle_year()
             self.year = new_year
             self._year_start = int(np.datetime64(f"{self.year}-01-01", "D").astype(np.int64))
             self._rates = marginal_rates(self.profile, self.year)
@@ -596,7 +596,7 @@ class DirectIndexEnv(gym.Env):
 
     # --- tax -----------------------------------------------------------------------------
 
-    def _settle_year(self, *, final: bool) -> float:
+    def _settle_year(self) -> float:
         short, long = self.ledger.realized(self.year)
         saving = self.tracker.settle(self.year, short, long)
         self.savings_units += saving / self._bench_value()
