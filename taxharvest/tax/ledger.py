@@ -277,6 +277,7 @@ class Ledger:
         """Open lots in (ticker, purchase) order, with adjusted dates and basis."""
         rows, slots = np.nonzero(self.shares > 0)
         order = np.lexsort((slots, self.purchase[rows, slots], rows))
+        labels = {pid: label for label, pid in self.lot_ids.items()}
         return [
             {
                 "ticker": self.tickers[r],
@@ -284,17 +285,15 @@ class Ledger:
                 "date_acquired": to_date(self.acq[r, j]),
                 "cost_basis": float(self.basis[r, j]),
                 "wash_adjustment": float(self.wash_adj[r, j]),
-                "lot": self.lot_label(self.purchase[r, j]),
+                "lot": labels.get(int(self.purchase[r, j]), f"#{self.purchase[r, j]}"),
             }
             for r, j in zip(rows[order], slots[order], strict=True)
         ]
 
     def lot_label(self, purchase: int) -> str:
-        """The user's lot_id of a purchase, or ``#<purchase id>``."""
-        for label, pid in self.lot_ids.items():
-            if pid == purchase:
-                return label
-        return f"#{purchase}"
+        """The user's lot_id of a purchase, or ``#<purchase id>`` (for one message)."""
+        return next((label for label, pid in self.lot_ids.items() if pid == purchase),
+                    f"#{purchase}")
 
     # --- internals -----------------------------------------------------------------------
 
