@@ -30,6 +30,9 @@ def test_policies_share_each_path_and_the_summary_pairs_them():
     for name in ("monthly-all", "threshold:0.1"):
         entry = summary[name]
         assert entry["paths"] == 2
+        mine = [r for r in rows if r["policy"] == name]
+        assert entry["max_ex_ante_te"] == max(r["max_ex_ante_te"] for r in mine)  # worst path
+        assert entry["tax_alpha"] == pytest.approx(sum(r["tax_alpha"] for r in mine) / 2)
         assert entry["tax_alpha_vs_best_rule"] == pytest.approx(entry["tax_alpha"] / best - 1)
     assert "| mfj-800k | monthly-all |" in markdown_table(summarize(rows))
 

@@ -34,7 +34,7 @@ from taxharvest.agents.tuning import EVALUATION_SEEDS
 from taxharvest.errors import InputError
 from taxharvest.io import csv_text, json_text, write_atomic
 from taxharvest.tax.law import PROFILES
-from taxharvest.training.evaluate import EvalMarket, EvalTask, run_eval_task
+from taxharvest.training.evaluate import WORST_CASE, EvalMarket, EvalTask, run_eval_task
 from taxharvest.training.parallel import run_tasks
 from taxharvest.training.train import CLI_FLAGS, reproduce_command, train, write_card
 
@@ -79,7 +79,8 @@ def run_sweep_task(task: SweepTask) -> dict:
         rows.append({"profile": task.profile, "seed": task.seed, "policy": name,
                      "name": f"ppo:{task.profile}-seed{task.seed}" if name == "ppo"
                      else mine[0]["name"], "paths": len(mine),
-                     **{key: float(np.mean([row[key] for row in mine])) for key in MEASURES}})
+                     **{key: float((np.max if key in WORST_CASE else np.mean)(
+                         [row[key] for row in mine])) for key in MEASURES}})
     return {"rows": rows, "files": files, "card": trained.card}
 
 
@@ -94,6 +95,8 @@ def summarize(rows: Sequence[dict]) -> dict:
             for key in MEASURES:
                 values = np.array([r[key] for r in block], float)
                 stats[f"{key}_mean"] = float(values.mean())
+                if key in WORST_CASE:
+                    stats[f"{key}_max"] = float(values.max())
                 stats[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
             out[profile][policy] = stats
     return out
