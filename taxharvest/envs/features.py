@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from numba import njit
 
@@ -16,6 +18,14 @@ LOT_FEATURES = (
     "value",  # market value of the position
 )
 N_LOT_FEATURES = len(LOT_FEATURES)
+LOT_FEATURE_INDEX = SimpleNamespace(**{name: i for i, name in enumerate(LOT_FEATURES)})
+
+ASSET_FEATURES = (  # the per-stock observation, filled by ``asset_observation``
+    "worst_lot_return", "unrealized_return", "loss_value_share", "short_term_share",
+    "worst_lot_age", "buy_block_days", "sell_block_days", "volatility",
+    "active_weight", "benchmark_weight", "harvestable", "excluded",
+)
+ASSET_FEATURE_INDEX = SimpleNamespace(**{name: i for i, name in enumerate(ASSET_FEATURES)})
 
 
 @njit(cache=True)
