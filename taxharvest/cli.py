@@ -79,7 +79,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("runs/demo"),
 ) -> None:
     """Run the main job on the built-in synthetic market."""
-    from taxharvest.training.demo import run_demo
+    from taxharvest.workflows.demo import run_demo
 
     run_demo(out, console)
 

@@ -14,11 +14,11 @@ from conftest import SP500_DIR
 from typer.testing import CliRunner
 
 from taxharvest.agents.rules import MonthlyAllPolicy
-from taxharvest.agents.tuning import tune, write_tuned
 from taxharvest.cli import app
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
-from taxharvest.training.backtest import JSON_KEYS, run_backtest, synthetic_market
+from taxharvest.sim.backtest import JSON_KEYS, run_backtest, synthetic_market
+from taxharvest.workflows.tune import tune, write_tuned
 
 SP500 = SP500_DIR
 SMALL = ["--assets", "24", "--years", "1"]

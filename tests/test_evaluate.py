@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from taxharvest.training.evaluate import (
+from taxharvest.workflows.evaluate import (
     EvalMarket,
     EvalTask,
     evaluate,

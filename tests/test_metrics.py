@@ -9,8 +9,8 @@ from taxharvest.agents.rules import ThresholdPolicy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.synthetic import business_days
 from taxharvest.market.universe import MarketData, sector_proxies
-from taxharvest.training.backtest import run_backtest
-from taxharvest.training.metrics import (
+from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.metrics import (
     Trajectory,
     compute_metrics,
     rolling_te,

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from taxharvest.errors import InputError
-from taxharvest.training.parallel import engine_of, run_tasks
-from taxharvest.training.stress import StressTest, run_stress_task
-from taxharvest.training.sweep import SweepTask, run_sweep_task
+from taxharvest.sim.parallel import engine_of, run_tasks
+from taxharvest.workflows.stress import StressTest, run_stress_task
+from taxharvest.workflows.sweep import SweepTask, run_sweep_task
 
 RAY = importlib.util.find_spec("ray") is not None
 

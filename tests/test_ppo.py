@@ -16,7 +16,7 @@ from taxharvest.agents.base import Decision, Policy
 from taxharvest.agents.ppo import HARVESTABLE, PerAssetPolicy, load_policy
 from taxharvest.envs import DirectIndexEnv
 from taxharvest.errors import InputError
-from taxharvest.training.train import CLI_FLAGS, make_env, reproduce_command, train
+from taxharvest.workflows.train import CLI_FLAGS, make_env, reproduce_command, train
 
 TINY = {"n_assets": 20, "episode_years": 1.0, "eval_paths": 1, "baselines": False}
 

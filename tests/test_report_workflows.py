@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from taxharvest.cli import app
 from taxharvest.errors import InputError
 from taxharvest.report import render_report
-from taxharvest.training.backtest import synthetic_market
-from taxharvest.training.shadow import Shadow
-from taxharvest.training.stress import StressTest
-from taxharvest.training.sweep import POLICIES, summarize
+from taxharvest.sim.backtest import synthetic_market
+from taxharvest.workflows.shadow import Shadow
+from taxharvest.workflows.stress import StressTest
+from taxharvest.workflows.sweep import POLICIES, summarize
 
 IMG = '<img src="data:image/png;base64,'
 
@@ -113,7 +113,7 @@ def test_report_command(documents, tmp_path):
 def test_backtest_documents_still_render_as_before(tmp_path):
     from taxharvest.agents.rules import MonthlyAllPolicy
     from taxharvest.envs.direct_index import DirectIndexEnv
-    from taxharvest.training.backtest import run_backtest
+    from taxharvest.sim.backtest import run_backtest
 
     env = DirectIndexEnv(market=synthetic_market(24, 0.5, seed=3), random_start=False,
                          episode_years=0.5)

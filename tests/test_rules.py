@@ -20,8 +20,8 @@ from taxharvest.agents.rules import (
 )
 from taxharvest.envs.direct_index import ASSET_FEATURES, DirectIndexEnv
 from taxharvest.errors import InputError
+from taxharvest.sim.backtest import run_backtest
 from taxharvest.tax.law import PROFILES
-from taxharvest.training.backtest import run_backtest
 
 WORST = ASSET_FEATURES.index("worst_lot_return")
 

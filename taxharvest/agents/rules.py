@@ -137,7 +137,7 @@ def tuned_entry(profile: str | TaxProfile, path: str | Path = TUNED_PATH) -> dic
 
 class TunedPolicy(ThresholdPolicy):
     """``tuned``: the threshold and cadence chosen for ``profile`` by
-    :func:`~taxharvest.agents.tuning.tune` (named ``tuned[threshold:X@cadence]``).
+    :func:`~taxharvest.workflows.tune.tune` (named ``tuned[threshold:X@cadence]``).
 
     Args:
         profile: a preset name or profile; its name keys ``tuned.yaml``.

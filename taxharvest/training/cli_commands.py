@@ -93,7 +93,7 @@ def _market(prices: Path | None, sectors: Path | None, market: str | None,
     if kind != "synthetic" or (arg and (key != "seed" or not value.isdigit())):
         raise InputError(f"unknown market {market!r}; expected synthetic or synthetic:seed=N",
                          field="market")
-    from taxharvest.training.backtest import synthetic_market
+    from taxharvest.sim.backtest import synthetic_market
 
     seed = int(value or 0)
     return synthetic_market(assets or 500, years or 10.0, seed), seed
@@ -219,8 +219,8 @@ def backtest(
     from taxharvest.agents.rules import make_policy
     from taxharvest.envs.direct_index import CADENCE_DAYS, DirectIndexEnv
     from taxharvest.io import csv_text, json_text, write_atomic
+    from taxharvest.sim.backtest import run_backtest
     from taxharvest.tax.reporting import FORM_8949_COLUMNS
-    from taxharvest.training.backtest import run_backtest
 
     tax_profile = _profile(profile)
     if cadence not in CADENCE_DAYS:
@@ -318,9 +318,9 @@ def tune(
 ) -> None:
     """Grid-search the tuned policy's threshold and cadence on training paths."""
     from taxharvest.agents.rules import TUNED_PATH
-    from taxharvest.agents.tuning import EVALUATION_SEEDS, write_tuned
-    from taxharvest.agents.tuning import tune as tune_profile
     from taxharvest.tax.law import PROFILES
+    from taxharvest.workflows.tune import EVALUATION_SEEDS, write_tuned
+    from taxharvest.workflows.tune import tune as tune_profile
 
     names = list(PROFILES) if profile == "all" else [_profile(profile).name]
     seeds = tuple(range(seed_start, seed_start + paths))
@@ -380,15 +380,15 @@ def evaluate(
 ) -> None:
     """Compare policies per profile on the same unseen paths (synthetic, and real data)."""
     from taxharvest.io import json_text, write_atomic
+    from taxharvest.sim.parallel import engine_of
     from taxharvest.tax.law import PROFILES
-    from taxharvest.training.evaluate import (
+    from taxharvest.workflows.evaluate import (
         EvalMarket,
         EvalTask,
         markdown_table,
         summarize,
     )
-    from taxharvest.training.evaluate import evaluate as run_evaluation
-    from taxharvest.training.parallel import engine_of
+    from taxharvest.workflows.evaluate import evaluate as run_evaluation
 
     names = list(PROFILES) if profiles == "all" else [p.strip() for p in profiles.split(",")]
     for name in names:

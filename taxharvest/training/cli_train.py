@@ -1,6 +1,6 @@
 """``taxharvest train``: PPO on randomized synthetic markets for one tax profile.
 
-The defaults mirror :func:`taxharvest.training.train.train` (a test keeps them equal); the
+The defaults mirror :func:`taxharvest.workflows.train.train` (a test keeps them equal); the
 training module is imported only when the command runs, so other commands start fast.
 """
 
@@ -32,7 +32,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a PPO harvester and write model.zip, vecnormalize.pkl and its card."""
-    from taxharvest.training.train import train as run_training
+    from taxharvest.workflows.train import train as run_training
 
     result = run_training(
         profile, timesteps=timesteps, seed=seed, out=out or Path("models") / profile,

@@ -86,7 +86,7 @@ def shadow(
 ) -> None:
     """Compare a candidate policy with the one in production on the client's lots."""
     from taxharvest.envs.direct_index import CADENCE_DAYS
-    from taxharvest.training.shadow import DECISION_COLUMNS, TRADE_COLUMNS, Shadow
+    from taxharvest.workflows.shadow import DECISION_COLUMNS, TRADE_COLUMNS, Shadow
 
     tax_profile = _profile(profile)
     if (date is None) == (start is None):
@@ -223,8 +223,8 @@ def stress(
     workers: WorkersOption = None,
 ) -> None:
     """Stress a policy through crash templates, guardrail on and off."""
-    from taxharvest.training.parallel import engine_of
-    from taxharvest.training.stress import StressTest, parse_scenarios
+    from taxharvest.sim.parallel import engine_of
+    from taxharvest.workflows.stress import StressTest, parse_scenarios
 
     tax_profile = _profile(profile)
     names, windows = parse_scenarios(scenarios)
@@ -303,9 +303,9 @@ def sweep(
     workers: WorkersOption = None,
 ) -> None:
     """Train PPO per profile and seed; compare with tuned and monthly-all on held-out paths."""
+    from taxharvest.sim.parallel import engine_of
     from taxharvest.tax.law import PROFILES
-    from taxharvest.training.parallel import engine_of
-    from taxharvest.training.sweep import sweep as run_sweep
+    from taxharvest.workflows.sweep import sweep as run_sweep
 
     names = list(PROFILES) if profiles.strip() == "all" else [
         _profile(p.strip()).name for p in profiles.split(",") if p.strip()]

@@ -14,7 +14,7 @@ class StepLog(gym.Wrapper):
     """Keeps every ``info`` (reset first, without ``action_mask``) and, with ``probe``, a
     value computed from the unwrapped environment and its observation at each of them.
 
-    Wrap the environment given to :func:`~taxharvest.training.backtest.run_backtest`: the
+    Wrap the environment given to :func:`~taxharvest.sim.backtest.run_backtest`: the
     logs line up with the run's series, one entry per decision.
 
     Attributes:

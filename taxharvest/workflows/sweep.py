@@ -1,7 +1,7 @@
 """Sweeps: PPO trained per profile and seed, evaluated against the rules on held-out paths.
 
 One task per (profile, training seed ``s``) trains a policy with
-:func:`~taxharvest.training.train.train` (in a temporary folder on whichever machine runs
+:func:`~taxharvest.workflows.train.train` (in a temporary folder on whichever machine runs
 it) and backtests it, ``tuned`` and ``monthly-all`` on the evaluation paths of that seed:
 synthetic seeds ``s * eval_paths ... s * eval_paths + eval_paths - 1``, inside the range
 0-99 reserved for evaluation (never trained or tuned on). Each policy's row holds the means
@@ -30,13 +30,13 @@ import numpy as np
 
 from taxharvest.agents.ppo import MODEL_FILE, NORMALIZER_FILE
 from taxharvest.agents.rules import make_policy
-from taxharvest.agents.tuning import EVALUATION_SEEDS
 from taxharvest.errors import InputError
 from taxharvest.io import csv_text, json_text, write_atomic
+from taxharvest.sim.parallel import run_tasks
 from taxharvest.tax.law import PROFILES
-from taxharvest.training.evaluate import WORST_CASE, EvalMarket, EvalTask, run_eval_task
-from taxharvest.training.parallel import run_tasks
-from taxharvest.training.train import CLI_FLAGS, reproduce_command, train, write_card
+from taxharvest.workflows.evaluate import WORST_CASE, EvalMarket, EvalTask, run_eval_task
+from taxharvest.workflows.train import CLI_FLAGS, reproduce_command, train, write_card
+from taxharvest.workflows.tune import EVALUATION_SEEDS
 
 RULES = ("tuned", "monthly-all")
 POLICIES = ("ppo", *RULES)
@@ -140,7 +140,7 @@ def sweep(
         out: parent folder of the run folder ``sweep-<timestamp>`` (created if its own
             parent exists).
         eval_paths, eval_assets, eval_years: evaluation paths per seed and their size.
-        train_options: further keyword arguments of :func:`~taxharvest.training.train.train`.
+        train_options: further keyword arguments of :func:`~taxharvest.workflows.train.train`.
         engine, address, workers, progress: see :func:`run_tasks`.
 
     Raises :class:`InputError` (before anything runs) for a bad option.

@@ -45,11 +45,11 @@ from taxharvest.market.scenarios import (
     list_scenarios,
 )
 from taxharvest.market.universe import MarketData
+from taxharvest.sim.backtest import run_backtest, synthetic_market
+from taxharvest.sim.metrics import ROLLING_DAYS
+from taxharvest.sim.parallel import run_tasks
+from taxharvest.sim.steplog import StepLog
 from taxharvest.tax.law import get_profile
-from taxharvest.training.backtest import run_backtest, synthetic_market
-from taxharvest.training.metrics import ROLLING_DAYS
-from taxharvest.training.parallel import run_tasks
-from taxharvest.training.steplog import StepLog
 
 OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full rolling window
 RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``

@@ -31,8 +31,8 @@ import yaml
 from taxharvest.agents.rules import TUNED_PATH, ThresholdPolicy, read_tuned
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.io import write_atomic
+from taxharvest.sim.backtest import run_backtest, synthetic_market
 from taxharvest.tax.law import TaxProfile, get_profile
-from taxharvest.training.backtest import run_backtest, synthetic_market
 
 THRESHOLDS = (0.0, 0.02, 0.05, 0.10, 0.15, 0.20)
 CADENCES = ("weekly", "monthly", "quarterly")
@@ -114,7 +114,7 @@ def write_tuned(entries: dict[str, dict], command: str, path: str | Path = TUNED
     today = dt.date.today().isoformat()
     for name, entry in entries.items():
         profiles[name] = {**entry, "command": command, "date": today}
-    header = ("# Written by `taxharvest tune` (taxharvest/agents/tuning.py): real output, "
+    header = ("# Written by `taxharvest tune` (taxharvest/workflows/tune.py): real output, "
               "not to be edited by hand.\n# Scored on training seeds only; seeds 0-99 are "
               "reserved for evaluation.\n")
     write_atomic(path, header + yaml.safe_dump({"profiles": profiles}, sort_keys=False, width=200))

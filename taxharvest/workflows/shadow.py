@@ -12,7 +12,7 @@ lots, their wash-sale windows and the guardrail are the real ones:
   profile's marginal rates of ``D``'s year (:func:`marginal_value`).
 - :meth:`Shadow.history`: both policies through the same market from ``start`` (same data,
   same seed), decision by decision: which names each harvested, the dollars traded
-  differently, and the measures of each run (:mod:`taxharvest.training.metrics`).
+  differently, and the measures of each run (:mod:`taxharvest.sim.metrics`).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from taxharvest.agents.rules import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
+from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.steplog import StepLog
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS, to_day, year_of
 from taxharvest.tax.law import get_profile, marginal_gain_rates, marginal_rates
 from taxharvest.tax.reporting import schedule_d
-from taxharvest.training.backtest import run_backtest
-from taxharvest.training.steplog import StepLog
-from taxharvest.training.stress import market_years
+from taxharvest.workflows.stress import market_years
 
 ROLES = ("policy", "baseline")
 TOP_DATES = 5  # dates of largest divergence in the summary

@@ -79,8 +79,8 @@ from taxharvest.envs import ENV_ID
 from taxharvest.envs.direct_index import CADENCE_DAYS
 from taxharvest.errors import InputError
 from taxharvest.io import json_text, write_atomic
+from taxharvest.sim.metrics import tax_alpha
 from taxharvest.tax.law import PROFILES
-from taxharvest.training.metrics import tax_alpha
 
 PPO_HYPERPARAMETERS: dict[str, Any] = {
     "n_steps": 256,
@@ -158,7 +158,7 @@ def _worker_env(config: dict[str, Any]) -> gym.Env:
 def run_episode(policy: PPOPolicy, env: gym.Env, seed: int) -> EpisodeResult:
     """Play one deterministic episode from ``env.reset(seed=seed)``.
 
-    Tax alpha as :func:`taxharvest.training.metrics.tax_alpha` defines it, over the calendar
+    Tax alpha as :func:`taxharvest.sim.metrics.tax_alpha` defines it, over the calendar
     span of the episode (as the backtest measures it).
     """
     observation, info = env.reset(seed=seed)
@@ -464,7 +464,7 @@ def evaluate_against_baselines(model_path: str | Path, profile: str, seeds: Sequ
                                n_assets: int | None = None) -> dict:
     """Backtest the policy in ``model_path`` and the rule baselines on the same paths.
 
-    Uses ``run_backtest`` (``taxharvest.training.backtest``) and ``make_policy``
+    Uses ``run_backtest`` (``taxharvest.sim.backtest``) and ``make_policy``
     (``taxharvest.agents.rules``) for ``hold``, ``monthly-all`` and ``tuned``; returns per
     policy the mean of each numeric figure of ``result.to_json()`` over ``seeds`` (or
     ``{"unavailable": reason}`` for a policy that cannot be built), or ``{"unavailable":
@@ -473,9 +473,9 @@ def evaluate_against_baselines(model_path: str | Path, profile: str, seeds: Sequ
     """
     try:
         from taxharvest.agents.rules import make_policy
-        from taxharvest.training.backtest import run_backtest
+        from taxharvest.sim.backtest import run_backtest
     except ImportError as err:
-        return {"unavailable": f"skipped: {err} (needs taxharvest.training.backtest.run_backtest "
+        return {"unavailable": f"skipped: {err} (needs taxharvest.sim.backtest.run_backtest "
                                "and taxharvest.agents.rules.make_policy)"}
     card = json.loads((Path(model_path) / CARD_FILE).read_text(encoding="utf-8"))
     config = {**card["env"]["config"], "profile": profile}

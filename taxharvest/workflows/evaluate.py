@@ -2,7 +2,7 @@
 
 One :class:`EvalTask` backtests several policies on one path (a synthetic evaluation seed,
 or a window of real prices) with the same environment; :func:`evaluate` fans tasks out with
-:func:`~taxharvest.training.parallel.run_tasks` and :func:`summarize` pairs the policies
+:func:`~taxharvest.sim.parallel.run_tasks` and :func:`summarize` pairs the policies
 path by path. The sweep uses the same task for the policies it trains.
 """
 
@@ -17,8 +17,8 @@ import numpy as np
 from taxharvest.agents.rules import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
-from taxharvest.training.backtest import run_backtest, synthetic_market
-from taxharvest.training.parallel import run_tasks
+from taxharvest.sim.backtest import run_backtest, synthetic_market
+from taxharvest.sim.parallel import run_tasks
 
 MEASURES = ("tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
             "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades",

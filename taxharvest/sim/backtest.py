@@ -14,9 +14,9 @@ from taxharvest.agents.base import Policy
 from taxharvest.envs.direct_index import ASSET_FEATURES, TRADING_DAYS
 from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.market.universe import MarketData
+from taxharvest.sim.metrics import Trajectory, compute_metrics, rolling_te, yearly_measures
 from taxharvest.tax.law import marginal_gain_rates
 from taxharvest.tax.reporting import form_8949
-from taxharvest.training.metrics import Trajectory, compute_metrics, rolling_te, yearly_measures
 
 JSON_KEYS = (
     "tax_alpha", "active_return", "after_tax_excess_liquidated", "harvest_yield",
@@ -45,7 +45,7 @@ class BacktestResult:
     """What :func:`run_backtest` measured.
 
     Attributes:
-        metrics: every scalar of :func:`~taxharvest.training.metrics.compute_metrics`, plus
+        metrics: every scalar of :func:`~taxharvest.sim.metrics.compute_metrics`, plus
             ``runtime_s``.
         yearly: per year: ``tax_savings`` (of that tax year), ``harvested_losses``, ``sold``,
             ``te`` (realized), ``form_8949_rows`` (the reporting burden).
