@@ -102,7 +102,7 @@ def test_row_errors_name_file_line_and_field(tmp_path, files, row, replacement, 
     with pytest.raises(DataError, match=message) as caught:
         load_prices(path, files[1])
     error = caught.value
-    assert (error.row, error.field, error.path) == (row, field, path)
+    assert (error.row, error.field, error.path) == (row, field, str(path))
     assert str(error).startswith(f"{path}, line {row}, field '{field}': ")
     assert "\n" not in str(error)
 
@@ -129,7 +129,7 @@ def test_sector_errors(tmp_path, files):
     few = write(tmp_path / "few.csv", "ticker,sector", ["AAA,Energy"])
     with pytest.raises(DataError, match="2 ticker.*no sector: BBB, CCC") as caught:
         load_prices(files[0], few)
-    assert caught.value.path == few and caught.value.field == "ticker"
+    assert caught.value.path == str(few) and caught.value.field == "ticker"
     odd = write(tmp_path / "odd.csv", "ticker,sector", ["AAA,Energy", "BBB,Crypto", "CCC,Energy"])
     with pytest.raises(DataError, match="unknown sector") as caught:
         load_prices(files[0], odd)

@@ -1,6 +1,11 @@
 """Market layer: universe and sectors, synthetic and real prices, crash scenarios, risk model."""
 
-from taxharvest.market.loader import DataError, load_prices
+from taxharvest.market.loader import (
+    DataError,
+    corporate_action_records,
+    corporate_action_summary,
+    load_prices,
+)
 from taxharvest.market.risk import FactorRisk
 from taxharvest.market.riskmodel import EwmaRiskModel, estimate_risk, market_risk_model
 from taxharvest.market.scenarios import (
@@ -12,6 +17,7 @@ from taxharvest.market.scenarios import (
 from taxharvest.market.synthetic import SyntheticMarket, market_statistics
 from taxharvest.market.universe import (
     GICS_SECTORS,
+    CorporateAction,
     MarketData,
     basket_levels,
     canonical_sector,
@@ -20,6 +26,7 @@ from taxharvest.market.universe import (
 
 __all__ = [
     "GICS_SECTORS",
+    "CorporateAction",
     "DataError",
     "EwmaRiskModel",
     "FactorRisk",
@@ -27,6 +34,8 @@ __all__ = [
     "SyntheticMarket",
     "basket_levels",
     "canonical_sector",
+    "corporate_action_records",
+    "corporate_action_summary",
     "estimate_risk",
     "get_scenario",
     "historical_scenario",

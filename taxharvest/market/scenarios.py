@@ -9,9 +9,9 @@ betas and idiosyncratic scales estimated on the days before the window and secto
 idiosyncratic noise scaled so that pairwise correlations average the template's (scaling
 the noise with beta keeps low-beta names from diluting it; in a crash the market dominates). A daily
 additive correction per group (each led sector, the rest) makes the buy-and-hold
-benchmark, and each led sector's basket, follow their paths exactly. Prices, dividends
-(same yields), proxies and regime labels are recomputed from the window on; returns after
-the window are the market's own. User-supplied proxies (ETF prices) are replaced by
+benchmark, and each led sector's basket, follow their paths exactly. Prices, dividends and
+distributions (same yields), proxies and regime labels are recomputed from the window on;
+returns after the window are the market's own. User-supplied proxies (ETF prices) are replaced by
 sector baskets, since their own history cannot contain the injected event.
 """
 
@@ -28,8 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from taxharvest.market.risk import TRADING_DAYS
 from taxharvest.market.universe import (
     CRASH,
+    DISTRIBUTION_KINDS,
     GICS_SECTORS,
     STRESSED,
+    CorporateAction,
     MarketData,
     prices_from_returns,
     sector_proxies,
@@ -199,20 +201,34 @@ def _track(raw: np.ndarray, old: np.ndarray, first_index: np.ndarray, days: np.n
 
 def _reprice(market: MarketData, returns: np.ndarray, start: int
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Prices and dividends of ``market`` with new ``returns`` from row ``start`` on (same
-    dividend yields and splits; a name listing later keeps its first price)."""
+    """Prices of ``market`` with new ``returns`` from row ``start`` on (same dividend and
+    distribution yields and splits; a name listing later keeps its first price), and the
+    factor each day's payouts per share scale by (the new over the old previous price)."""
     n = market.n_assets
+    payouts = market.dividends + market.distributions
     with np.errstate(invalid="ignore", divide="ignore"):
         previous = np.vstack([np.full((1, n), np.nan), market.prices[:-1]])
-        yields = np.nan_to_num(market.dividends * market.splits / previous)
+        yields = np.nan_to_num(payouts * market.splits / previous)
     tail = slice(start - 1, market.n_days)
     trading = np.isfinite(returns[tail])
     first = np.where(trading.any(0), trading.argmax(0), 0) + start - 1
-    tail_prices, tail_dividends = prices_from_returns(
+    prices = market.prices.copy()
+    prices[tail], _ = prices_from_returns(
         market.prices[first, np.arange(n)], returns[tail], yields[tail], market.splits[tail])
-    prices, dividends = market.prices.copy(), market.dividends.copy()
-    prices[tail], dividends[tail] = tail_prices, tail_dividends
-    return prices, dividends
+    scale = np.ones_like(prices)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale[start:] = prices[start - 1:-1] / market.prices[start - 1:-1]
+    return prices, np.where(np.isfinite(scale), scale, 1.0)
+
+
+def _rescaled_actions(market: MarketData, scale: np.ndarray) -> tuple[CorporateAction, ...]:
+    """``market.corporate_actions`` with each distribution's size times ``scale`` there."""
+    column = {ticker: i for i, ticker in enumerate(market.tickers)}
+    return tuple(
+        action._replace(size=action.size * scale[market.date_index(action.date),
+                                                  column[action.ticker]])
+        if action.kind in DISTRIBUTION_KINDS else action
+        for action in market.corporate_actions)
 
 
 class ScenarioWindowError(ValueError):
@@ -279,7 +295,7 @@ def inject_scenario(market: MarketData, name: str, start_date=None,
     new = old.copy()
     new[window] = _track(raw, old[window], market.first_trading_index,
                          np.arange(start, start + n_days), value, groups, targets, index)
-    prices, dividends = _reprice(market, new, start)
+    prices, payout_scale = _reprice(market, new, start)
     proxy_prices, proxy_names = sector_proxies(new, sectors, market.benchmark_weights,
                                                market.sector_names)
     regime = market.regime.copy()
@@ -288,7 +304,8 @@ def inject_scenario(market: MarketData, name: str, start_date=None,
     return replace(
         market,
         prices=prices,
-        dividends=dividends,
+        dividends=market.dividends * payout_scale,
+        corporate_actions=_rescaled_actions(market, payout_scale),
         total_returns=new,
         proxy_prices=proxy_prices,
         proxy_names=proxy_names,

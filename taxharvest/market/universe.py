@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,6 +59,26 @@ _SECTOR_LOOKUP = {re.sub(r"[^a-z]", "", s.lower()): s for s in GICS_SECTORS} | _
 
 REGIME_UNKNOWN, CALM, STRESSED, CRASH = -1, 0, 1, 2
 REGIME_NAMES = ("calm", "stressed", "crash")
+
+# Kinds of :class:`CorporateAction`: an unrecorded split, a distribution the adjusted close
+# shows but the file does not record, a recorded dividend too large to be an ordinary one.
+SPLIT, DISTRIBUTION, RECORDED_DIVIDEND = "split", "distribution", "distribution-recorded-as-dividend"
+DISTRIBUTION_KINDS = (DISTRIBUTION, RECORDED_DIVIDEND)
+
+
+class CorporateAction(NamedTuple):
+    """An action the loader inferred or reclassified (the file does not state it as such).
+
+    ``size``: for a ``split``, the new shares per old share it adds to the recorded split;
+    for a distribution kind, the value paid per (post-split) share. ``detail`` is the
+    evidence, in words.
+    """
+
+    ticker: str
+    date: str  # ISO date
+    kind: str
+    size: float
+    detail: str
 
 
 def canonical_sector(name: str) -> str | None:
@@ -144,15 +165,24 @@ class MarketData:
         sectors: ``(n,)`` int index into ``sector_names``.
         sector_names: the ``K`` sector names (the 11 GICS sectors).
         prices: ``(T, n)`` trade prices; NaN before a ticker lists and after it stops.
-        dividends: ``(T, n)`` cash per share paid that day (ex-date), 0 if none.
-        splits: ``(T, n)`` new shares per old share that day, 1.0 if none.
+        dividends: ``(T, n)`` ordinary dividend per (post-split) share that day (ex-date),
+            0 if none.
+        splits: ``(T, n)`` new shares per old share that day (recorded and inferred), 1.0
+            if none.
         total_returns: ``(T, n)`` daily total return; 0 on day 0 and on a ticker's first
-            trading day, NaN where not trading.
+            trading day, NaN where not trading. A holder of one share on day ``t - 1`` owns
+            ``splits`` shares on day ``t`` and receives ``dividends + distributions`` cash on
+            each: ``(1 + r_t) P_{t-1} = s_t (P_t + dividend_t + distribution_t)``.
         benchmark_weights: ``(n,)`` benchmark weights on day 0, summing to 1 (buy-and-hold).
         proxy_prices: ``(T, K)`` proxy prices (treated as total-return series).
         proxy_names: ``K`` proxy names, proxy ``k`` stands for sector ``k``.
         regime: ``(T,)`` int8: 0 calm, 1 stressed, 2 crash, -1 unknown (real data).
         source: short description of where the data came from.
+        corporate_actions: every :class:`CorporateAction` the loader inferred or
+            reclassified, by date (empty for synthetic markets).
+        distributions: ``(T, n)`` value per (post-split) share distributed that day that is
+            not an ordinary dividend (a spin-off, a merger's cash), 0 if none (derived:
+            the sum of the distribution kinds of ``corporate_actions``).
         first_trading_index: ``(n,)`` row of each ticker's first price (derived).
         last_trading_index: ``(n,)`` row of each ticker's last price (derived); the
             environment forces a sale there when it is before ``T - 1``.
@@ -171,6 +201,8 @@ class MarketData:
     proxy_names: tuple[str, ...]
     regime: np.ndarray
     source: str
+    corporate_actions: tuple[CorporateAction, ...] = ()
+    distributions: np.ndarray = field(init=False, repr=False, compare=False)
     first_trading_index: np.ndarray = field(init=False, repr=False, compare=False)
     last_trading_index: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -210,8 +242,29 @@ class MarketData:
             raise ValueError("benchmark_weights must be non-negative and sum to 1")
         if np.any(weights[~trading[0]] > 0):
             raise ValueError("benchmark weight on a ticker without a price on day 0")
+        freeze("distributions", self._distributions(), float)
         freeze("first_trading_index", np.where(trading.any(0), trading.argmax(0), t), np.int64)
         freeze("last_trading_index", t - 1 - trading[::-1].argmax(0), np.int64)
+
+    def _distributions(self) -> np.ndarray:
+        """Normalize and check ``corporate_actions`` (listed ticker, trading day, positive
+        size); the ``(T, n)`` sum of their distributions."""
+        actions = tuple(CorporateAction(str(ticker), str(np.datetime64(date, "D")), str(kind),
+                                        float(size), str(detail))
+                        for ticker, date, kind, size, detail in self.corporate_actions)
+        object.__setattr__(self, "corporate_actions", actions)
+        column = {ticker: i for i, ticker in enumerate(self.tickers)}
+        out = np.zeros((len(self.dates), len(self.tickers)))
+        for action in actions:
+            day = np.datetime64(action.date, "D")
+            row = int(np.searchsorted(self.dates, day))
+            listed = action.ticker in column and row < len(self.dates) and self.dates[row] == day
+            if not (listed and action.size > 0):
+                raise ValueError(f"corporate action {action} needs a listed ticker, a trading "
+                                 "day and a positive size")
+            if action.kind in DISTRIBUTION_KINDS:
+                out[row, column[action.ticker]] += action.size
+        return out
 
     @property
     def n_assets(self) -> int:
@@ -255,6 +308,7 @@ class MarketData:
         weights = np.where(np.isfinite(self.prices[lo]), self.benchmark_weights * growth, 0.0)
         returns = self.total_returns[lo:hi].copy()
         returns[0][np.isfinite(returns[0])] = 0.0
+        first, last = str(self.dates[lo]), str(self.dates[hi - 1])
         return replace(
             self,
             dates=self.dates[lo:hi],
@@ -265,7 +319,8 @@ class MarketData:
             benchmark_weights=weights / weights.sum(),
             proxy_prices=self.proxy_prices[lo:hi],
             regime=self.regime[lo:hi],
-            source=f"{self.source} [{self.dates[lo]}..{self.dates[hi - 1]}]",
+            source=f"{self.source} ({first}..{last})",
+            corporate_actions=tuple(a for a in self.corporate_actions if first <= a.date <= last),
         )
 
 
