@@ -62,9 +62,11 @@ class DecisionRules:
         if self.guardrail is not None:
             gain = features[:, LOT.unrealized_return]
             gain_cost = np.clip(gain, 0.0, None) / np.maximum(1.0 + gain, 1e-9) * long_rate
+            # Both in units of the book the proposal invests: a position the proposal keeps
+            # is exactly at its bound, not below it by the cash the proposal invests.
+            invested = proposal.sum()
             guard = self.guardrail.project(
-                proposal / proposal.sum(), bench, risk,
-                current=weights / max(weights.sum(), 1e-12),
+                proposal / invested, bench, risk, current=weights / invested,
                 no_buy=blocks.buy_blocked | (proposal < weights - 1e-12),
                 excluded=world.excluded | (price <= 0),
                 no_sell=blocks.sell_blocked,

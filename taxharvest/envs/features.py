@@ -182,7 +182,8 @@ def propose(weights, harvest, loss_shares, price, value, bench, buy_blocked, sel
     stocks whose wash window closed are bought back (``gap``: the weight asked for) from
     their sector's proxies that may be sold and whose gain is at most
     ``swap_back_max_gain``, pro rata; cash above ``min_trade`` goes to the stocks that may
-    be bought, by benchmark weight.
+    be bought: first to their shortfalls from the benchmark of at least ``min_trade``, the
+    rest by benchmark weight.
     """
     n = harvest.shape[0]
     m = proposal.shape[0]
@@ -212,12 +213,27 @@ def propose(weights, harvest, loss_shares, price, value, bench, buy_blocked, sel
         s = (row - n) % k
         if scale[s] > 0 and not sell_blocked[row] and proxy_gain[row] <= swap_back_max_gain:
             proposal[row] -= need[s] * scale[s] * max(proposal[row], 0.0) / available[s]
-    room = 0.0
     for i in range(n):
         proposal[i] += gap[i] * scale[sectors[i]]
+    cash = 1.0 - proposal.sum()
+    if cash <= min_trade:
+        return
+    # Cash first fills the shortfalls of at least ``min_trade`` (names the last investments
+    # skipped as too small), so the book converges to the benchmark instead of drifting
+    # toward the names whose share of the cash was large enough; the rest by weight.
+    shortfall = 0.0
+    room = 0.0
+    for i in range(n):
         if not buy_blocked[i] and not excluded[i] and trading[i]:
             room += bench[i]
-    cash = 1.0 - proposal.sum()
+            if bench[i] - proposal[i] >= min_trade:
+                shortfall += bench[i] - proposal[i]
+    fill = min(1.0, cash / shortfall) if shortfall > 0 else 0.0
+    for i in range(n):
+        if (fill > 0 and not buy_blocked[i] and not excluded[i] and trading[i]
+                and bench[i] - proposal[i] >= min_trade):
+            proposal[i] += fill * (bench[i] - proposal[i])
+    cash -= fill * shortfall
     if cash > min_trade and room > 0:
         for i in range(n):
             if not buy_blocked[i] and not excluded[i] and trading[i]:
