@@ -14,7 +14,8 @@ import time
 
 from taxharvest.agents.rules import MonthlyAllPolicy
 from taxharvest.envs.direct_index import DirectIndexEnv
-from taxharvest.sim.backtest import run_backtest, synthetic_market
+from taxharvest.sim.backtest import run_backtest
+from taxharvest.workflows.markets import synthetic_market
 
 
 def main() -> None:

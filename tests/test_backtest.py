@@ -17,7 +17,8 @@ from taxharvest.agents.rules import MonthlyAllPolicy
 from taxharvest.cli import app
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
-from taxharvest.sim.backtest import JSON_KEYS, run_backtest, synthetic_market
+from taxharvest.sim.backtest import JSON_KEYS, run_backtest
+from taxharvest.workflows.markets import synthetic_market
 from taxharvest.workflows.tune import tune, write_tuned
 
 SP500 = SP500_DIR

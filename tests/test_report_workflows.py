@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from taxharvest.cli import app
 from taxharvest.errors import InputError
 from taxharvest.report import render_report
-from taxharvest.sim.backtest import synthetic_market
+from taxharvest.workflows.markets import synthetic_market
 from taxharvest.workflows.shadow import Shadow
 from taxharvest.workflows.stress import StressTest
 from taxharvest.workflows.sweep import POLICIES, summarize

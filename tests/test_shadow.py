@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from taxharvest.cli import app
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
-from taxharvest.sim.backtest import synthetic_market
 from taxharvest.tax.law import marginal_rates
+from taxharvest.workflows.markets import synthetic_market
 from taxharvest.workflows.shadow import Shadow, wash_status
 
 SMALL = ["--market", "synthetic:seed=5", "--assets", "24", "--years", "1"]

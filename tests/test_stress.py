@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from taxharvest.cli import app
 from taxharvest.errors import InputError
 from taxharvest.market.scenarios import get_scenario, list_scenarios
-from taxharvest.sim.backtest import JSON_KEYS, synthetic_market
+from taxharvest.sim.backtest import JSON_KEYS
+from taxharvest.workflows.markets import synthetic_market
 from taxharvest.workflows.stress import (
     MEASURES,
     OFFSET_DAYS,

@@ -11,8 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from taxharvest.agents.base import Policy
-from taxharvest.envs.direct_index import ASSET_FEATURES, TRADING_DAYS
-from taxharvest.market.synthetic import SyntheticMarket
+from taxharvest.envs.direct_index import ASSET_FEATURES
 from taxharvest.market.universe import MarketData
 from taxharvest.sim.metrics import Trajectory, compute_metrics, rolling_te, yearly_measures
 from taxharvest.tax.law import marginal_gain_rates
@@ -31,13 +30,6 @@ _INFO_SERIES = {  # Trajectory field <- info key
     "guardrail_status": "guardrail_status",
 }
 _BENCH = ASSET_FEATURES.index("benchmark_weight")
-
-
-def synthetic_market(n_assets: int, years: float, seed: int, warmup_days: int = 126) -> MarketData:
-    """The synthetic market of ``seed``, long enough for the environment's warm-up (its
-    default 126 days) and a ``years`` episode starting right after it."""
-    return SyntheticMarket(n_assets=n_assets, years=years + warmup_days / TRADING_DAYS + 0.05,
-                           seed=seed).generate()
 
 
 @dataclass(frozen=True)

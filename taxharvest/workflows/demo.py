@@ -20,7 +20,8 @@ from taxharvest.agents.rules import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.io import json_text, write_atomic
 from taxharvest.report import render_report
-from taxharvest.sim.backtest import run_backtest, synthetic_market
+from taxharvest.sim.backtest import run_backtest
+from taxharvest.workflows.markets import synthetic_market
 
 POLICIES = ("hold", "monthly-all", "tuned")
 COLUMNS = (

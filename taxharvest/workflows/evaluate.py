@@ -17,8 +17,14 @@ import numpy as np
 from taxharvest.agents.rules import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
-from taxharvest.sim.backtest import run_backtest, synthetic_market
+from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.parallel import run_tasks
+from taxharvest.workflows.markets import (
+    first_decision,
+    real_market,
+    synthetic_market,
+    years_to_end,
+)
 
 MEASURES = ("tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
             "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades",
@@ -48,14 +54,8 @@ class EvalMarket:
             market = synthetic_market(self.assets, self.years, self.seed)
             years, options = self.years, None
         else:
-            from taxharvest.market.loader import load_prices
-
-            market = load_prices(self.prices, self.sectors)
-            start = market.dates[min(WARMUP_DAYS, market.n_days - 2)]
-            if self.start is not None:
-                start = max(start, np.datetime64(self.start, "D"))
-            years = float((market.dates[-1] - start).astype(int)) / 365.25 + 0.1
-            options = {"start": str(start)}
+            market = real_market(self.prices, self.sectors)
+            years, options = years_to_end(market), {"start": first_decision(market, self.start)}
         env = DirectIndexEnv(market=market, profile=profile, cadence=cadence, te_limit=te_limit,
                              random_start=False, warmup_days=WARMUP_DAYS, episode_years=years,
                              benchmark_rebalance=self.rebalance)

@@ -33,7 +33,7 @@ from taxharvest.sim.steplog import StepLog
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS, to_day, year_of
 from taxharvest.tax.law import get_profile, marginal_gain_rates, marginal_rates
 from taxharvest.tax.reporting import schedule_d
-from taxharvest.workflows.stress import market_years
+from taxharvest.workflows.markets import years_to_end
 
 ROLES = ("policy", "baseline")
 TOP_DATES = 5  # dates of largest divergence in the summary
@@ -194,7 +194,7 @@ class Shadow:
         profile: the client's tax profile.
         market: the market (real or synthetic), cut to the data the runs may see.
         lots: the client's lots (``ticker``, ``shares``, ``date_acquired``, ``cost_basis``),
-            validated (e.g. by :func:`~taxharvest.training.cli_commands.read_initial_lots`).
+            validated (e.g. by :func:`~taxharvest.workflows.holdings.read_initial_lots`).
         initial_value: the lots' value on the first decision date (the benchmark starts
             there).
         te_limit, cadence: the environment's.
@@ -218,7 +218,7 @@ class Shadow:
                               te_limit=self.te_limit, initial_lots=self.lots,
                               initial_value=self.initial_value, random_start=False,
                               warmup_days=WARMUP_DAYS, record_trades=True,
-                              episode_years=market_years(market))
+                              episode_years=years_to_end(market))
 
     def _config(self, **extra) -> dict:
         return {**self.specs,

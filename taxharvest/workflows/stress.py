@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -33,23 +32,18 @@ from taxharvest.agents.rules import make_policy
 from taxharvest.envs.direct_index import (
     ASSET_FEATURES,
     CADENCE_DAYS,
-    TRADING_DAYS,
     DirectIndexEnv,
 )
 from taxharvest.errors import InputError
-from taxharvest.market.risk import WARMUP_DAYS
-from taxharvest.market.scenarios import (
-    get_scenario,
-    historical_scenario,
-    inject_scenario,
-    list_scenarios,
-)
+from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
+from taxharvest.market.scenarios import get_scenario, list_scenarios
 from taxharvest.market.universe import MarketData
-from taxharvest.sim.backtest import run_backtest, synthetic_market
+from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.metrics import ROLLING_DAYS
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.steplog import StepLog
 from taxharvest.tax.law import get_profile
+from taxharvest.workflows.markets import crash_market, historical_window, years_to_end
 
 OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full rolling window
 RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``
@@ -109,13 +103,6 @@ class StressTask:
     start: str | None = None  # first decision of a historical window
 
 
-@lru_cache(maxsize=8)
-def _crash_market(n_assets: int, years: float, seed: int, scenario: str, offset: int
-                  ) -> MarketData:
-    base = synthetic_market(n_assets, years, seed, warmup_days=WARMUP_DAYS)
-    return inject_scenario(base, scenario, start_date=base.dates[WARMUP_DAYS + offset], seed=seed)
-
-
 def episode_years(scenario: str, years: float, offset: int) -> float:
     """The episode of a template: ``years``, or the template and its recovery if longer."""
     return max(years, (offset + get_scenario(scenario).n_days + RECOVERY_DAYS) / TRADING_DAYS)
@@ -137,13 +124,13 @@ def run_stress_task(task: StressTask) -> dict:
     logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
     if task.market is None:
         years = episode_years(task.scenario, task.years, task.offset)
-        market = _crash_market(task.n_assets, years, task.seed, task.scenario, task.offset)
+        market = crash_market(task.n_assets, years, task.seed, task.scenario, task.offset)
         crash = WARMUP_DAYS + task.offset
         window = (str(market.dates[crash]),
                   str(market.dates[crash + get_scenario(task.scenario).n_days - 1]))
         options = None
     else:
-        market, years = task.market, market_years(task.market)
+        market, years = task.market, years_to_end(task.market)
         window = tuple(task.scenario.split(":"))
         options = {"start": task.start}
     env = DirectIndexEnv(market=market, profile=task.profile, cadence=task.cadence,
@@ -177,11 +164,6 @@ def run_stress_task(task: StressTask) -> dict:
                     "rolling_te": [None if v is None else round(v, 7)
                                    for v in series["rolling_te"]]},
     }
-
-
-def market_years(market: MarketData) -> float:
-    """An episode long enough to run a market to its last day."""
-    return market.n_days / TRADING_DAYS + 1.0
 
 
 @dataclass(frozen=True)
@@ -283,15 +265,11 @@ class StressTest:
 
     def _window(self, start: str, end: str) -> tuple[str, MarketData, str]:
         """``(name, market cut to the warm-up before start .. end, first decision)``."""
-        mk = self.market
-        lo = mk.date_index(start)
         try:
-            if not 0 < lo < mk.n_days - 1:
-                raise ValueError(f"starts outside {mk.dates[1]}..{mk.dates[-2]}")
-            cut = historical_scenario(mk, mk.dates[max(0, lo - WARMUP_DAYS)], end)
+            cut, first = historical_window(self.market, start, end)
         except ValueError as err:
             raise InputError(f"window {start}:{end}: {err}", field="scenarios") from None
-        return f"{start}:{end}", cut, str(mk.dates[lo])
+        return f"{start}:{end}", cut, first
 
     def tasks(self) -> list[StressTask]:
         """Every run, in the order of the rows: scenario, path, policy, guardrail on/off."""

@@ -35,8 +35,8 @@ from taxharvest.io import csv_text, json_text, write_atomic
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.tax.law import PROFILES
 from taxharvest.workflows.evaluate import WORST_CASE, EvalMarket, EvalTask, run_eval_task
+from taxharvest.workflows.markets import EVALUATION_SEEDS
 from taxharvest.workflows.train import CLI_FLAGS, reproduce_command, train, write_card
-from taxharvest.workflows.tune import EVALUATION_SEEDS
 
 RULES = ("tuned", "monthly-all")
 POLICIES = ("ppo", *RULES)

@@ -31,13 +31,13 @@ import yaml
 from taxharvest.agents.rules import TUNED_PATH, ThresholdPolicy, read_tuned
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.io import write_atomic
-from taxharvest.sim.backtest import run_backtest, synthetic_market
+from taxharvest.sim.backtest import run_backtest
 from taxharvest.tax.law import TaxProfile, get_profile
+from taxharvest.workflows.markets import EVALUATION_SEEDS, synthetic_market
 
 THRESHOLDS = (0.0, 0.02, 0.05, 0.10, 0.15, 0.20)
 CADENCES = ("weekly", "monthly", "quarterly")
 TRAINING_SEEDS = tuple(range(1000, 1005))
-EVALUATION_SEEDS = range(100)
 
 
 @lru_cache(maxsize=16)

@@ -1,4 +1,4 @@
-"""The ``taxharvest`` command: parses arguments and delegates; user mistakes exit 2."""
+"""``taxharvest ledger``: a trade history replayed with lot-level tax accounting."""
 
 from __future__ import annotations
 
@@ -8,23 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from taxharvest.errors import InputError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Learned tax-loss harvesting for direct-indexed portfolios.",
-)
-console = Console()
-
-
-@app.callback()
-def _root() -> None:
-    """Learned tax-loss harvesting for direct-indexed portfolios."""
+from taxharvest.cli.options import console
 
 
 class Relief(str, Enum):
@@ -32,7 +18,6 @@ class Relief(str, Enum):
     hifo = "hifo"
 
 
-@app.command()
 def ledger(
     trades: Annotated[Path, typer.Argument(help="CSV with date,ticker,side,shares,price[,lot_id].")],
     lots: Annotated[Relief, typer.Option(help="Lot relief for sells without a lot_id.")] = Relief.fifo,
@@ -71,20 +56,10 @@ def ledger(
     for path, text in outputs:
         write_atomic(path, text)
     if json_out is None:
-        _print_ledger_summary(summary, len(book.sales()["shares"]), len(book.open_lots()))
+        _print_summary(summary, len(book.sales()["shares"]), len(book.open_lots()))
 
 
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the demo's outputs.")] = Path("runs/demo"),
-) -> None:
-    """Run the main job on the built-in synthetic market."""
-    from taxharvest.workflows.demo import run_demo
-
-    run_demo(out, console)
-
-
-def _print_ledger_summary(summary: dict, n_sales: int, n_open: int) -> None:
+def _print_summary(summary: dict, n_sales: int, n_open: int) -> None:
     table = Table(title=f"Realized gains ({n_sales} lot sales, {n_open} open lots)")
     for column in ("year", "short-term gain", "long-term gain", "wash sale disallowed"):
         table.add_column(column, justify="right")
@@ -97,19 +72,3 @@ def _print_ledger_summary(summary: dict, n_sales: int, n_open: int) -> None:
             f"{block['wash_sale_disallowed']:,.2f}",
         )
     console.print(table)
-
-
-def main() -> None:
-    """Console entry point: runs the app, turning user mistakes into one line and exit 2."""
-    try:
-        app()
-    except InputError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-
-
-# Command modules register themselves on ``app`` when imported.
-import taxharvest.training.cli_train  # noqa: E402,F401
-import taxharvest.training.cli_workflows  # noqa: E402,F401
-from taxharvest.training import cli_commands  # noqa: E402,F401
-

@@ -1,0 +1,136 @@
+"""``taxharvest backtest``: one policy through one market, measured."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from taxharvest.cli import options
+from taxharvest.cli.options import console
+from taxharvest.errors import InputError
+from taxharvest.market.risk import WARMUP_DAYS
+from taxharvest.sim.quiet import quiet_guardrail
+from taxharvest.workflows.holdings import read_initial_lots
+from taxharvest.workflows.markets import market_from_options, window, years_to_end
+
+
+def backtest(
+    policy: Annotated[str, typer.Option(
+        help="hold | threshold:X[@cadence] | monthly-all | tuned | ppo:PATH")],
+    profile: Annotated[str, typer.Option(
+        help="Tax profile: single-60k, mfj-250k, mfj-800k, mfj-800k-ca.")],
+    prices: Annotated[Path | None, typer.Option(
+        help="Long-format daily prices (CSV or parquet); equal-weighted benchmark.")] = None,
+    sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")] = None,
+    market: Annotated[str | None, typer.Option(
+        help="synthetic[:seed=N] (the default without --prices; seeds 0-99 are for evaluation).")
+    ] = None,
+    te_limit: Annotated[float, typer.Option(help="Tracking-error limit (annualized).")] = 0.01,
+    cadence: Annotated[str, typer.Option(help="Decision step: daily, weekly or monthly.")] = "weekly",
+    start: Annotated[str | None, typer.Option(help="First decision date (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date (YYYY-MM-DD).")] = None,
+    exclude: Annotated[str | None, typer.Option(
+        help="Comma-separated tickers and sector:NAME to exclude.")] = None,
+    initial_lots: Annotated[Path | None, typer.Option(
+        help="Start from these lots: CSV ticker,shares,date_acquired,cost_basis.")] = None,
+    no_guardrail: Annotated[bool, typer.Option(
+        "--no-guardrail", help="Run without the tracking-error guardrail.")] = False,
+    json_out: Annotated[str | None, typer.Option(
+        "--json", help="Write the results as JSON (- for stdout).")] = None,
+    form8949: Annotated[Path | None, typer.Option(
+        help="Write the run's Form 8949 rows as CSV.")] = None,
+    assets: Annotated[int | None, typer.Option(help="Synthetic stocks (default 500).")] = None,
+    years: Annotated[float | None, typer.Option(
+        help="Episode length in years (synthetic default 10; real data: to the end).")] = None,
+    fee: Annotated[float, typer.Option(help="Annual management fee, for tax alpha net of it.")
+    ] = 0.0,
+    rebalance: Annotated[str | None, typer.Option(
+        help="Benchmark reconstitution: monthly, quarterly or annual (late listings join "
+             "then); default buy-and-hold.")] = None,
+) -> None:
+    """Backtest a harvesting policy on real or synthetic prices."""
+    from taxharvest.agents.rules import make_policy
+    from taxharvest.envs.direct_index import DirectIndexEnv
+    from taxharvest.io import csv_text, json_text, write_atomic
+    from taxharvest.sim.backtest import run_backtest
+    from taxharvest.tax.reporting import FORM_8949_COLUMNS
+
+    tax_profile = options.profile(profile)
+    options.cadence(cadence)
+    if rebalance is not None and rebalance not in options.REBALANCE:
+        raise InputError(f"unknown --rebalance {rebalance!r}; expected monthly, quarterly or "
+                         "annual", field="rebalance")
+    options.check({"te-limit": te_limit > 0, "years": years is None or years > 0,
+                   "assets": assets is None or assets >= 11, "fee": 0 <= fee < 1},
+                  "te-limit > 0, years > 0, assets >= 11 (one per sector), 0 <= fee < 1")
+    json_path, csv_path = options.output(json_out, "json"), options.output(form8949, "form8949")
+    mk, seed = market_from_options(prices, sectors, market, assets, years)
+    mk, first_decision = window(mk, start, end)
+    exclusions = options.exclusions(exclude, mk)
+    lots, initial_value = None, 1_000_000.0
+    if initial_lots is not None:
+        lots, initial_value = read_initial_lots(initial_lots, mk, first_decision)
+    env = DirectIndexEnv(
+        market=mk, profile=tax_profile, cadence=cadence, te_limit=te_limit,
+        guardrail=not no_guardrail, exclusions=exclusions, initial_lots=lots,
+        initial_value=initial_value, random_start=False, warmup_days=WARMUP_DAYS,
+        episode_years=years if years is not None else years_to_end(mk),
+        benchmark_rebalance=rebalance)
+    harvester = make_policy(policy, tax_profile, env)
+
+    with quiet_guardrail(), options.progress() as bar:
+        result = run_backtest(harvester, env, seed=seed, options={"start": first_decision},
+                              fee=fee, progress=options.progress_task(
+                                  bar, f"backtest {harvester.name}"))
+    if json_out == "-":
+        sys.stdout.write(json_text(result.to_json()))
+    elif json_path is not None:
+        write_atomic(json_path, json_text(result.to_json()))
+    if csv_path is not None:
+        write_atomic(csv_path, csv_text(result.form_8949, FORM_8949_COLUMNS))
+    if json_out != "-":
+        _print_summary(result, fee)
+
+
+def _print_summary(result, fee: float) -> None:
+    m, c = result.metrics, result.config
+    table = Table(title=f"{c['policy']} on {c['market']}, {c['profile']}, TE limit "
+                        f"{c['te_limit']:.2%}, guardrail {'on' if c['guardrail'] else 'off'}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("tax alpha (pre-liquidation)", f"{m['tax_alpha']:.2%}/yr"),
+        *([(f"tax alpha net of {fee:.2%} fee", f"{m['tax_alpha_net_of_fee']:.2%}/yr")]
+          if fee else []),
+        ("after-tax excess, liquidated", f"{m['after_tax_excess_liquidated']:.2%}/yr"),
+        ("after-tax excess, step-up", f"{m['after_tax_excess_step_up']:.2%}/yr"),
+        ("active return (pre-tax)", f"{m['active_return']:+.2%}/yr"),
+        ("harvested losses", f"${m['harvested_losses']:,.0f}"),
+        ("harvest yield", f"{m['harvest_yield']:.2%}/yr"),
+        ("tracking error (realized)", f"{m['tracking_error']:.2%}"),
+        ("max rolling TE (63 days)", f"{m['max_rolling_te']:.2%}"),
+        ("max ex-ante TE", f"{m['max_ex_ante_te']:.2%}"),
+        ("steps above the TE limit", f"{m['te_above_limit']:.1%}"),
+        ("decoupling", f"{m['decoupling']:.2%}"),
+        ("embedded gain", f"{m['embedded_gain']:.1%}"),
+        ("turnover (one-sided)", f"{m['turnover']:.1%}/yr"),
+        ("trades / wash sale disallowed", f"{m['n_trades']:,} / ${m['wash_sale_disallowed']:,.0f}"),
+        ("guardrail interventions (relaxed)",
+         f"{m['guardrail_interventions']:,} ({m['guardrail_relaxed']:,})"),
+        ("Form 8949 rows", f"{len(result.form_8949):,}"),
+        ("years / runtime", f"{m['years']:.2f} / {m['runtime_s']:.1f}s"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    yearly = Table(title="By year")
+    for column in ("year", "tax savings", "harvested losses", "realized TE", "8949 rows"):
+        yearly.add_column(column, justify="right")
+    for year, y in result.yearly.items():
+        yearly.add_row(year, f"{y['tax_savings']:,.0f}", f"{y['harvested_losses']:,.0f}",
+                       f"{y['te']:.2%}", f"{y['form_8949_rows']:,}")
+    console.print(yearly)

@@ -1,0 +1,51 @@
+"""The ``taxharvest`` typer app and its commands, registered here in one list.
+
+Each command module (one per command group) holds plain functions whose parameters are the
+options; this module is the only one that knows the app, so nothing imports it back.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from taxharvest.cli import backtest, evaluate, ledger, report, shadow, stress, train
+from taxharvest.errors import InputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Learned tax-loss harvesting for direct-indexed portfolios.",
+)
+
+COMMANDS = (  # in the order of ``taxharvest --help``
+    ledger.ledger,
+    report.demo,
+    train.train,
+    backtest.backtest,
+    train.tune,
+    evaluate.evaluate,
+    shadow.shadow,
+    stress.stress,
+    train.sweep,
+    report.report,
+)
+for command in COMMANDS:
+    app.command()(command)
+
+
+@app.callback()
+def _root() -> None:
+    """Learned tax-loss harvesting for direct-indexed portfolios."""
+
+
+def main() -> None:
+    """Console entry point: runs the app, turning user mistakes into one line and exit 2."""
+    try:
+        app()
+    except InputError as err:
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)

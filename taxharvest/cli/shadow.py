@@ -1,0 +1,145 @@
+"""``taxharvest shadow``: a candidate policy beside the one in production, on the client's lots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from taxharvest.cli import options
+from taxharvest.cli.options import PolicyOption, ProfileOption, console
+from taxharvest.errors import InputError
+from taxharvest.io import csv_text, json_text, write_atomic
+from taxharvest.sim.quiet import quiet_guardrail
+from taxharvest.workflows.holdings import read_initial_lots
+from taxharvest.workflows.markets import decision_window, market_from_options, window
+
+SHOWN_DIFFERENCES = 20  # rows of the differing-trades table (all of them in --json/--csv)
+
+
+def shadow(
+    policy: PolicyOption,
+    baseline: Annotated[str, typer.Option(help="The policy in production (same forms).")],
+    lots: Annotated[Path, typer.Option(
+        help="The client's holdings: CSV ticker,shares,date_acquired,cost_basis.")],
+    profile: ProfileOption,
+    prices: Annotated[Path | None, typer.Option(
+        help="Long-format daily prices (CSV or parquet); equal-weighted benchmark.")] = None,
+    sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")] = None,
+    market: Annotated[str | None, typer.Option(
+        help="synthetic[:seed=N] (the default without --prices).")] = None,
+    date: Annotated[str | None, typer.Option(
+        help="Today's decision on this date (YYYY-MM-DD), priced at its close.")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="Historical shadow: first decision (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option(help="Historical shadow: last date.")] = None,
+    te_limit: Annotated[float, typer.Option(help="Tracking-error limit (annualized).")] = 0.01,
+    cadence: Annotated[str, typer.Option(help="Decision step: daily, weekly or monthly.")
+    ] = "weekly",
+    assets: Annotated[int | None, typer.Option(help="Synthetic stocks (default 500).")] = None,
+    years: Annotated[float | None, typer.Option(help="Synthetic years (default 10).")] = None,
+    json_out: Annotated[str | None, typer.Option(
+        "--json", help="Write the comparison as JSON (- for stdout).")] = None,
+    csv_out: Annotated[Path | None, typer.Option(
+        "--csv", help="Write the trades (--date) or the decisions (--start) as CSV.")] = None,
+) -> None:
+    """Compare a candidate policy with the one in production on the client's lots."""
+    from taxharvest.workflows.shadow import DECISION_COLUMNS, TRADE_COLUMNS, Shadow
+
+    tax_profile = options.profile(profile)
+    if (date is None) == (start is None):
+        raise InputError("give either --date D (today's decision) or --start D [--end D] "
+                         "(historical shadow)", field="date")
+    if date is not None and end is not None:
+        raise InputError("--end goes with --start, not --date", field="end")
+    options.cadence(cadence)
+    options.check({"te-limit": te_limit > 0, "assets": assets is None or assets >= 11,
+                   "years": years is None or years > 0},
+                  "te-limit > 0, assets >= 11 (one per sector), years > 0")
+    json_path, csv_path = options.output(json_out, "json"), options.output(csv_out, "csv")
+    mk, seed = market_from_options(prices, sectors, market, assets, years)
+    if date is not None:
+        mk, first = decision_window(mk, date)
+    else:
+        mk, first = window(mk, start, end)
+    holdings, value = read_initial_lots(lots, mk, first)
+    runner = Shadow(policy, baseline, tax_profile.name, mk, holdings, initial_value=value,
+                    te_limit=te_limit, cadence=cadence, seed=seed)
+    if date is not None:
+        with quiet_guardrail():
+            result = runner.decision(first)
+        columns = TRADE_COLUMNS
+    else:
+        with quiet_guardrail(), options.progress() as bar:
+            bars = {role: options.progress_task(bar, f"shadow {role}") for role in ("policy", "baseline")}
+            result = runner.history(first, progress=lambda role, done, total:
+                                    bars[role](done, total))
+        columns = DECISION_COLUMNS
+    options.write(json_text(result.to_json()), json_path, json_out)
+    if csv_path is not None:
+        write_atomic(csv_path, csv_text(result.csv_rows(), columns))
+    if json_out != "-":
+        (_print_decision if date is not None else _print_history)(result.to_json())
+
+
+def _print_decision(doc: dict) -> None:
+    proposals = doc["proposals"]
+    names = {role: p["name"] for role, p in proposals.items()}
+    head = Table(title=f"Shadow decision on {doc['date']} ({doc['config']['profile']}, TE limit "
+                       f"{doc['config']['te_limit']:.2%}), priced at that day's close")
+    head.add_column("")
+    for role in proposals:
+        head.add_column(f"{role}: {names[role]}", justify="right")
+    for label, key, fmt in (("harvested names", "harvested", len),
+                            ("trades", "trades", len),
+                            ("realized short-term", "realized_short", "{:,.0f}".format),
+                            ("realized long-term", "realized_long", "{:,.0f}".format),
+                            ("tax saving (marginal rates)", "tax_saving", "{:,.0f}".format),
+                            ("ex-ante TE after", "ex_ante_te", "{:.2%}".format),
+                            ("guardrail", "guardrail_status", str)):
+        head.add_row(label, *[str(fmt(p[key])) for p in proposals.values()])
+    console.print(head)
+    if not doc["differences"]:
+        console.print("The proposals agree: no trade differs.")
+        return
+    shown = doc["differences"][:SHOWN_DIFFERENCES]
+    table = Table(title=f"Trades that differ ({len(doc['differences'])}"
+                        + (f", the {len(shown)} largest" if len(shown) < len(doc["differences"])
+                           else "") + ")")
+    for column in ("ticker", "side", *(f"{role} $" for role in proposals),
+                   *(f"{role} reason" for role in proposals)):
+        table.add_column(column, justify="right" if column.endswith("$") else "left")
+    for d in shown:
+        table.add_row(d["ticker"], d["side"], *(f"{d[f'{role}_value']:,.0f}" for role in proposals),
+                      *(d[f"{role}_reason"] for role in proposals))
+    console.print(table)
+
+
+def _print_history(doc: dict) -> None:
+    s, c = doc["summary"], doc["config"]
+    table = Table(title=f"Historical shadow from {c['start']}: {s['decisions']} decisions, "
+                        f"agreement {s['agreement_rate']:.1%}")
+    table.add_column("measure")
+    for role in ("policy", "baseline"):
+        table.add_column(f"{role}: {s[role]['name']}", justify="right")
+    for label, key, fmt in (("tax alpha", "tax_alpha", "{:.2%}/yr"),
+                            ("harvested losses", "harvested_losses", "${:,.0f}"),
+                            ("realized TE", "tracking_error", "{:.2%}"),
+                            ("max ex-ante TE", "max_ex_ante_te", "{:.2%}"),
+                            ("decoupling", "decoupling", "{:.2%}"),
+                            ("trades", "n_trades", "{:,}"),
+                            ("divergent trades", None, "{:,}")):
+        values = [sum(s["divergent_trades"][role].values()) if key is None else s[role][key]
+                  for role in ("policy", "baseline")]
+        table.add_row(label, *[fmt.format(v) for v in values])
+    console.print(table)
+    if s["largest_divergence"]:
+        top = Table(title="Largest divergence")
+        for column in ("date", "$ traded differently", "policy harvested", "baseline harvested"):
+            top.add_column(column, justify="right")
+        for d in s["largest_divergence"]:
+            top.add_row(d["date"], f"{d['divergence']:,.0f}", f"{d['policy_harvested_loss']:,.0f}",
+                        f"{d['baseline_harvested_loss']:,.0f}")
+        console.print(top)

@@ -1,0 +1,139 @@
+"""``taxharvest train``, ``tune`` and ``sweep``: learning the policies.
+
+The defaults of ``train`` mirror :func:`taxharvest.workflows.train.train` (a test keeps them
+equal); the workflows are imported only when a command runs, so other commands start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from taxharvest.cli import options
+from taxharvest.cli.options import RayOption, WorkersOption, console
+from taxharvest.errors import InputError
+from taxharvest.sim.quiet import quiet_guardrail
+
+
+def train(
+    profile: Annotated[str, typer.Option(help="Tax profile preset: single-60k, mfj-250k, mfj-800k, mfj-800k-ca.")],
+    timesteps: Annotated[int, typer.Option(help="Environment steps (weekly decisions) to train for.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of the environments, torch and SB3.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Policy folder (default: models/PROFILE).")] = None,
+    assets: Annotated[int, typer.Option(help="Stocks in the training universe (the policy runs any number).")] = 64,
+    envs: Annotated[int, typer.Option(help="Environments stepped in parallel.")] = 2,
+    years: Annotated[float, typer.Option(help="Years per training episode.")] = 3.0,
+    cadence: Annotated[str, typer.Option(help="Decision cadence: daily, weekly or monthly.")] = "weekly",
+    scenario_probability: Annotated[
+        float, typer.Option(help="Share of episodes with a crash template injected.")] = 0.3,
+    eval_freq: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 10_000,
+    eval_paths: Annotated[int, typer.Option(help="Held-out synthetic paths per evaluation.")] = 8,
+    vec_env: Annotated[str, typer.Option(help="subproc (worker processes) or dummy (in process).")] = "dummy",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a PPO harvester and write model.zip, vecnormalize.pkl and its card."""
+    from taxharvest.workflows.train import train as run_training
+
+    result = run_training(
+        profile, timesteps=timesteps, seed=seed, out=out or Path("models") / profile,
+        n_assets=assets, n_envs=envs, episode_years=years, cadence=cadence,
+        scenario_probability=scenario_probability, eval_freq=eval_freq, eval_paths=eval_paths,
+        vec_env=vec_env, progress_bar=progress,
+    )
+    best = result.card["evaluation"]["best"]
+    console.print(
+        f"Trained {result.card['training']['timesteps']:,} steps in {result.wall_time_s:.0f} s "
+        f"({result.env_steps_per_s:.0f} env steps/s); best held-out mean reward "
+        f"{best['mean_reward']:.3f} at {best['timesteps']:,} steps, tax alpha "
+        f"{best['tax_alpha']:.2%}/yr. Policy in {result.out}/")
+
+
+def tune(
+    profile: Annotated[str, typer.Option(help="A tax profile, or all for the four presets.")],
+    paths: Annotated[int, typer.Option(help="Training paths per grid point.")] = 5,
+    seed_start: Annotated[int, typer.Option(
+        help="First training seed (seeds 0-99 are reserved for evaluation).")] = 1000,
+    assets: Annotated[int, typer.Option(help="Stocks per training path.")] = 100,
+    years: Annotated[float, typer.Option(help="Years per training path.")] = 5.0,
+    te_limit: Annotated[float, typer.Option(help="Tracking-error limit.")] = 0.01,
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    out: Annotated[Path | None, typer.Option(
+        help="The tuned file to update (default: the packaged tuned.yaml).")] = None,
+) -> None:
+    """Grid-search the tuned policy's threshold and cadence on training paths."""
+    from taxharvest.agents.rules import TUNED_PATH
+    from taxharvest.tax.law import PROFILES
+    from taxharvest.workflows.markets import EVALUATION_SEEDS
+    from taxharvest.workflows.tune import tune as tune_profile
+    from taxharvest.workflows.tune import write_tuned
+
+    names = list(PROFILES) if profile == "all" else [options.profile(profile).name]
+    seeds = tuple(range(seed_start, seed_start + paths))
+    if paths < 1 or set(seeds) & set(EVALUATION_SEEDS):
+        raise InputError(f"need at least one path and seeds outside 0-99, got "
+                         f"{seed_start}..{seed_start + paths - 1}", field="seed-start")
+    options.check({"assets": assets >= 11, "years": years > 0, "te-limit": te_limit > 0,
+                   "jobs": jobs >= 1}, "assets >= 11, years > 0, te-limit > 0, jobs >= 1")
+    path = options.output(out or TUNED_PATH, "out")
+    command = (f"taxharvest tune --profile {profile} --paths {paths} --seed-start {seed_start} "
+               f"--assets {assets} --years {years:g} --te-limit {te_limit:g}")
+    entries = {}
+    with quiet_guardrail(), options.progress() as bar:
+        for name in names:
+            entries[name] = tune_profile(
+                name, seeds=seeds, n_assets=assets, years=years, te_limit=te_limit,
+                n_jobs=jobs, progress=options.progress_task(bar, f"tune {name}"))
+    write_tuned(entries, command, path)
+    table = Table(title=f"Tuned on seeds {seeds[0]}-{seeds[-1]} ({assets} stocks, {years:g} "
+                        f"years), written to {path}")
+    for column in ("profile", "threshold", "cadence", "tax alpha", "max ex-ante TE", "feasible"):
+        table.add_column(column, justify="right")
+    for name, e in entries.items():
+        table.add_row(name, f"{e['threshold']:g}", e["cadence"], f"{e['tax_alpha']:.2%}",
+                      f"{e['max_ex_ante_te']:.2%}", str(e["feasible"]))
+    console.print(table)
+
+
+def sweep(
+    profiles: Annotated[str, typer.Option(help="all, or comma-separated tax profiles.")],
+    seeds: Annotated[int, typer.Option(help="Training seeds per profile (0 .. N-1).")] = 3,
+    timesteps: Annotated[int, typer.Option(help="Training steps per policy.")] = 50_000,
+    eval_paths: Annotated[int, typer.Option(
+        help="Held-out synthetic evaluation paths per seed.")] = 4,
+    assets: Annotated[int, typer.Option(help="Stocks per evaluation path.")] = 100,
+    years: Annotated[float, typer.Option(help="Years per evaluation path.")] = 3.0,
+    out: Annotated[Path, typer.Option(help="Parent folder of the run folder.")] = Path("runs"),
+    ray: RayOption = None,
+    workers: WorkersOption = None,
+) -> None:
+    """Train PPO per profile and seed; compare with tuned and monthly-all on held-out paths."""
+    from taxharvest.sim.parallel import engine_of
+    from taxharvest.tax.law import PROFILES
+    from taxharvest.workflows.sweep import sweep as run_sweep
+
+    names = list(PROFILES) if profiles.strip() == "all" else [
+        options.profile(p.strip()).name for p in profiles.split(",") if p.strip()]
+    options.check({"workers": workers is None or workers >= 1}, "workers >= 1")
+    engine, address = engine_of(ray)
+    with options.progress() as bar:
+        result = run_sweep(names, seeds, timesteps, out=out, eval_paths=eval_paths,
+                           eval_assets=assets, eval_years=years, engine=engine,
+                           address=address, workers=workers,
+                           progress=options.progress_task(bar, f"sweep ({engine})"))
+    table = Table(title=f"Sweep: {seeds} seed(s) x {timesteps:,} steps, {eval_paths} held-out "
+                        f"path(s) per seed ({assets} stocks, {years:g} years); mean ± std "
+                        "over seeds")
+    for column in ("profile", "policy", "tax alpha", "liquidated", "max ex-ante TE"):
+        table.add_column(column, justify="left" if column in ("profile", "policy") else "right")
+    for profile, block in result.summary.items():
+        for name, s in block.items():
+            table.add_row(profile, name,
+                          f"{s['tax_alpha_mean']:.2%} ± {s['tax_alpha_std']:.2%}",
+                          f"{s['after_tax_excess_liquidated_mean']:.2%} ± "
+                          f"{s['after_tax_excess_liquidated_std']:.2%}",
+                          f"{s['max_ex_ante_te_mean']:.2%}")
+    console.print(table)
+    console.print(f"Run folder: {result.folder}")
