@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import SP500_DIR
 
-from taxharvest.market import DataError, load_prices
+from taxharvest.market import DataError, corporate_action_summary, load_prices
 
 REAL = SP500_DIR
 DAYS = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05", "2024-01-08"]
@@ -184,3 +184,19 @@ def test_real_development_set():
     assert market.dates[0] == np.datetime64("2010-01-04")
     assert market.dates[-1] == np.datetime64("2019-12-31")
     assert (market.first_trading_index > 0).sum() == 61 and np.isfinite(market.prices[-1]).all()
+    trading = np.isfinite(market.prices[1:]) & np.isfinite(market.prices[:-1])
+    paid = market.splits[1:] * (market.prices[1:] + market.dividends[1:]
+                                + market.distributions[1:])
+    np.testing.assert_allclose(((1 + market.total_returns[1:]) * market.prices[:-1])[trading],
+                               paid[trading], rtol=1e-12)
+    found = {(a.ticker, a.date): (a.kind, round(a.size, 4)) for a in market.corporate_actions}
+    assert corporate_action_summary(market) == {"distribution-recorded-as-dividend": 52,
+                                                "split": 1}
+    assert found[("TMUS", "2013-05-01")] == ("distribution-recorded-as-dividend", 8.1)
+    assert any(a[:4] == ("TMUS", "2013-05-01", "split", 0.5) for a in market.corporate_actions)
+    assert found[("HLT", "2017-01-04")] == ("distribution-recorded-as-dividend", 24.48)
+    assert found[("LDOS", "2013-09-30")] == ("distribution-recorded-as-dividend", 21.3549)
+    # HBI's 4-for-1 split with its 3.0 dividend per new share reconciles exactly (9.4%)
+    assert ("HBI", "2015-03-04") not in found
+    hbi = market.tickers.index("HBI"), market.date_index("2015-03-04")
+    assert market.dividends[hbi[1], hbi[0]] == 3.0 and market.splits[hbi[1], hbi[0]] == 4.0

@@ -9,6 +9,7 @@ import pytest
 
 from taxharvest.market import (
     GICS_SECTORS,
+    CorporateAction,
     MarketData,
     SyntheticMarket,
     get_scenario,
@@ -16,6 +17,7 @@ from taxharvest.market import (
     inject_scenario,
     list_scenarios,
 )
+from taxharvest.market.universe import RECORDED_DIVIDEND
 
 START = "2027-01-04"
 ACUTE = {"black-monday-1987", "gfc-2008", "covid-2020"}  # vol triples or more
@@ -142,6 +144,24 @@ def test_injection_keeps_late_listing_and_delisting():
     assert crashed.total_returns[300, 0] == 0.0 and crashed.last_trading_index[1] == 399
     level = np.cumprod(1 + crashed.index_returns())[279:280 + 23]
     assert level[-1] / level[0] - 1 == pytest.approx(-0.3393, abs=0.005)
+
+
+def test_injection_keeps_payout_yields_of_dividends_and_distributions():
+    base = SyntheticMarket(n_assets=40, years=3, seed=4, dividends=True, crashes=False).generate()
+    t, i = np.argwhere(base.dividends[300:] > 0)[0] + (300, 0)
+    dividends = base.dividends.copy()
+    dividends[t, i] = 0.0  # the same payout, as a distribution
+    spin_off = CorporateAction(base.tickers[i], base.dates[t], RECORDED_DIVIDEND,
+                               base.dividends[t, i], "hand-built")
+    market = replace(base, dividends=dividends, corporate_actions=(spin_off,))
+    crashed = inject_scenario(market, "covid-2020", start_date=market.dates[280], seed=0)
+    (action,) = crashed.corporate_actions
+    assert crashed.distributions[t, i] == action.size != spin_off.size
+    assert action.size / crashed.prices[t - 1, i] == pytest.approx(
+        spin_off.size / base.prices[t - 1, i])
+    paid = crashed.prices[1:] + crashed.dividends[1:] + crashed.distributions[1:]
+    np.testing.assert_allclose((1 + crashed.total_returns[1:]) * crashed.prices[:-1], paid)
+    assert np.array_equal(crashed.dividends[:280], market.dividends[:280])
 
 
 def test_historical_scenario_is_a_checked_slice(market):

@@ -36,6 +36,7 @@ def test_structure(market):
     assert market.proxy_prices.shape == (t, 11) and np.allclose(market.proxy_prices[0], 100)
     assert np.isclose(market.benchmark_weights.sum(), 1) and set(np.unique(market.regime)) <= {0, 1, 2}
     assert np.all(market.splits == 1) and np.all(market.last_trading_index == t - 1)
+    assert market.corporate_actions == () and not market.distributions.any()
     with pytest.raises(ValueError, match="read-only"):
         market.prices[0, 0] = 1.0
 
