@@ -289,3 +289,19 @@ def test_a_book_that_never_harvests_tracks_its_benchmark_with_dividends(guardrai
     assert sides == {"buy"}  # only its own cash reinvested, never a sale
     assert max(abs(g) for g in gaps) < 1e-3
     assert info["te_held"] < 2e-4
+
+
+def test_a_start_on_the_first_date_holds_until_the_risk_model_is_warm(market):
+    env = DirectIndexEnv(market=market, episode_years=1.0, cadence="weekly")
+    _, info = env.reset(seed=0, options={"start": str(market.dates[0])})
+    assert info["date"] == str(market.dates[0]) and info["warming_up"]
+    infos = []
+    while True:
+        _, _, done, _, info = env.step(np.ones(env.n_assets, bool))  # asks to harvest all
+        infos.append(info)
+        if not info["warming_up"] or done:
+            break
+    warm = [i for i in infos if i["warming_up"]]
+    assert warm and not info["warming_up"]
+    assert all(i["harvested_loss"] == 0 and not i["action_mask"].any() for i in warm)
+    assert env.t >= env.warmup_days - 1

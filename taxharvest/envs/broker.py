@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from taxharvest.envs.features import LOT_FEATURE_INDEX, N_LOT_FEATURES, lot_features, wash_blocks
-from taxharvest.envs.world import World, distributions
+from taxharvest.envs.world import World
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE, WASH_WINDOW_DAYS
 from taxharvest.tax.ledger import Ledger, Trades
@@ -169,7 +169,7 @@ class Broker:
             self._execute(Trades.of(split_rows, day, kernel.SPLIT, mk.splits[t, split_rows], 0.0))
         positions = self.ledger.shares[:n].sum(axis=1)
         self.ledger.cash += float(np.nansum(mk.dividends[t] * positions))
-        self.ledger.cash += float(np.nansum(distributions(mk)[t] * positions))
+        self.ledger.cash += float(np.nansum(mk.distributions[t] * positions))
         delisted = np.flatnonzero((mk.last_trading_index == t) & (t < mk.n_days - 1)
                                   & (positions > 0))
         if delisted.size:  # a stop forces a sale at the last price

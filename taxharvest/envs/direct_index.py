@@ -193,7 +193,8 @@ class DirectIndexEnv(gym.Env):
         self.start = start = self._start_row(market, options)
         self.end = min(market.n_days - 1, start + int(round(self.episode_years * TRADING_DAYS)))
 
-        first = max(1, start - self.warmup_days)
+        # Row 0 has no return; it seeds the risk model only when the episode starts there.
+        first = max(1, start - self.warmup_days) if start > 0 else 0
         self.risk_model = market_risk_model(market, first_row=first, proxy_sets=PROXY_SETS)
         for row in range(first, start + 1):
             self.risk_model.update(world.returns[row])
@@ -223,7 +224,7 @@ class DirectIndexEnv(gym.Env):
         horizon = int(round(self.episode_years * TRADING_DAYS))
         latest_start = max(self.warmup_days, market.n_days - 1 - horizon)
         if "start" in options:
-            return max(market.date_index(options["start"]), 1)
+            return min(market.date_index(options["start"]), market.n_days - 2)
         if self.random_start and self.market_template is not None \
                 and latest_start > self.warmup_days:
             return int(self.np_random.integers(self.warmup_days, latest_start + 1))

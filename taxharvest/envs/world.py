@@ -75,7 +75,7 @@ def build_world(market: MarketData, exclusions: Iterable[str]) -> World:
     stops = np.zeros(market.n_days, bool)
     stops[market.last_trading_index[market.last_trading_index < market.n_days - 1]] = True
     action_days = ((market.splits != 1.0).any(axis=1) | (market.dividends != 0).any(axis=1)
-                   | (distributions(market) != 0).any(axis=1) | stops)
+                   | (market.distributions != 0).any(axis=1) | stops)
     names = tuple(market.tickers) + tuple(market.proxy_names) + tuple(
         f"{sector} equal-weight basket" for sector in market.sector_names)
     excluded = np.concatenate([exclusion_mask(market, exclusions),
@@ -91,12 +91,6 @@ def build_world(market: MarketData, exclusions: Iterable[str]) -> World:
         excluded=excluded,
         action_days=action_days,
     )
-
-
-def distributions(market: MarketData) -> np.ndarray:
-    """``(T, n)`` non-dividend distributions per share (zeros for markets without them)."""
-    values = getattr(market, "distributions", None)
-    return np.zeros_like(market.dividends) if values is None else values
 
 
 def exclusion_mask(market: MarketData, exclusions: Iterable[str]) -> np.ndarray:
