@@ -67,7 +67,7 @@ class EwmaRiskModel:
         if self.sectors_all.min() < 0 or self.sectors_all.max() >= self.n_sectors:
             raise ValueError(f"sectors_all must lie in 0..{self.n_sectors - 1}")
         if not 0.0 <= shrinkage <= 1.0:
-            raise ValueError("shrinkage must lie in [0, 1]")
+            raise ValueError("shrinkage must lie between 0 and 1")
         self.half_life_vol, self.half_life_corr = half_life_vol, half_life_corr
         self.half_life_specific = half_life_vol if half_life_specific is None else half_life_specific
         self.shrinkage, self.specific_floor = shrinkage, specific_floor
