@@ -11,8 +11,8 @@ the noise with beta keeps low-beta names from diluting it; in a crash the market
 additive correction per group (each led sector, the rest) makes the buy-and-hold
 benchmark, and each led sector's basket, follow their paths exactly. Prices, dividends and
 distributions (same yields), proxies and regime labels are recomputed from the window on;
-returns after the window are the market's own. User-supplied proxies (ETF prices) are replaced by
-sector baskets, since their own history cannot contain the injected event.
+returns after the window are the market's own. User-supplied proxies (ETF prices) are
+replaced by sector baskets, since their own history cannot contain the injected event.
 """
 
 from __future__ import annotations
