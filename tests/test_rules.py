@@ -15,9 +15,9 @@ from taxharvest.agents.rules import (
     MonthlyAllPolicy,
     ThresholdPolicy,
     TunedPolicy,
-    make_policy,
     period_of,
 )
+from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import ASSET_FEATURES, DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.sim.backtest import run_backtest

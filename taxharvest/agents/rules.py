@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from taxharvest.agents.base import Decision, Policy
+from taxharvest.agents.base import Decision
 from taxharvest.envs.direct_index import ASSET_FEATURES
 from taxharvest.errors import InputError
 from taxharvest.tax.law import TaxProfile
@@ -148,31 +148,3 @@ class TunedPolicy(ThresholdPolicy):
         entry = tuned_entry(profile, path)
         super().__init__(float(entry["threshold"]), str(entry["cadence"]))
         self.name = f"tuned[{self.name}]"
-
-
-def make_policy(spec: str, profile: str | TaxProfile, env=None) -> Policy:
-    """A policy from its command-line name.
-
-    ``hold`` | ``threshold:X[@cadence]`` | ``monthly-all`` | ``tuned`` | ``ppo:PATH`` (loaded
-    for ``env`` by :func:`taxharvest.agents.ppo.load_policy`). Raises :class:`InputError` for
-    anything else.
-    """
-    kind, _, arg = spec.strip().partition(":")
-    if kind == "hold" and not arg:
-        return HoldPolicy()
-    if kind == "monthly-all" and not arg:
-        return MonthlyAllPolicy()
-    if kind == "tuned" and not arg:
-        return TunedPolicy(profile)
-    if kind == "threshold" and arg:
-        value, _, cadence = arg.partition("@")
-        try:
-            return ThresholdPolicy(float(value), cadence or "weekly")
-        except ValueError as err:
-            raise InputError(f"bad policy {spec!r}: {err}", field="policy") from None
-    if kind == "ppo" and arg:
-        from taxharvest.agents.ppo import load_policy
-
-        return load_policy(arg, env)
-    raise InputError(f"unknown policy {spec!r}; expected hold, threshold:X[@cadence] "
-                     "(X a fraction such as 0.1), monthly-all, tuned or ppo:PATH", field="policy")

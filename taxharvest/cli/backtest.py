@@ -53,7 +53,7 @@ def backtest(
              "then); default buy-and-hold.")] = None,
 ) -> None:
     """Backtest a harvesting policy on real or synthetic prices."""
-    from taxharvest.agents.rules import make_policy
+    from taxharvest.agents.registry import make_policy
     from taxharvest.envs.direct_index import DirectIndexEnv
     from taxharvest.io import csv_text, json_text, write_atomic
     from taxharvest.sim.backtest import run_backtest

@@ -48,6 +48,7 @@ class BacktestResult:
         decisions: one ``{"date", "ticker", "reason"}`` per harvest the policy asked for.
         form_8949: the Form 8949 rows of every sale in the run.
         trajectory: the series the measures were computed from.
+        reward: the sum of the environment's rewards over the episode.
     """
 
     metrics: dict
@@ -57,6 +58,7 @@ class BacktestResult:
     decisions: list[dict]
     form_8949: list[dict]
     trajectory: Trajectory
+    reward: float = 0.0
 
     def to_json(self) -> dict:
         """The run's JSON document: the headline measures, ``yearly``, ``series``, ``config``."""
@@ -90,13 +92,14 @@ def run_backtest(
     tickers = raw.market.tickers
     infos, decisions = [info], []
     bench_weights = []
-    done = False
+    done, reward = False, 0.0
     while not done:
         bench_weights.append(observation["assets"][:, _BENCH] / raw.n_assets)
         decision = policy.act(observation, info)
         decisions += [{"date": info["date"], "ticker": tickers[i], "reason": reason}
                       for i, reason in sorted(decision.reasons.items())]
-        observation, _, terminated, truncated, info = env.step(decision.action)
+        observation, step_reward, terminated, truncated, info = env.step(decision.action)
+        reward += step_reward
         infos.append(info)
         done = terminated or truncated
         if progress is not None:
@@ -132,6 +135,7 @@ def run_backtest(
         decisions=decisions,
         form_8949=rows,
         trajectory=trajectory,
+        reward=float(reward),
     )
 
 

@@ -8,7 +8,6 @@ report.
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -16,11 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from taxharvest.agents.rules import make_policy
+from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.io import json_text, write_atomic
 from taxharvest.report import render_report
 from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.markets import synthetic_market
 
 POLICIES = ("hold", "monthly-all", "tuned")
@@ -38,7 +38,6 @@ COLUMNS = (
 def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_assets: int = 500,
              years: float = 10.0, seed: int = 0, models: Path = Path("models")) -> dict:
     """Run the comparison and write ``results.json`` and ``report.html`` into ``out``."""
-    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     market = synthetic_market(n_assets, years, seed=seed)
@@ -54,7 +53,7 @@ def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_ass
     runs: dict[str, dict] = {}
     columns = (TextColumn("{task.description:<12}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    with quiet_guardrail(), Progress(*columns, console=console) as progress:
         for spec in specs:
             env = DirectIndexEnv(market=market, profile=profile, random_start=False,
                                  episode_years=years, cadence="weekly")

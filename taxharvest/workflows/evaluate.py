@@ -8,17 +8,17 @@ path by path. The sweep uses the same task for the policies it trains.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from taxharvest.agents.rules import make_policy
+from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.parallel import run_tasks
+from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.markets import (
     first_decision,
     real_market,
@@ -76,12 +76,12 @@ class EvalTask:
 def run_eval_task(task: EvalTask) -> list[dict]:
     """One row per policy: the path, the policy's name and every measure (module-level, so
     that worker processes and Ray can run it)."""
-    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
     rows = []
     for name, spec in task.policies:
         env, options = task.market.environment(task.profile, task.cadence, task.te_limit)
         policy = make_policy(spec, task.profile, env)
-        metrics = run_backtest(policy, env, seed=task.market.seed, options=options).metrics
+        with quiet_guardrail():
+            metrics = run_backtest(policy, env, seed=task.market.seed, options=options).metrics
         rows.append({"profile": task.profile, "market": task.market.label, "policy": name,
                      "name": policy.name, **{key: metrics[key] for key in MEASURES}})
     return rows

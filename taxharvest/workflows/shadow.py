@@ -17,18 +17,18 @@ lots, their wash-sale windows and the guardrail are the real ones:
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from taxharvest.agents.rules import make_policy
+from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.sim.steplog import StepLog
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS, to_day, year_of
 from taxharvest.tax.law import get_profile, marginal_gain_rates, marginal_rates
@@ -190,7 +190,7 @@ class Shadow:
     """A candidate ``policy`` and the ``baseline`` in production, on the client's lots.
 
     Args:
-        policy, baseline: policy specs (:func:`~taxharvest.agents.rules.make_policy`).
+        policy, baseline: policy specs (:func:`~taxharvest.agents.registry.make_policy`).
         profile: the client's tax profile.
         market: the market (real or synthetic), cut to the data the runs may see.
         lots: the client's lots (``ticker``, ``shares``, ``date_acquired``, ``cost_basis``),
@@ -211,7 +211,6 @@ class Shadow:
                 make_policy(spec, self.profile)
         self.market, self.lots, self.initial_value = market, list(lots), float(initial_value)
         self.te_limit, self.cadence, self.seed = float(te_limit), cadence, int(seed)
-        logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
 
     def _env(self, market: MarketData) -> DirectIndexEnv:
         return DirectIndexEnv(market=market, profile=self.profile, cadence=self.cadence,
@@ -231,8 +230,9 @@ class Shadow:
         not used)."""
         day = np.datetime64(date, "D")
         market = flat_next_day(self.market.slice(self.market.dates[0], day))
-        proposals = {role: self._propose(spec, market, str(market.dates[-2]))
-                     for role, spec in self.specs.items()}
+        with quiet_guardrail():
+            proposals = {role: self._propose(spec, market, str(market.dates[-2]))
+                         for role, spec in self.specs.items()}
         by_role = {role: {_key(t): t for t in p["trades"]} for role, p in proposals.items()}
         differences = []
         for key in sorted(set(by_role["policy"]) | set(by_role["baseline"])):
@@ -283,11 +283,12 @@ class Shadow:
         for role, spec in self.specs.items():
             env = self._env(self.market)
             logs[role] = StepLog(env)
-            results[role] = run_backtest(
-                make_policy(spec, self.profile, env), logs[role], seed=self.seed,
-                options={"start": start},
-                progress=None if progress is None else
-                lambda done, total, role=role: progress(role, done, total))
+            with quiet_guardrail():
+                results[role] = run_backtest(
+                    make_policy(spec, self.profile, env), logs[role], seed=self.seed,
+                    options={"start": start},
+                    progress=None if progress is None else
+                    lambda done, total, role=role: progress(role, done, total))
         infos = [logs[role].infos for role in ROLES]
         decisions, unmatched = [], {role: Counter() for role in ROLES}
         for before, *after in zip(infos[0][:-1], infos[0][1:], infos[1][1:], strict=True):

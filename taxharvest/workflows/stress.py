@@ -22,13 +22,12 @@ the backtest's measures under the backtest JSON's names (:data:`MEASURES`) and a
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from taxharvest.agents.rules import make_policy
+from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import (
     ASSET_FEATURES,
     CADENCE_DAYS,
@@ -41,6 +40,7 @@ from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.metrics import ROLLING_DAYS
 from taxharvest.sim.parallel import run_tasks
+from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.sim.steplog import StepLog
 from taxharvest.tax.law import get_profile
 from taxharvest.workflows.markets import crash_market, historical_window, years_to_end
@@ -121,7 +121,6 @@ def proxied(env: DirectIndexEnv, observation: dict) -> int:
 
 def run_stress_task(task: StressTask) -> dict:
     """One stress row (a module-level function for worker processes and Ray)."""
-    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
     if task.market is None:
         years = episode_years(task.scenario, task.years, task.offset)
         market = crash_market(task.n_assets, years, task.seed, task.scenario, task.offset)
@@ -138,7 +137,8 @@ def run_stress_task(task: StressTask) -> dict:
                          episode_years=years, warmup_days=WARMUP_DAYS)
     policy = make_policy(task.policy, task.profile, env)
     log = StepLog(env, probe=proxied)
-    result = run_backtest(policy, log, seed=task.seed, options=options)
+    with quiet_guardrail():
+        result = run_backtest(policy, log, seed=task.seed, options=options)
     series = result.series
     dates = np.array(series["dates"], "datetime64[D]")
     rolling = np.array([np.nan if v is None else v for v in series["rolling_te"]], float)
@@ -217,7 +217,7 @@ class StressTest:
     and off, for ``policy`` and an optional ``baseline``.
 
     Args:
-        policy, baseline: policy specs (:func:`~taxharvest.agents.rules.make_policy`).
+        policy, baseline: policy specs (:func:`~taxharvest.agents.registry.make_policy`).
         profile: tax profile preset.
         scenarios: template names (:func:`list_scenarios`).
         windows: ``(start, end)`` historical windows of ``market``.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from taxharvest.agents.ppo import MODEL_FILE, NORMALIZER_FILE
-from taxharvest.agents.rules import make_policy
+from taxharvest.agents.registry import make_policy
 from taxharvest.errors import InputError
 from taxharvest.io import csv_text, json_text, write_atomic
 from taxharvest.sim.parallel import run_tasks
@@ -62,7 +61,6 @@ class SweepTask:
 def run_sweep_task(task: SweepTask) -> dict:
     """Train, evaluate, and return the rows and the model's files (module-level, for worker
     processes and Ray)."""
-    logging.getLogger("taxharvest.guardrails").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="taxharvest-sweep-") as tmp:
         trained = train(task.profile, timesteps=task.timesteps, seed=task.seed, out=tmp,
                         baselines=False, **task.train_options)

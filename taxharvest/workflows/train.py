@@ -39,7 +39,6 @@ import contextlib
 import dataclasses
 import inspect
 import json
-import logging
 import os
 import platform
 import shlex
@@ -75,11 +74,13 @@ from taxharvest.agents.ppo import (
     load_policy,
     observation_layout,
 )
+from taxharvest.agents.registry import make_policy
 from taxharvest.envs import ENV_ID
 from taxharvest.envs.direct_index import CADENCE_DAYS
 from taxharvest.errors import InputError
 from taxharvest.io import json_text, write_atomic
-from taxharvest.sim.metrics import tax_alpha
+from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.tax.law import PROFILES
 
 PPO_HYPERPARAMETERS: dict[str, Any] = {
@@ -111,18 +112,7 @@ CLI_FLAGS = {  # train() keyword -> `taxharvest train` option, for the reproduce
     "cadence": "--cadence", "scenario_probability": "--scenario-probability",
     "eval_freq": "--eval-freq", "eval_paths": "--eval-paths", "vec_env": "--vec-env",
 }
-GUARDRAIL_LOGGER = "taxharvest.guardrails"
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@dataclasses.dataclass(frozen=True)
-class EpisodeResult:
-    """One evaluation episode: total reward, tax alpha (DOMAIN-style) and the worst ex-ante TE."""
-
-    seed: int
-    reward: float
-    tax_alpha: float
-    max_ex_ante_te: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,29 +140,10 @@ def make_env(config: dict[str, Any]) -> gym.Env:
 
 def _worker_env(config: dict[str, Any]) -> gym.Env:
     """:func:`make_env` for a vectorized worker, whose relaxed-projection warnings would flood
-    the log (module-level, so subprocesses can build it)."""
-    logging.getLogger(GUARDRAIL_LOGGER).setLevel(logging.ERROR)
+    the log (module-level, so subprocesses can build it). The worker steps the environment
+    long after this returns, so the guardrail stays quiet for the worker's life."""
+    quiet_guardrail().__enter__()
     return make_env(config)
-
-
-def run_episode(policy: PPOPolicy, env: gym.Env, seed: int) -> EpisodeResult:
-    """Play one deterministic episode from ``env.reset(seed=seed)``.
-
-    Tax alpha as :func:`taxharvest.sim.metrics.tax_alpha` defines it, over the calendar
-    span of the episode (as the backtest measures it).
-    """
-    observation, info = env.reset(seed=seed)
-    policy.reset()
-    first_date, total, max_te, done = info["date"], 0.0, info["ex_ante_te"], False
-    while not done:
-        decision = policy.act(observation, info)
-        observation, reward, terminated, truncated, info = env.step(decision.action)
-        total += reward
-        max_te = max(max_te, info["ex_ante_te"])
-        done = terminated or truncated
-    years = (np.datetime64(info["date"]) - np.datetime64(first_date)).astype(int) / 365.25
-    alpha = tax_alpha(info["benchmark_value"], info["savings_account"], years)
-    return EpisodeResult(seed, total, alpha, max_te)
 
 
 def save_checkpoint(model: PPO, normalizer: VecNormalize, out: Path) -> None:
@@ -189,7 +160,9 @@ def save_checkpoint(model: PPO, normalizer: VecNormalize, out: Path) -> None:
 class HeldOutEvaluation(BaseCallback):
     """Every ``eval_freq`` steps (and at the end): play the held-out paths, keep the best model.
 
-    The metric is the mean episode reward (the after-tax excess over the benchmark that the
+    The callback only decides when; each held-out path is a
+    :func:`~taxharvest.sim.backtest.run_backtest`, the same run as every workflow's. The
+    metric is the mean episode reward (the after-tax excess over the benchmark that the
     agent optimizes, less the TE penalty); mean tax alpha and worst ex-ante TE are logged
     beside it under ``eval/``.
 
@@ -225,12 +198,12 @@ class HeldOutEvaluation(BaseCallback):
         normalizer = self.model.get_vec_normalize_env()
         assert normalizer is not None, "training wraps the environment in VecNormalize"
         policy = PPOPolicy(self.model, normalizer)
-        episodes = [run_episode(policy, self.env, seed) for seed in self.seeds]
+        runs = [run_backtest(policy, self.env, seed=seed) for seed in self.seeds]
         row = {
             "timesteps": self.num_timesteps,
-            "mean_reward": float(np.mean([e.reward for e in episodes])),
-            "tax_alpha": float(np.mean([e.tax_alpha for e in episodes])),
-            "max_ex_ante_te": float(np.max([e.max_ex_ante_te for e in episodes])),
+            "mean_reward": float(np.mean([r.reward for r in runs])),
+            "tax_alpha": float(np.mean([r.metrics["tax_alpha"] for r in runs])),
+            "max_ex_ante_te": float(np.max([r.metrics["max_ex_ante_te"] for r in runs])),
         }
         self.history.append(row)
         for key in ("mean_reward", "tax_alpha", "max_ex_ante_te"):
@@ -239,18 +212,6 @@ class HeldOutEvaluation(BaseCallback):
             self.best = row
             self.on_best(self.model)
         self.eval_time_s += time.perf_counter() - started
-
-
-@contextlib.contextmanager
-def quiet_guardrail() -> Iterator[None]:
-    """Silence the guardrail's per-step relaxed-projection warnings (restored on exit)."""
-    logger = logging.getLogger(GUARDRAIL_LOGGER)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -464,19 +425,11 @@ def evaluate_against_baselines(model_path: str | Path, profile: str, seeds: Sequ
                                n_assets: int | None = None) -> dict:
     """Backtest the policy in ``model_path`` and the rule baselines on the same paths.
 
-    Uses ``run_backtest`` (``taxharvest.sim.backtest``) and ``make_policy``
-    (``taxharvest.agents.rules``) for ``hold``, ``monthly-all`` and ``tuned``; returns per
-    policy the mean of each numeric figure of ``result.to_json()`` over ``seeds`` (or
-    ``{"unavailable": reason}`` for a policy that cannot be built), or ``{"unavailable":
-    reason}`` when those modules cannot be imported. ``n_assets`` overrides the card's
-    universe (the policy transfers across sizes).
+    The baselines are ``hold``, ``monthly-all`` and ``tuned``; returns per policy the mean of
+    each numeric figure of ``result.to_json()`` (:func:`~taxharvest.sim.backtest.run_backtest`)
+    over ``seeds``, or ``{"unavailable": reason}`` for a policy that cannot be built.
+    ``n_assets`` overrides the card's universe (the policy transfers across sizes).
     """
-    try:
-        from taxharvest.agents.rules import make_policy
-        from taxharvest.sim.backtest import run_backtest
-    except ImportError as err:
-        return {"unavailable": f"skipped: {err} (needs taxharvest.sim.backtest.run_backtest "
-                               "and taxharvest.agents.rules.make_policy)"}
     card = json.loads((Path(model_path) / CARD_FILE).read_text(encoding="utf-8"))
     config = {**card["env"]["config"], "profile": profile}
     if n_assets is not None:

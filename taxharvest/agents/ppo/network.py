@@ -1,4 +1,4 @@
-"""PPO harvester whose network is shared across assets, so one policy serves any universe.
+"""The PPO network, shared across assets, so one policy serves any universe.
 
 Every stock's row of ``assets`` goes through the same small MLP; the book-level context (an
 MLP of ``portfolio`` with mean and max pooling over the stock embeddings) is appended to each
@@ -6,40 +6,25 @@ row; the same per-asset head turns each row into one Bernoulli logit. No paramet
 the number of stocks: a policy trained on 64 names runs a 500-name book. Stocks the
 environment would not harvest (``harvestable == 0``) get a logit of :data:`MASKED_LOGIT`, in
 rollouts and in training alike, so the policy puts no probability on them.
-
-A trained policy lives in one folder: ``model.zip`` (stable-baselines3), ``vecnormalize.pkl``
-(frozen observation statistics of the ``portfolio`` key) and ``card.json`` (what it was
-trained on; checked against the environment by :func:`load_policy`).
 """
 
 from __future__ import annotations
 
-import json
-import pickle
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3 import PPO
 from stable_baselines3.common.distributions import BernoulliDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
-import taxharvest
-from taxharvest.agents.base import Decision
-from taxharvest.envs import ASSET_FEATURES, ENV_ID, PORTFOLIO_FEATURES
-from taxharvest.errors import InputError
+from taxharvest.envs import ASSET_FEATURES
 
 HARVESTABLE = ASSET_FEATURES.index("harvestable")
 MASKED_LOGIT = -30.0  # sigmoid(-30) ~ 1e-13: no probability, yet finite log-probabilities
-CARD_FORMAT = 1
-MODEL_FILE, NORMALIZER_FILE, CARD_FILE = "model.zip", "vecnormalize.pkl", "card.json"
 
 
 def _mlp(in_dim: int, arch: Sequence[int], activation_fn: type[nn.Module]) -> nn.Sequential:
@@ -176,110 +161,3 @@ class PerAssetPolicy(ActorCriticPolicy):
     def get_distribution(self, obs: dict[str, th.Tensor]) -> Distribution:
         latent_pi = self.mlp_extractor.forward_actor(self.extract_features(obs))
         return self._masked_distribution(latent_pi, obs)
-
-
-class PPOPolicy:
-    """A trained PPO model behind the :class:`~taxharvest.agents.base.Policy` interface.
-
-    ``act`` normalizes ``portfolio`` with the frozen training statistics, harvests every stock
-    whose probability exceeds one half (SB3's deterministic prediction) and the environment
-    allows, and explains each harvest with its probability and the features behind it.
-
-    :param model: the PPO model (its spaces match the environment it acts in).
-    :param normalizer: the training ``VecNormalize`` (only its statistics are used).
-    :param card: the model card, when loaded from a folder.
-    """
-
-    def __init__(self, model: PPO, normalizer: VecNormalize, card: dict | None = None,
-                 name: str = "ppo") -> None:
-        self.model = model
-        self.normalizer = normalizer
-        self.card = card or {}
-        self.name = name
-        model.policy.set_training_mode(False)
-
-    def reset(self) -> None:
-        """Stateless between steps: nothing to reset."""
-
-    def probabilities(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        """``(n,)`` harvest probability per stock (about 0 where not harvestable)."""
-        normalized = self.normalizer.normalize_obs(observation)
-        obs_tensor, _ = self.model.policy.obs_to_tensor(normalized)
-        with th.no_grad():
-            probs = self.model.policy.get_distribution(obs_tensor).distribution.probs
-        return probs.cpu().numpy().reshape(-1)
-
-    def act(self, observation: dict[str, np.ndarray], info: dict) -> Decision:
-        assets = observation["assets"]
-        allowed = np.asarray(info.get("action_mask", assets[:, HARVESTABLE] > 0.5), bool)
-        probs = self.probabilities(observation)
-        action = ((probs > 0.5) & allowed).astype(np.int8)
-        reasons = {int(i): _reason(probs[i], assets[i]) for i in np.flatnonzero(action)}
-        return Decision(action=action, reasons=reasons)
-
-
-def _reason(probability: float, row: np.ndarray) -> str:
-    feature = dict(zip(ASSET_FEATURES, row.tolist(), strict=True))
-    return (f"PPO p={probability:.2f}: worst lot {feature['worst_lot_return']:+.1%}, "
-            f"short-term share {feature['short_term_share']:.0%}, "
-            f"vol {feature['volatility']:.0%}")
-
-
-def observation_layout() -> dict[str, list[str]]:
-    """The feature names a card records and :func:`load_policy` compares."""
-    return {"asset_features": list(ASSET_FEATURES),
-            "portfolio_features": list(PORTFOLIO_FEATURES)}
-
-
-def check_card(card: dict, env: gym.Env, path: str | Path) -> None:
-    """Raise :class:`InputError` naming the first card field this package or ``env`` contradicts.
-
-    The number of assets may differ (the weights are shared across assets).
-    """
-    expected: list[tuple[str, Any, Any]] = [
-        ("format", card.get("format"), CARD_FORMAT),
-        ("env.id", card.get("env", {}).get("id"), ENV_ID),
-        ("env.version", card.get("env", {}).get("version"), taxharvest.__version__),
-    ]
-    layout = card.get("observation", {})
-    expected += [(f"observation.{key}", layout.get(key), names)
-                 for key, names in observation_layout().items()]
-    expected.append(("action_space", card.get("action_space"), "MultiBinary"))
-    for field, found, wanted in expected:
-        if found != wanted:
-            raise InputError(f"the model card says {found!r}, this taxharvest expects {wanted!r}",
-                             path=path, field=field)
-    space = env.observation_space
-    if not isinstance(env.action_space, spaces.MultiBinary) or not isinstance(space, spaces.Dict):
-        raise InputError(f"the environment's action space is {env.action_space}, the model "
-                         "needs MultiBinary with a Dict observation", path=path, field="action_space")
-    shapes = {key: space[key].shape[-1] for key in ("assets", "portfolio") if key in space.spaces}
-    wanted_shapes = {"assets": len(ASSET_FEATURES), "portfolio": len(PORTFOLIO_FEATURES)}
-    if shapes != wanted_shapes:
-        raise InputError(f"the environment's observation has feature widths {shapes}, the model "
-                         f"expects {wanted_shapes}", path=path, field="observation")
-
-
-def load_policy(path: str | Path, env: gym.Env) -> PPOPolicy:
-    """Load the policy in folder ``path`` for ``env`` (any number of assets).
-
-    Checks ``card.json`` against this package and ``env`` first (:func:`check_card`); the SB3
-    model is rebuilt for ``env``'s spaces and its shared weights loaded into it.
-    """
-    folder = Path(path)
-    for name in (MODEL_FILE, NORMALIZER_FILE, CARD_FILE):
-        if not (folder / name).is_file():
-            raise InputError(f"not a trained policy folder: {name} is missing", path=folder)
-    card_path = folder / CARD_FILE
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON: {err.msg}", path=card_path, row=err.lineno) from err
-    check_card(card, env, card_path)
-    model = PPO.load(folder / MODEL_FILE, device="cpu", custom_objects={
-        "observation_space": env.observation_space, "action_space": env.action_space})
-    with open(folder / NORMALIZER_FILE, "rb") as handle:
-        normalizer: VecNormalize = pickle.load(handle)
-    normalizer.training = False
-    normalizer.norm_reward = False
-    return PPOPolicy(model, normalizer, card=card, name=f"ppo:{folder.name}")

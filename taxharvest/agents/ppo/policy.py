@@ -1,0 +1,96 @@
+"""A trained PPO policy behind the :class:`~taxharvest.agents.base.Policy` interface.
+
+A trained policy lives in one folder: ``model.zip`` (stable-baselines3), ``vecnormalize.pkl``
+(frozen observation statistics of the ``portfolio`` key) and ``card.json`` (what it was
+trained on; checked against the environment by :func:`load_policy`).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
+
+from taxharvest.agents.base import Decision
+from taxharvest.agents.ppo.card import CARD_FILE, MODEL_FILE, NORMALIZER_FILE, check_card
+from taxharvest.agents.ppo.network import HARVESTABLE
+from taxharvest.envs import ASSET_FEATURES
+from taxharvest.errors import InputError
+
+
+class PPOPolicy:
+    """A trained PPO model behind the :class:`~taxharvest.agents.base.Policy` interface.
+
+    ``act`` normalizes ``portfolio`` with the frozen training statistics, harvests every stock
+    whose probability exceeds one half (SB3's deterministic prediction) and the environment
+    allows, and explains each harvest with its probability and the features behind it.
+
+    :param model: the PPO model (its spaces match the environment it acts in).
+    :param normalizer: the training ``VecNormalize`` (only its statistics are used).
+    :param card: the model card, when loaded from a folder.
+    """
+
+    def __init__(self, model: PPO, normalizer: VecNormalize, card: dict | None = None,
+                 name: str = "ppo") -> None:
+        self.model = model
+        self.normalizer = normalizer
+        self.card = card or {}
+        self.name = name
+        model.policy.set_training_mode(False)
+
+    def reset(self) -> None:
+        """Stateless between steps: nothing to reset."""
+
+    def probabilities(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        """``(n,)`` harvest probability per stock (about 0 where not harvestable)."""
+        normalized = self.normalizer.normalize_obs(observation)
+        obs_tensor, _ = self.model.policy.obs_to_tensor(normalized)
+        with th.no_grad():
+            probs = self.model.policy.get_distribution(obs_tensor).distribution.probs
+        return probs.cpu().numpy().reshape(-1)
+
+    def act(self, observation: dict[str, np.ndarray], info: dict) -> Decision:
+        assets = observation["assets"]
+        allowed = np.asarray(info.get("action_mask", assets[:, HARVESTABLE] > 0.5), bool)
+        probs = self.probabilities(observation)
+        action = ((probs > 0.5) & allowed).astype(np.int8)
+        reasons = {int(i): _reason(probs[i], assets[i]) for i in np.flatnonzero(action)}
+        return Decision(action=action, reasons=reasons)
+
+
+def _reason(probability: float, row: np.ndarray) -> str:
+    feature = dict(zip(ASSET_FEATURES, row.tolist(), strict=True))
+    return (f"PPO p={probability:.2f}: worst lot {feature['worst_lot_return']:+.1%}, "
+            f"short-term share {feature['short_term_share']:.0%}, "
+            f"vol {feature['volatility']:.0%}")
+
+
+def load_policy(path: str | Path, env: gym.Env) -> PPOPolicy:
+    """Load the policy in folder ``path`` for ``env`` (any number of assets).
+
+    Checks ``card.json`` against this package and ``env`` first (:func:`check_card`); the SB3
+    model is rebuilt for ``env``'s spaces and its shared weights loaded into it.
+    """
+    folder = Path(path)
+    for name in (MODEL_FILE, NORMALIZER_FILE, CARD_FILE):
+        if not (folder / name).is_file():
+            raise InputError(f"not a trained policy folder: {name} is missing", path=folder)
+    card_path = folder / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON: {err.msg}", path=card_path, row=err.lineno) from err
+    check_card(card, env, card_path)
+    model = PPO.load(folder / MODEL_FILE, device="cpu", custom_objects={
+        "observation_space": env.observation_space, "action_space": env.action_space})
+    with open(folder / NORMALIZER_FILE, "rb") as handle:
+        normalizer: VecNormalize = pickle.load(handle)
+    normalizer.training = False
+    normalizer.norm_reward = False
+    return PPOPolicy(model, normalizer, card=card, name=f"ppo:{folder.name}")
