@@ -13,6 +13,7 @@ from taxharvest.cli import options
 from taxharvest.cli.options import console
 from taxharvest.errors import InputError
 from taxharvest.market.risk import WARMUP_DAYS
+from taxharvest.sim.measures import BACKTEST_SUMMARY, MEASURES
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.holdings import read_initial_lots
 from taxharvest.workflows.markets import market_from_options, window, years_to_end
@@ -102,28 +103,16 @@ def _print_summary(result, fee: float) -> None:
                         f"{c['te_limit']:.2%}, guardrail {'on' if c['guardrail'] else 'off'}")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    rows = [
-        ("tax alpha (pre-liquidation)", f"{m['tax_alpha']:.2%}/yr"),
-        *([(f"tax alpha net of {fee:.2%} fee", f"{m['tax_alpha_net_of_fee']:.2%}/yr")]
-          if fee else []),
-        ("after-tax excess, liquidated", f"{m['after_tax_excess_liquidated']:.2%}/yr"),
-        ("after-tax excess, step-up", f"{m['after_tax_excess_step_up']:.2%}/yr"),
-        ("active return (pre-tax)", f"{m['active_return']:+.2%}/yr"),
-        ("harvested losses", f"${m['harvested_losses']:,.0f}"),
-        ("harvest yield", f"{m['harvest_yield']:.2%}/yr"),
-        ("tracking error (realized)", f"{m['tracking_error']:.2%}"),
-        ("max rolling TE (63 days)", f"{m['max_rolling_te']:.2%}"),
-        ("max ex-ante TE", f"{m['max_ex_ante_te']:.2%}"),
-        ("steps above the TE limit", f"{m['te_above_limit']:.1%}"),
-        ("decoupling", f"{m['decoupling']:.2%}"),
-        ("embedded gain", f"{m['embedded_gain']:.1%}"),
-        ("turnover (one-sided)", f"{m['turnover']:.1%}/yr"),
-        ("trades / wash sale disallowed", f"{m['n_trades']:,} / ${m['wash_sale_disallowed']:,.0f}"),
-        ("guardrail interventions (relaxed)",
-         f"{m['guardrail_interventions']:,} ({m['guardrail_relaxed']:,})"),
-        ("Form 8949 rows", f"{len(result.form_8949):,}"),
-        ("years / runtime", f"{m['years']:.2f} / {m['runtime_s']:.1f}s"),
-    ]
+    rows = [(x.label, x.format(m[x.key])) for x in BACKTEST_SUMMARY]
+    if fee:
+        rows.insert(1, (f"tax alpha net of {fee:.2%} fee",
+                        MEASURES["tax_alpha_net_of_fee"].format(m["tax_alpha_net_of_fee"])))
+    for a, b in (("n_trades", "wash_sale_disallowed"), ("years", "runtime_s")):
+        rows.append((f"{MEASURES[a].label} / {MEASURES[b].label}",
+                     f"{MEASURES[a].format(m[a])} / {MEASURES[b].format(m[b])}"))
+    rows[-1:-1] = [(f"{MEASURES['guardrail_interventions'].label} (relaxed)",
+                    f"{m['guardrail_interventions']:,} ({m['guardrail_relaxed']:,})"),
+                   ("Form 8949 rows", f"{len(result.form_8949):,}")]
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -12,6 +12,7 @@ from taxharvest.cli import options
 from taxharvest.cli.options import PolicyOption, ProfileOption, console
 from taxharvest.errors import InputError
 from taxharvest.io import csv_text, json_text, write_atomic
+from taxharvest.sim.measures import SHADOW
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.holdings import read_initial_lots
 from taxharvest.workflows.markets import decision_window, market_from_options, window
@@ -124,16 +125,10 @@ def _print_history(doc: dict) -> None:
     table.add_column("measure")
     for role in ("policy", "baseline"):
         table.add_column(f"{role}: {s[role]['name']}", justify="right")
-    for label, key, fmt in (("tax alpha", "tax_alpha", "{:.2%}/yr"),
-                            ("harvested losses", "harvested_losses", "${:,.0f}"),
-                            ("realized TE", "tracking_error", "{:.2%}"),
-                            ("max ex-ante TE", "max_ex_ante_te", "{:.2%}"),
-                            ("decoupling", "decoupling", "{:.2%}"),
-                            ("trades", "n_trades", "{:,}"),
-                            ("divergent trades", None, "{:,}")):
-        values = [sum(s["divergent_trades"][role].values()) if key is None else s[role][key]
-                  for role in ("policy", "baseline")]
-        table.add_row(label, *[fmt.format(v) for v in values])
+    for m in SHADOW:
+        table.add_row(m.label, *[m.format(s[role][m.key]) for role in ("policy", "baseline")])
+    table.add_row("divergent trades", *[f"{sum(s['divergent_trades'][role].values()):,}"
+                                        for role in ("policy", "baseline")])
     console.print(table)
     if s["largest_divergence"]:
         top = Table(title="Largest divergence")

@@ -1,5 +1,41 @@
-"""Reports: one self-contained HTML file per run, plots embedded."""
+"""Reports: one self-contained HTML page per run, plots embedded.
 
-from taxharvest.report.html import render_report, runs_of
+The report reads run JSON only (what the commands write), never the simulation: a document
+is recognized by its top-level ``kind`` and its sections are built by the module of that
+kind, all on the one page of :mod:`taxharvest.report.page`. A document missing what its
+kind needs raises :class:`~taxharvest.errors.InputError` naming the field.
+"""
 
-__all__ = ["render_report", "runs_of"]
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+
+from taxharvest.report import backtest, shadow, stress, sweep
+from taxharvest.report.backtest import runs_of
+from taxharvest.report.page import need, write_page
+
+# kind -> (sections of the page, keys the document needs, default title); a document of
+# any other kind is a backtest or a comparison of backtests (``runs_of`` says which).
+KINDS: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...], str]] = {
+    "stress": (stress.sections, ("config", "headline", "summary", "results"),
+               "Crash stress test"),
+    "shadow": (shadow.sections, ("mode", "config"), "Shadow run"),
+    "sweep": (sweep.sections, ("config", "summary", "results"), "PPO sweep"),
+}
+BACKTEST = (backtest.sections, (), "taxharvest report")
+
+
+def render_report(document: dict, out: str | Path, *, title: str | None = None) -> Path:
+    """Write the HTML report of ``document`` to ``out`` (written whole or not at all)."""
+    kind = document.get("kind") if isinstance(document, dict) else None
+    render, keys, default = KINDS.get(kind, BACKTEST)
+    if keys:
+        need(document, keys, kind)
+    body = render(document)
+    title = title or document.get("title") or default
+    return write_page(title, [f"<h1>{html.escape(title)}</h1>", *body], out)
+
+
+__all__ = ["KINDS", "render_report", "runs_of"]

@@ -13,16 +13,12 @@ import numpy as np
 from taxharvest.agents.base import Policy
 from taxharvest.envs.direct_index import ASSET_FEATURES
 from taxharvest.market.universe import MarketData
+from taxharvest.sim.measures import BACKTEST_JSON, keys
 from taxharvest.sim.metrics import Trajectory, compute_metrics, rolling_te, yearly_measures
 from taxharvest.tax.law import marginal_gain_rates
 from taxharvest.tax.reporting import form_8949
 
-JSON_KEYS = (
-    "tax_alpha", "active_return", "after_tax_excess_liquidated", "harvest_yield",
-    "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "decoupling",
-    "embedded_gain", "turnover", "n_trades", "wash_sale_disallowed", "guardrail_interventions",
-    "guardrail_relaxed", "years", "runtime_s",
-)
+JSON_KEYS = keys(BACKTEST_JSON)  # the headline measures of the run's JSON, in order
 _INFO_SERIES = {  # Trajectory field <- info key
     "portfolio": "portfolio_value", "benchmark": "benchmark_value", "savings": "savings_account",
     "ex_ante_te": "ex_ante_te", "tax_savings": "tax_savings", "harvested_losses": "harvested_loss",

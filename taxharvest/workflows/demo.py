@@ -20,19 +20,11 @@ from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.io import json_text, write_atomic
 from taxharvest.report import render_report
 from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.measures import DEMO
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.markets import synthetic_market
 
 POLICIES = ("hold", "monthly-all", "tuned")
-COLUMNS = (
-    ("tax_alpha", "tax α", "{:.2%}"),
-    ("after_tax_excess_liquidated", "liquid.", "{:.2%}"),
-    ("active_return", "active", "{:.2%}"),
-    ("harvested_losses", "harvest $k", "{:,.0f}", 1e-3),
-    ("tracking_error", "TE", "{:.2%}"),
-    ("max_ex_ante_te", "max TE", "{:.2%}"),
-    ("n_trades", "trades", "{:,}"),
-)
 
 
 def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_assets: int = 500,
@@ -77,9 +69,8 @@ def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_ass
 def _table(runs: dict[str, dict]) -> Table:
     table = Table(title="After-tax comparison, guardrail on (synthetic market)")
     table.add_column("policy", no_wrap=True)
-    for _, label, *_ in COLUMNS:
-        table.add_column(label, justify="right", no_wrap=True)
+    for m in DEMO:
+        table.add_column(m.short, justify="right", no_wrap=True)
     for name, run in runs.items():
-        table.add_row(name, *[fmt.format(run[key] * (scale[0] if scale else 1))
-                              for key, _, fmt, *scale in COLUMNS])
+        table.add_row(name, *[m.cell(run[m.key]) for m in DEMO])
     return table

@@ -17,6 +17,7 @@ from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.measures import EVALUATION
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.markets import (
@@ -25,11 +26,6 @@ from taxharvest.workflows.markets import (
     synthetic_market,
     years_to_end,
 )
-
-MEASURES = ("tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
-            "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades",
-            "wash_sale_disallowed", "guardrail_relaxed")
-WORST_CASE = ("max_ex_ante_te", "decoupling", "guardrail_relaxed")
 
 
 @dataclass(frozen=True)
@@ -83,7 +79,7 @@ def run_eval_task(task: EvalTask) -> list[dict]:
         with quiet_guardrail():
             metrics = run_backtest(policy, env, seed=task.market.seed, options=options).metrics
         rows.append({"profile": task.profile, "market": task.market.label, "policy": name,
-                     "name": policy.name, **{key: metrics[key] for key in MEASURES}})
+                     "name": policy.name, **{m.key: metrics[m.key] for m in EVALUATION}})
     return rows
 
 
@@ -95,9 +91,10 @@ def evaluate(tasks: Sequence[EvalTask], *, engine: str = "local", address: str |
 
 
 def summarize(rows: Sequence[dict], *, real_label: str = "real") -> list[dict]:
-    """Per profile and policy over the synthetic paths: the mean of each measure (the worst
-    path for ``WORST_CASE`` measures), the spread of tax alpha, the real-data row, and the
-    policy's tax alpha relative to the best rule on the same paths."""
+    """Per profile and policy over the synthetic paths: each measure's summary (the mean, or
+    the worst path: :meth:`~taxharvest.sim.measures.Measure.summarize`), the spread of tax
+    alpha, the real-data row, and the policy's tax alpha relative to the best rule on the
+    same paths."""
     out = []
     for profile in dict.fromkeys(r["profile"] for r in rows):
         mine = [r for r in rows if r["profile"] == profile]
@@ -111,11 +108,9 @@ def summarize(rows: Sequence[dict], *, real_label: str = "real") -> list[dict]:
             alphas = np.array([r["tax_alpha"] for r in block], float)
             entry = {"profile": profile, "policy": policy, "name": block[0]["name"] if block
                      else real[0]["name"], "paths": len(block)}
-            for key in MEASURES:
-                values = np.array([r[key] for r in block], float)
-                worst = key in WORST_CASE  # a maximum over each run stays a maximum
-                entry[key] = (float(values.max() if worst else values.mean()) if len(values)
-                              else np.nan)
+            for m in EVALUATION:
+                values = [r[m.key] for r in block]
+                entry[m.key] = m.summarize(values) if values else np.nan
             entry["tax_alpha_std"] = float(alphas.std(ddof=1)) if len(alphas) > 1 else 0.0
             entry["tax_alpha_vs_best_rule"] = (entry["tax_alpha"] / best_rule - 1.0
                                                if best_rule and np.isfinite(best_rule) else np.nan)

@@ -28,6 +28,7 @@ from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.measures import SHADOW
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.sim.steplog import StepLog
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS, to_day, year_of
@@ -328,10 +329,7 @@ class Shadow:
                                                       "baseline_harvested_loss")}
                                    for d in largest if d["divergence"] > 0],
             **{role: {"name": results[role].config["policy"],
-                      **{k: results[role].metrics[k] for k in (
-                          "tax_alpha", "tracking_error", "max_ex_ante_te", "max_rolling_te",
-                          "harvested_losses", "decoupling", "n_trades",
-                          "guardrail_interventions")}}
+                      **{m.key: results[role].metrics[m.key] for m in SHADOW}}
                for role in ROLES},
         }
         runs = {role: {**results[role].to_json(),

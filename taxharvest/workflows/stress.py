@@ -38,6 +38,8 @@ from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
 from taxharvest.market.scenarios import get_scenario, list_scenarios
 from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.measures import MEASURES as REGISTRY
+from taxharvest.sim.measures import STRESS, keys
 from taxharvest.sim.metrics import ROLLING_DAYS
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
@@ -47,8 +49,7 @@ from taxharvest.workflows.markets import crash_market, historical_window, years_
 
 OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full rolling window
 RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``
-MEASURES = ("max_ex_ante_te", "max_rolling_te", "decoupling", "harvested_losses", "tax_alpha",
-            "guardrail_interventions", "guardrail_relaxed")
+MEASURES = keys(STRESS)  # a row's measures, under the backtest JSON's names
 RELAXED = ("relaxed", "fallback")
 _ACTIVE = ASSET_FEATURES.index("active_weight")
 _BENCH = ASSET_FEATURES.index("benchmark_weight")
@@ -184,10 +185,11 @@ class StressResult:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per scenario, policy and guardrail mode, over its paths: the largest TEs
-    (``max_ex_ante_te``, ``max_rolling_te``, ``max_rolling_te_in_window``), decoupling
-    (``decoupling_mean``, ``decoupling_max``), the most names proxied at a peak, mean
-    harvested losses and tax alpha, and the total guardrail interventions and relaxations."""
+    """Per scenario, policy and guardrail mode, over its paths: each measure's summary over
+    paths (:meth:`~taxharvest.sim.measures.Measure.summarize`: the largest TEs, mean
+    harvested losses and tax alpha), the largest rolling TE in the crash window, decoupling
+    (``decoupling_mean``, ``decoupling_max``), the most names proxied at a peak, and the
+    total guardrail interventions and relaxations."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["scenario"], r["policy"], r["guardrail"]), []).append(r)
@@ -197,15 +199,19 @@ def summarize(rows: list[dict]) -> list[dict]:
                   for key in ("max_ex_ante_te", "max_rolling_te", "max_rolling_te_in_window",
                               "proxied_at_peak", "decoupling", "harvested_losses", "tax_alpha",
                               "guardrail_interventions")}
+        summary = {key: REGISTRY[key].summarize(values[key])
+                   for key in ("max_ex_ante_te", "max_rolling_te", "harvested_losses",
+                               "tax_alpha")}
         out.append({
             "scenario": scenario, "policy": policy, "guardrail": guardrail, "paths": len(block),
+            "max_ex_ante_te": summary["max_ex_ante_te"],
+            "max_rolling_te": summary["max_rolling_te"],
             **{key: max(values[key], default=None)
-               for key in ("max_ex_ante_te", "max_rolling_te", "max_rolling_te_in_window",
-                           "proxied_at_peak")},
+               for key in ("max_rolling_te_in_window", "proxied_at_peak")},
             "decoupling_mean": float(np.mean(values["decoupling"])),
             "decoupling_max": max(values["decoupling"]),
-            "harvested_losses": float(np.mean(values["harvested_losses"])),
-            "tax_alpha": float(np.mean(values["tax_alpha"])),
+            "harvested_losses": summary["harvested_losses"],
+            "tax_alpha": summary["tax_alpha"],
             "guardrail_interventions": sum(values["guardrail_interventions"]),
             "guardrail_relaxed": sum(len(r["relaxations"]) for r in block),
         })

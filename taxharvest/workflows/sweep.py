@@ -31,16 +31,16 @@ from taxharvest.agents.ppo import MODEL_FILE, NORMALIZER_FILE
 from taxharvest.agents.registry import make_policy
 from taxharvest.errors import InputError
 from taxharvest.io import csv_text, json_text, write_atomic
+from taxharvest.sim.measures import SWEEP, keys
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.tax.law import PROFILES
-from taxharvest.workflows.evaluate import WORST_CASE, EvalMarket, EvalTask, run_eval_task
+from taxharvest.workflows.evaluate import EvalMarket, EvalTask, run_eval_task
 from taxharvest.workflows.markets import EVALUATION_SEEDS
 from taxharvest.workflows.train import CLI_FLAGS, reproduce_command, train, write_card
 
 RULES = ("tuned", "monthly-all")
 POLICIES = ("ppo", *RULES)
-MEASURES = ("tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
-            "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades")
+MEASURES = keys(SWEEP)
 COLUMNS = ("profile", "seed", "policy", "name", "paths", *MEASURES)
 MODEL_FILES = (MODEL_FILE, NORMALIZER_FILE)  # the card is rewritten for the run folder
 
@@ -77,23 +77,23 @@ def run_sweep_task(task: SweepTask) -> dict:
         rows.append({"profile": task.profile, "seed": task.seed, "policy": name,
                      "name": f"ppo:{task.profile}-seed{task.seed}" if name == "ppo"
                      else mine[0]["name"], "paths": len(mine),
-                     **{key: float((np.max if key in WORST_CASE else np.mean)(
-                         [row[key] for row in mine])) for key in MEASURES}})
+                     **{m.key: m.summarize(row[m.key] for row in mine) for m in SWEEP}})
     return {"rows": rows, "files": files, "card": trained.card}
 
 
 def summarize(rows: Sequence[dict]) -> dict:
-    """Per profile and policy: mean and standard deviation over seeds of each measure."""
+    """Per profile and policy: mean and standard deviation over seeds of each measure, and
+    the largest seed of a ``worst`` measure."""
     out: dict[str, dict] = {}
     for profile in dict.fromkeys(r["profile"] for r in rows):
         out[profile] = {}
         for policy in POLICIES:
             block = [r for r in rows if r["profile"] == profile and r["policy"] == policy]
             stats = {"seeds": len(block)}
-            for key in MEASURES:
-                values = np.array([r[key] for r in block], float)
+            for m in SWEEP:
+                key, values = m.key, np.array([r[m.key] for r in block], float)
                 stats[f"{key}_mean"] = float(values.mean())
-                if key in WORST_CASE:
+                if m.worst:
                     stats[f"{key}_max"] = float(values.max())
                 stats[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
             out[profile][policy] = stats

@@ -80,6 +80,7 @@ from taxharvest.envs.direct_index import CADENCE_DAYS
 from taxharvest.errors import InputError
 from taxharvest.io import json_text, write_atomic
 from taxharvest.sim.backtest import run_backtest
+from taxharvest.sim.measures import CARD
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.tax.law import PROFILES
 
@@ -104,8 +105,6 @@ POLICY_KWARGS: dict[str, Any] = {
 EVAL_SEED_BASE = 1_000_000  # held-out paths use seeds from here; training seeds stay below
 MIN_ASSETS = 20  # the synthetic market needs a few names per sector (11 sectors)
 BASELINES = ("hold", "monthly-all", "tuned")
-HEADLINE = ("tax_alpha", "after_tax_excess_liquidated", "active_return", "max_ex_ante_te",
-            "max_rolling_te", "harvest_yield", "n_trades")  # card.md: fractions as %, then a count
 VEC_ENVS: dict[str, type[VecEnv]] = {"subproc": SubprocVecEnv, "dummy": DummyVecEnv}
 CLI_FLAGS = {  # train() keyword -> `taxharvest train` option, for the reproduce command
     "n_assets": "--assets", "n_envs": "--envs", "episode_years": "--years",
@@ -343,7 +342,7 @@ def train(
         "env": {"id": ENV_ID, "version": taxharvest.__version__, "config": config},
         "observation": {**observation_layout(), "normalized_keys": ["portfolio"]},
         "action_space": "MultiBinary",
-        "policy": {"class": f"{PerAssetPolicy.__module__}.{PerAssetPolicy.__qualname__}",
+        "policy": {"class": f"taxharvest.agents.ppo.{PerAssetPolicy.__qualname__}",  # public name
                    "parameters": sum(p.numel() for p in model.policy.parameters()),
                    "policy_kwargs": POLICY_KWARGS, "shared_across_assets": True},
         "training": {"timesteps": int(model.num_timesteps), "seed": seed, "n_envs": n_envs,
@@ -412,11 +411,12 @@ def _comparison_table(block: dict) -> list[str]:
     config = block["env"]
     lines = [f"Means over {len(block['seeds'])} held-out paths, {config['n_assets']} stocks, "
              f"{config['episode_years']:g} years, {config['cadence']}.", "",
-             "| policy | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
-    for name, row in block["policies"].items():
-        cells = ([f"{row[key]:.0f}" if key == "n_trades" else f"{row[key]:.2%}"
-                  for key in HEADLINE] if "unavailable" not in row
-                 else [row["unavailable"]] + [""] * (len(HEADLINE) - 1))
+             "| policy | " + " | ".join(m.key for m in CARD) + " |",
+             "|---" * (len(CARD) + 1) + "|"]
+    for name, row in block["policies"].items():  # means over paths: fractions as %, counts
+        cells = ([f"{row[m.key]:.0f}" if m.kind == "count" else f"{row[m.key]:.2%}"
+                  for m in CARD] if "unavailable" not in row
+                 else [row["unavailable"]] + [""] * (len(CARD) - 1))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
