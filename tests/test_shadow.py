@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from taxharvest.cli import app
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
+from taxharvest.sim.account import wash_status
 from taxharvest.tax.law import marginal_rates
 from taxharvest.workflows.markets import synthetic_market
-from taxharvest.workflows.shadow import Shadow, wash_status
+from taxharvest.workflows.shadow import Shadow
 
 SMALL = ["--market", "synthetic:seed=5", "--assets", "24", "--years", "1"]
 LOSS, RECENT = "SYN003", "SYN010"

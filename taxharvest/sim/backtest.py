@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import numpy as np
 from taxharvest.agents.base import Policy
 from taxharvest.envs.direct_index import ASSET_FEATURES
 from taxharvest.market.universe import MarketData
+from taxharvest.sim import account
 from taxharvest.sim.measures import BACKTEST_JSON, keys
 from taxharvest.sim.metrics import Trajectory, compute_metrics, rolling_te, yearly_measures
 from taxharvest.tax.law import marginal_gain_rates
@@ -84,7 +84,7 @@ def run_backtest(
     raw = env.unwrapped
     observation, info = env.reset(seed=seed, options=options)
     policy.reset()
-    total = math.ceil((raw.end - raw.start) / raw.step_days)
+    total = account.episode_steps(raw)
     tickers = raw.market.tickers
     infos, decisions = [info], []
     bench_weights = []
@@ -105,9 +105,9 @@ def run_backtest(
     last_year = int(trajectory.dates[-1].astype("datetime64[Y]").astype(int)) + 1970
     long_rate = marginal_gain_rates(raw.profile, last_year)[1]
     metrics = compute_metrics(trajectory, long_rate=long_rate, te_limit=raw.te_limit, fee=fee)
-    rows = form_8949(raw.ledger)
+    rows = form_8949(account.ledger(raw))
     steps = yearly_measures(trajectory)
-    savings = {str(s.year): s.saving for s in raw.tracker.history}
+    savings = account.settled_savings(raw)
     empty = {"harvested_losses": 0.0, "sold": 0.0, "te": 0.0}
     yearly = {year: {**steps.get(year, empty), "tax_savings": savings.get(year, 0.0),
                      "form_8949_rows": sum(row["date_sold"][:4] == year for row in rows)}
@@ -136,24 +136,22 @@ def run_backtest(
 
 
 def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory:
-    """The measured series from the step infos, and the end state from the ledger and tax."""
+    """The measured series from the step infos, and the account's end state."""
     series = {field: np.array([i[key] for i in infos]) for field, key in _INFO_SERIES.items()}
     dates = np.array([i["date"] for i in infos], "datetime64[D]")
     dividends = _benchmark_dividends(raw.market, dates, series["benchmark"], bench_weights)
-    ledger = raw.ledger
-    sales = ledger.sales()
+    sales = account.sales(raw)
     # a sale on day d belongs to the first step ending on or after d
     step = np.searchsorted(dates[1:].astype(np.int64), sales["sold"]) + 1
     sold = np.bincount(step, weights=sales["proceeds"], minlength=len(dates))[:len(dates)]
-    held = ledger.shares > 0
-    carry_with, carry_base = raw.tracker.carry_with, raw.tracker.carry_base
+    unrealized, realized, carryforward = account.end_state(raw, series["portfolio"][-1])
     return Trajectory(
         dates=dates,
         sold=sold,
         step_days=raw.step_days,
-        unrealized_gain=float(series["portfolio"][-1] - ledger.cash - ledger.basis[held].sum()),
-        realized_gain=float(sales["gain"].sum()),
-        carryforward=max(0.0, sum(carry_with) - sum(carry_base)),
+        unrealized_gain=unrealized,
+        realized_gain=realized,
+        carryforward=carryforward,
         benchmark_basis=float(series["benchmark"][0] + dividends),
         **series,
     )

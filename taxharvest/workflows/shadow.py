@@ -27,11 +27,12 @@ from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
+from taxharvest.sim import account
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import SHADOW
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.sim.steplog import StepLog
-from taxharvest.tax.calendar import WASH_WINDOW_DAYS, to_day, year_of
+from taxharvest.tax.calendar import to_day, year_of
 from taxharvest.tax.law import get_profile, marginal_gain_rates, marginal_rates
 from taxharvest.tax.reporting import schedule_d
 from taxharvest.workflows.markets import years_to_end
@@ -74,22 +75,6 @@ def flat_next_day(market: MarketData) -> MarketData:
         total_returns=more(market.total_returns, np.where(trading, 0.0, np.nan)),
         proxy_prices=more(market.proxy_prices, market.proxy_prices[-1]),
         regime=np.append(market.regime, market.regime[-1]))
-
-
-def wash_status(env: DirectIndexEnv, row: int) -> str:
-    """The wash-sale window of security ``row`` on the environment's current day."""
-    ledger = env.ledger
-    group = ledger.group[row]
-    day = int(env.days[env.t])
-    loss_sale, bought = int(ledger.last_loss_sale[group]), int(ledger.last_buy[group])
-    notes = []
-    if 0 <= day - loss_sale <= WASH_WINDOW_DAYS:
-        notes.append(f"loss sale on {np.datetime64(loss_sale, 'D')}: no buy for "
-                     f"{WASH_WINDOW_DAYS - (day - loss_sale) + 1} more days")
-    if 0 <= day - bought <= WASH_WINDOW_DAYS:
-        notes.append(f"bought on {np.datetime64(bought, 'D')}: a loss sale is washed for "
-                     f"{WASH_WINDOW_DAYS - (day - bought) + 1} more days")
-    return "; ".join(notes) or "no wash window open"
 
 
 def _key(trade: dict) -> tuple[str, str]:
@@ -254,11 +239,11 @@ class Shadow:
         policy = make_policy(spec, self.profile, env)
         policy.reset()
         decision = policy.act(observation, info)
-        tickers = env.ledger.tickers
-        wash = {name: wash_status(env, row) for row, name in enumerate(tickers)}
+        tickers = account.securities(env)
+        wash = {name: account.wash_status(env, row) for row, name in enumerate(tickers)}
         reasons = {tickers[i]: reason for i, reason in decision.reasons.items()}
         _, _, _, _, info = env.step(decision.action)
-        sales = env.ledger.sales()
+        sales = account.sales(env)
         short = float(sales["gain"][~sales["long_term"]].sum())
         long = float(sales["gain"][sales["long_term"]].sum())
         trades = [{**t, "value": t["shares"] * t["price"],

@@ -28,15 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from taxharvest.agents.registry import make_policy
-from taxharvest.envs.direct_index import (
-    ASSET_FEATURES,
-    CADENCE_DAYS,
-    DirectIndexEnv,
-)
+from taxharvest.envs.direct_index import CADENCE_DAYS, DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
 from taxharvest.market.scenarios import get_scenario, list_scenarios
 from taxharvest.market.universe import MarketData
+from taxharvest.sim import account
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import MEASURES as REGISTRY
 from taxharvest.sim.measures import STRESS, keys
@@ -51,8 +48,6 @@ OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full ro
 RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``
 MEASURES = keys(STRESS)  # a row's measures, under the backtest JSON's names
 RELAXED = ("relaxed", "fallback")
-_ACTIVE = ASSET_FEATURES.index("active_weight")
-_BENCH = ASSET_FEATURES.index("benchmark_weight")
 
 
 def parse_scenarios(text: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -109,17 +104,6 @@ def episode_years(scenario: str, years: float, offset: int) -> float:
     return max(years, (offset + get_scenario(scenario).n_days + RECOVERY_DAYS) / TRADING_DAYS)
 
 
-def proxied(env: DirectIndexEnv, observation: dict) -> int:
-    """Stocks below half their benchmark weight while the book holds a proxy of their sector."""
-    assets, n = observation["assets"], env.n_assets
-    bench = assets[:, _BENCH] / n
-    weight = (assets[:, _ACTIVE] + assets[:, _BENCH]) / n
-    held = env.ledger.shares[n:].sum(axis=1) > 0
-    sector_held = np.zeros(len(env.market.sector_names), bool)
-    sector_held[env.sector_of[n:][held]] = True
-    return int(((bench > 0) & (weight < 0.5 * bench) & sector_held[env.market.sectors]).sum())
-
-
 def run_stress_task(task: StressTask) -> dict:
     """One stress row (a module-level function for worker processes and Ray)."""
     if task.market is None:
@@ -137,7 +121,7 @@ def run_stress_task(task: StressTask) -> dict:
                          te_limit=task.te_limit, guardrail=task.guardrail, random_start=False,
                          episode_years=years, warmup_days=WARMUP_DAYS)
     policy = make_policy(task.policy, task.profile, env)
-    log = StepLog(env, probe=proxied)
+    log = StepLog(env, probe=account.proxied)
     with quiet_guardrail():
         result = run_backtest(policy, log, seed=task.seed, options=options)
     series = result.series
