@@ -182,8 +182,7 @@ def propose(weights, harvest, loss_shares, price, value, bench, buy_blocked, sel
     stocks whose wash window closed are bought back (``gap``: the weight asked for) from
     their sector's proxies that may be sold and whose gain is at most
     ``swap_back_max_gain``, pro rata; cash above ``min_trade`` goes to the stocks that may
-    be bought: first to their shortfalls from the benchmark of at least ``min_trade``, the
-    rest by benchmark weight.
+    be bought furthest below their benchmark weight (:func:`invest_cash`).
     """
     n = harvest.shape[0]
     m = proposal.shape[0]
@@ -216,25 +215,31 @@ def propose(weights, harvest, loss_shares, price, value, bench, buy_blocked, sel
     for i in range(n):
         proposal[i] += gap[i] * scale[sectors[i]]
     cash = 1.0 - proposal.sum()
-    if cash <= min_trade:
-        return
-    # Cash first fills the shortfalls of at least ``min_trade`` (names the last investments
-    # skipped as too small), so the book converges to the benchmark instead of drifting
-    # toward the names whose share of the cash was large enough; the rest by weight.
-    shortfall = 0.0
-    room = 0.0
+    if cash > min_trade:
+        invest_cash(proposal, bench, buy_blocked, excluded, trading, cash, min_trade)
+
+
+@njit(cache=True)
+def invest_cash(proposal, bench, buy_blocked, excluded, trading, cash, min_trade):
+    """Invest all of ``cash`` (a weight) in tickets of at least ``min_trade``.
+
+    The buyable stocks furthest below their benchmark weight come first, each getting its
+    shortfall (at least one ticket) until the cash is spent, the last one the rest: the book
+    stays within about one ticket of the benchmark per name, and no cash waits for the small
+    names' shares of it to grow.
+    """
+    n = bench.shape[0]
+    shortfall = np.full(n, -np.inf)
     for i in range(n):
         if not buy_blocked[i] and not excluded[i] and trading[i]:
-            room += bench[i]
-            if bench[i] - proposal[i] >= min_trade:
-                shortfall += bench[i] - proposal[i]
-    fill = min(1.0, cash / shortfall) if shortfall > 0 else 0.0
-    for i in range(n):
-        if (fill > 0 and not buy_blocked[i] and not excluded[i] and trading[i]
-                and bench[i] - proposal[i] >= min_trade):
-            proposal[i] += fill * (bench[i] - proposal[i])
-    cash -= fill * shortfall
-    if cash > min_trade and room > 0:
-        for i in range(n):
-            if not buy_blocked[i] and not excluded[i] and trading[i]:
-                proposal[i] += cash * bench[i] / room
+            shortfall[i] = bench[i] - proposal[i]
+    order = np.argsort(-shortfall)
+    for c in range(n):
+        i = order[c]
+        if cash < min_trade or not np.isfinite(shortfall[i]):
+            break
+        ticket = max(min(shortfall[i], cash), min_trade)
+        if cash - ticket < min_trade:
+            ticket = cash
+        proposal[i] += ticket
+        cash -= ticket
