@@ -221,7 +221,10 @@ def test_guardrail_holds_the_limit_through_a_crash_under_a_random_harvester(scen
                              cadence="weekly")
     _, _, infos = rollout(guarded, seed=0)
     assert max(i["ex_ante_te"] for i in infos) <= guarded.te_limit * (1 + 1e-6)
-    assert all(i["guardrail_status"] in ("unchanged", "projected") for i in infos[1:])
+    # the guardrail aims at 90% of the limit; a relaxation inside the limit says why
+    assert all(i["guardrail_status"] in ("unchanged", "projected")
+               or (i["guardrail_status"] == "relaxed" and i["guardrail_reason"])
+               for i in infos[1:])
     unguarded = DirectIndexEnv(market=crash, random_start=False, episode_years=2.0,
                                cadence="weekly", guardrail=False)
     _, _, raw = rollout(unguarded, seed=0)
