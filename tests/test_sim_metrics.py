@@ -7,8 +7,6 @@ import pytest
 
 from taxharvest.agents.rules import ThresholdPolicy
 from taxharvest.envs.direct_index import DirectIndexEnv
-from taxharvest.market.synthetic import business_days
-from taxharvest.market.universe import MarketData, sector_proxies
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.metrics import (
     Trajectory,
@@ -98,21 +96,7 @@ def test_tracking_error_rolling_and_counts():
     assert set(yearly_measures(t)) == {"2024", "2025", "2026", "2027", "2028"}
 
 
-def hand_market(prices: np.ndarray, start: str = "2025-06-02") -> MarketData:
-    """Stocks of one sector with the given daily prices; its basket is the proxy."""
-    t, n = prices.shape
-    returns = np.vstack([np.zeros((1, n)), prices[1:] / prices[:-1] - 1])
-    sectors, weights = np.zeros(n, int), np.full(n, 1 / n)
-    proxy, names = sector_proxies(returns, sectors, weights, ("Information Technology",))
-    return MarketData(
-        dates=business_days(start, t), tickers=tuple(f"S{i}" for i in range(n)),
-        sectors=sectors, sector_names=("Information Technology",), prices=prices,
-        dividends=np.zeros((t, n)), splits=np.ones((t, n)), total_returns=returns,
-        benchmark_weights=weights, proxy_prices=proxy, proxy_names=names,
-        regime=np.zeros(t, np.int8), source="hand-built")
-
-
-def test_one_stock_one_harvest_known_tax_saving():
+def test_one_stock_one_harvest_known_tax_saving(hand_market):
     # $1M in one stock from 2025-06-09; it drops 20% and stays there into 2026
     prices = np.full((300, 1), 100.0)
     prices[15:] = 80.0

@@ -21,10 +21,9 @@ IMG = '<img src="data:image/png;base64,'
 
 
 @pytest.fixture(scope="module")
-def documents() -> dict[str, dict]:
+def documents(market) -> dict[str, dict]:
     stress = StressTest("monthly-all", "mfj-800k", scenarios=["black-monday-1987"], paths=2,
                         n_assets=24, years=0.6).run(workers=1).to_json()
-    market = synthetic_market(24, 1.0, seed=5)
     row = 150
     lots = [{"ticker": t, "shares": 100.0, "date_acquired": "2024-06-03",
              "cost_basis": 100.0 * market.prices[row, i] * (1.25 if i % 4 == 0 else 0.7)}

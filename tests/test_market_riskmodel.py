@@ -8,7 +8,6 @@ import pytest
 from taxharvest.market import (
     EwmaRiskModel,
     FactorRisk,
-    SyntheticMarket,
     estimate_risk,
     inject_scenario,
     market_risk_model,
@@ -16,8 +15,8 @@ from taxharvest.market import (
 
 
 @pytest.fixture(scope="module")
-def market():
-    return SyntheticMarket(n_assets=60, years=2, seed=5, crashes=False).generate()
+def market(generated):  # the risk model needs more names than the workflow market
+    return generated(n_assets=60, years=2, seed=5, crashes=False)
 
 
 def fitted(market, rows=slice(None), **args) -> EwmaRiskModel:

@@ -14,16 +14,10 @@ from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.sim.account import wash_status
 from taxharvest.tax.law import marginal_rates
-from taxharvest.workflows.markets import synthetic_market
 from taxharvest.workflows.shadow import Shadow
 
 SMALL = ["--market", "synthetic:seed=5", "--assets", "24", "--years", "1"]
 LOSS, RECENT = "SYN003", "SYN010"
-
-
-@pytest.fixture(scope="module")
-def market():
-    return synthetic_market(24, 1.0, seed=5)
 
 
 def holdings(market, row: int) -> list[dict]:

@@ -7,9 +7,9 @@ import types
 
 import numpy as np
 import pytest
-from test_metrics import hand_market
 
 from taxharvest.agents.base import Decision, Policy
+from taxharvest.agents.registry import make_policy
 from taxharvest.agents.rules import (
     HoldPolicy,
     MonthlyAllPolicy,
@@ -17,7 +17,6 @@ from taxharvest.agents.rules import (
     TunedPolicy,
     period_of,
 )
-from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import ASSET_FEATURES, DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.sim.backtest import run_backtest
@@ -71,7 +70,7 @@ def test_cadence_acts_on_the_first_decision_of_each_period():
     assert policy.act(*observation([-0.01], [1])).action[0] == 1
 
 
-def test_threshold_on_a_controlled_path_harvests_minus_12_not_minus_8():
+def test_threshold_on_a_controlled_path_harvests_minus_12_not_minus_8(hand_market):
     prices = np.full((60, 2), 100.0)
     prices[12:, 0] = 88.0  # -12%
     prices[12:, 1] = 92.0  # -8%

@@ -1,0 +1,47 @@
+"""The backtest runner: the JSON's keys and determinism."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from taxharvest.agents.rules import MonthlyAllPolicy
+from taxharvest.cli import app
+from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.sim.backtest import JSON_KEYS, run_backtest
+
+SMALL = ["--assets", "24", "--years", "1"]
+TOP_KEYS = {*JSON_KEYS, "yearly", "series", "config"}
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_json_keys_exactly(backtest_market):
+    env = DirectIndexEnv(market=backtest_market, profile="mfj-250k", random_start=False, episode_years=1.0)
+    data = run_backtest(MonthlyAllPolicy(), env).to_json()
+    assert set(data) == TOP_KEYS and len(data) == len(TOP_KEYS)
+    assert set(data["config"]) >= {"policy", "profile", "market", "te_limit", "cadence",
+                                   "guardrail"}
+    assert set(data["series"]) == {"dates", "portfolio", "benchmark", "savings", "ex_ante_te",
+                                   "rolling_te", "guardrail_status"}
+    assert len({len(v) for v in data["series"].values()}) == 1
+    assert all(set(block) >= {"tax_savings", "harvested_losses", "te", "form_8949_rows"}
+               for block in data["yearly"].values())
+    json.dumps(data, allow_nan=False)  # strict JSON: no NaN
+    assert data["config"]["policy"] == "monthly-all" and data["harvested_losses"] > 0
+
+
+def test_same_seed_same_json(tmp_path):
+    outputs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.json"
+        result = cli("backtest", "--policy", "threshold:0.05", "--profile", "mfj-800k",
+                     "--market", "synthetic:seed=3", *SMALL, "--json", str(out))
+        assert result.exit_code == 0, result.output
+        data = json.loads(out.read_text())
+        assert data.pop("runtime_s") >= 0
+        outputs.append(data)
+    assert outputs[0] == outputs[1]
