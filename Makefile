@@ -24,6 +24,7 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check taxharvest tests benchmarks
+	$(VENV)/bin/lint-imports
 
 demo: $(STAMP)
 	$(VENV)/bin/taxharvest demo

@@ -1,13 +1,22 @@
 """taxharvest: learned tax-loss harvesting for direct-indexed portfolios.
 
-Layers, each importing only those before it:
+Layers, each importing only those below it (``lint-imports`` checks the contract in
+``pyproject.toml``):
 
+- ``taxharvest.errors``, ``taxharvest.io``: the one exception hierarchy, whole-file outputs;
 - ``taxharvest.tax``: lot ledger, wash sales, tax law, Form 8949 (knows nothing of RL);
-- ``taxharvest.market``: universe, synthetic and real prices, crash scenarios, risk model;
+- ``taxharvest.market``: universe, synthetic and real prices, crash scenarios, risk model
+  (independent of ``tax``);
 - ``taxharvest.guardrails``: tracking-error projection, a pure function of weights and risk;
 - ``taxharvest.envs``: the Gymnasium environment over ledger and market;
-- ``taxharvest.agents``: rule-based harvesters and the PPO policy, behind one interface;
-- ``taxharvest.training``: train, backtest, shadow, stress, sweep and report workflows.
+- ``taxharvest.agents``: rule-based harvesters and the PPO policy behind one interface, and
+  the parser of policy specs;
+- ``taxharvest.sim``: one run of a policy (backtest), its measures and their registry, the
+  step log, the local/Ray fan-out;
+- ``taxharvest.report``: HTML pages of run JSON (it reads documents, not runs);
+- ``taxharvest.workflows``: train, tune, evaluate, shadow, stress, sweep, demo, and the one
+  builder of their markets;
+- ``taxharvest.cli``: the ``taxharvest`` command, thin: parses options and delegates.
 """
 
 import logging

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TRADING_DAYS = 252
+from taxharvest.market.risk import TRADING_DAYS
+
 ROLLING_DAYS = 63
 INTERVENTIONS = ("projected", "relaxed", "fallback")
 

@@ -165,10 +165,11 @@ class HeldOutEvaluation(BaseCallback):
     agent optimizes, less the TE penalty); mean tax alpha and worst ex-ante TE are logged
     beside it under ``eval/``.
 
-    :param config: the evaluation environment's keyword arguments.
-    :param seeds: reset seeds of the held-out paths.
-    :param eval_freq: environment steps between evaluations.
-    :param on_best: called with the model whenever the metric improves.
+    Args:
+        config: the evaluation environment's keyword arguments.
+        seeds: reset seeds of the held-out paths.
+        eval_freq: environment steps between evaluations.
+        on_best: called with the model whenever the metric improves.
     """
 
     def __init__(self, config: dict[str, Any], seeds: Sequence[int], eval_freq: int,

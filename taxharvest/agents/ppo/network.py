@@ -42,10 +42,11 @@ class AssetSetExtractor(BaseFeaturesExtractor):
     context: an MLP of ``[portfolio embedding, mean and max of the stock embeddings]``.
     ``features_dim`` is the width of one row; the parameters do not depend on ``n``.
 
-    :param observation_space: the environment's ``Dict`` space (``assets``, ``portfolio``).
-    :param asset_arch: hidden widths of the per-asset MLP (the last is the embedding width).
-    :param context_dim: width of the pooled context.
-    :param activation_fn: activation after every layer.
+    Args:
+        observation_space: the environment's ``Dict`` space (``assets``, ``portfolio``).
+        asset_arch: hidden widths of the per-asset MLP (the last is the embedding width).
+        context_dim: width of the pooled context.
+        activation_fn: activation after every layer.
     """
 
     def __init__(

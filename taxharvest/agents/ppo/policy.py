@@ -31,9 +31,10 @@ class PPOPolicy:
     whose probability exceeds one half (SB3's deterministic prediction) and the environment
     allows, and explains each harvest with its probability and the features behind it.
 
-    :param model: the PPO model (its spaces match the environment it acts in).
-    :param normalizer: the training ``VecNormalize`` (only its statistics are used).
-    :param card: the model card, when loaded from a folder.
+    Args:
+        model: the PPO model (its spaces match the environment it acts in).
+        normalizer: the training ``VecNormalize`` (only its statistics are used).
+        card: the model card, when loaded from a folder.
     """
 
     def __init__(self, model: PPO, normalizer: VecNormalize, card: dict | None = None,
