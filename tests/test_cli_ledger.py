@@ -105,6 +105,18 @@ def test_replay_error_names_file_and_line(tmp_path):
     assert (info.value.path, info.value.row, info.value.field) == (str(path), 3, "shares")
 
 
+def test_replay_of_a_sale_at_cost_is_no_wash_sale(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("date,ticker,side,shares,price\n2024-01-02,X,buy,45,50.22\n"
+                    "2024-01-10,X,sell,3,50.22\n2024-01-11,X,sell,42,40\n2024-01-20,X,buy,3,45\n")
+    ledger = replay(read_trades(path))
+    assert ledger.realized(2024)[0] == pytest.approx(-398.58)
+    assert ledger.total_disallowed == pytest.approx(30.66)
+    (lot,) = ledger.open_lots()
+    assert (lot["shares"], lot["date_acquired"]) == (3.0, "2024-01-11")
+    assert lot["cost_basis"] == pytest.approx(165.66)
+
+
 def test_outputs_get_the_usual_file_mode(good, tmp_path):
     import os
     import stat

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from taxharvest.errors import InputError
+from taxharvest.tax import kernel
 from taxharvest.tax.calendar import is_long_term, to_day
 from taxharvest.tax.ledger import Ledger, LedgerError
 from taxharvest.tax.reporting import form_8949, sales_records, schedule_d, totals
@@ -106,6 +107,46 @@ def test_same_lot_sold_in_one_order_is_not_a_replacement_for_itself():
     assert [s["wash_sale_disallowed"] for s in sales_records(ledger)] == [0.0, 0.0]
     assert totals(ledger)["short_term_gain"] == pytest.approx(-100.0)
     assert totals(ledger)["long_term_gain"] == pytest.approx(-200.0)
+
+
+def test_unsold_rest_of_a_lot_relieved_in_the_same_order_replaces_the_other_lots_loss():
+    ledger = book()
+    ledger.buy("XYZ", 100, 10.0, "2023-01-03")
+    ledger.buy("XYZ", 100, 9.0, "2024-02-20")
+    ledger.sell("XYZ", 150, 8.0, "2024-03-01")  # FIFO: all of the 2023 lot, 50 of the other
+    old_lot, part = sales_records(ledger)
+    # the 50 shares still held replace 50 of the old lot's 100 (loss 2 each), not their own part
+    assert old_lot["wash_sale_disallowed"] == pytest.approx(100.0)
+    assert part["wash_sale_disallowed"] == 0.0
+    lot = only_lot(ledger)
+    assert lot["shares"] == 50 and lot["cost_basis"] == pytest.approx(450.0 + 100.0)
+    assert lot["date_acquired"] == "2022-12-24"  # 2024-02-20 less the 423 days held
+
+
+def test_sale_at_exactly_the_purchase_price_is_no_loss():
+    """Part of a 45-share lot sold at its price leaves a float remainder, not a loss."""
+    ledger = book("X")
+    ledger.buy("X", 45, 50.22, "2024-01-02")
+    ledger.sell("X", 3, 50.22, "2024-01-10")
+    ledger.sell("X", 42, 40.0, "2024-01-11")
+    ledger.buy("X", 3, 45.0, "2024-01-20")
+    at_cost, loss = sales_records(ledger)
+    assert at_cost["wash_sale_disallowed"] == 0.0
+    assert loss["wash_sale_disallowed"] == pytest.approx(30.66)
+    assert ledger.realized(2024) == (pytest.approx(-398.58), 0.0)
+    lot = only_lot(ledger)
+    assert lot["date_acquired"] == "2024-01-11" and lot["cost_basis"] == pytest.approx(165.66)
+
+
+@pytest.mark.parametrize(("value", "basis", "loss"), [
+    (150.66, 45 * 50.22 * 3 / 45, False),  # the float remainder of a partial lot
+    (100.0, 100.0, False),
+    (100.0, 100.01, True),
+    (1e-3, 2e-3, True),
+    (0.0, 0.0, False),
+])
+def test_is_loss_ignores_rounding_only(value, basis, loss):
+    assert kernel.is_loss(value, basis) is loss
 
 
 def test_same_day_order_matters_and_loss_never_reduces_other_blocks_gain():

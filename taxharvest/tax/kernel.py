@@ -8,7 +8,9 @@ each lot portion sold is one row of the sales log (a Form 8949 row).
 Rules (IRC §1012, §1091, §1222, §1223; Treas. Reg. §1.1012-1(c), §1.1091-1, §1.1091-2):
 
 - A sale relieves lots in FIFO, HIFO or specific-identification order; partial lots split
-  pro rata (basis per share kept).
+  pro rata (basis per share kept). Amounts equal up to float rounding are equal
+  (:func:`exceeds`): lots at the same basis per share tie, and a lot portion is at a loss
+  only by :func:`is_loss` (a sale at the purchase price is none).
 - A lot portion sold at a loss is a wash sale to the extent substantially identical
   shares (same equivalence group) are acquired within 30 days before or after the sale.
   Matching is share for share in chronological order: at the sale, against shares bought
@@ -18,8 +20,10 @@ Rules (IRC §1012, §1091, §1222, §1223; Treas. Reg. §1.1012-1(c), §1.1091-1
 - The disallowed loss is added to the replacement shares' basis, and their holding period
   starts earlier by the sold shares' holding period (§1223(3)). Where only part of a
   replacement lot absorbs a loss, that part is split off as its own lot.
-- Lots relieved by the same sale order are not replacements for one another: they are no
-  longer held after it (project convention: a disallowed loss always sits in a held lot).
+- Replacement shares are shares held after the sale (project convention: a disallowed loss
+  always sits in a held lot). Shares a sale order relieves are therefore no replacements
+  for the losses of that order; the unsold rest of a lot the order relieves in part is one
+  for the other lots' losses (if bought in the 30 days before), never for its own part.
 """
 
 from __future__ import annotations
@@ -40,6 +44,24 @@ ERR_OVERSELL = 10
 ERR_UNKNOWN_LOT = 11
 
 EPS = 1e-9
+AMOUNT_TOLERANCE = 1e-9  # relative: amounts closer than a billionth of their size are equal
+
+
+@njit(cache=True)
+def exceeds(a: float, b: float) -> bool:
+    """Whether amount ``a`` exceeds ``b`` by more than float rounding (``AMOUNT_TOLERANCE``)."""
+    return a - b > AMOUNT_TOLERANCE * max(abs(a), abs(b))
+
+
+@njit(cache=True)
+def is_loss(value: float, basis: float) -> bool:
+    """Whether shares worth ``value`` (amount realized) with cost basis ``basis`` are at a loss.
+
+    A loss is the basis exceeding the amount realized (IRC §1001(a)); a shortfall within
+    float rounding (a sale at exactly the purchase price of part of a lot) is no loss. The
+    one definition for the kernel and everything that predicts its wash-sale decisions.
+    """
+    return exceeds(basis, value)
 
 
 @njit(cache=True)
@@ -65,16 +87,24 @@ def _first_free(shares: np.ndarray, used: np.ndarray, row: int) -> int:
 
 
 @njit(cache=True)
+def _after(k1: np.ndarray, k2: np.ndarray, k3: np.ndarray, x: int, y: int) -> bool:
+    """Whether entry ``x`` sorts after ``y`` by keys (k1, k2, k3); keys within rounding tie."""
+    for k in (k1, k2, k3):
+        if exceeds(k[x], k[y]):
+            return True
+        if exceeds(k[y], k[x]):
+            return False
+    return False
+
+
+@njit(cache=True)
 def _sort_by(k1: np.ndarray, k2: np.ndarray, k3: np.ndarray, idx: np.ndarray) -> None:
-    """Insertion sort of ``idx`` in place by keys (k1, k2, k3) ascending; lists are short."""
+    """Stable insertion sort of ``idx`` in place by keys (k1, k2, k3) ascending; lists are
+    short. Lots at the same basis per share up to rounding fall through to the next key."""
     for a in range(1, idx.shape[0]):
         cur = idx[a]
         b = a - 1
-        while b >= 0 and (
-            k1[idx[b]] > k1[cur]
-            or (k1[idx[b]] == k1[cur] and (
-                k2[idx[b]] > k2[cur] or (k2[idx[b]] == k2[cur] and k3[idx[b]] > k3[cur])))
-        ):
+        while b >= 0 and _after(k1, k2, k3, idx[b], cur):
             idx[b + 1] = idx[b]
             b -= 1
         idx[b + 1] = cur
@@ -301,7 +331,7 @@ def apply_trades(
             cash[0] += q * price
             term = 1 if day > anniversary[acq[row, j] - day_base] else 0
             realized[year, term] += q * price - b_sold
-            if b_sold > q * price:
+            if is_loss(q * price, b_sold):
                 loss_rows[n_loss] = k
                 n_loss += 1
         while used[row] > 0 and shares[row, used[row] - 1] == 0.0:
