@@ -318,32 +318,80 @@ class DirectIndexEnv(gym.Env):
             self._accrued_key = key
         return self._accrued
 
-    # --- state views ---------------------------------------------------------------------
+    # --- the account, read-only: what runs and reports may read beyond observation and info
 
     @property
     def t(self) -> int:
-        """The current row of the market."""
+        """The current row of the episode's market."""
         return self.broker.t
 
     @property
     def market(self) -> MarketData:
+        """The episode's market."""
         return self.world.market
 
     @property
+    def date(self) -> np.datetime64:
+        """The current day."""
+        return self.world.market.dates[self.t]
+
+    @property
+    def securities(self) -> tuple[str, ...]:
+        """The account's ``m`` securities: the stocks, then the replacement securities."""
+        return self.world.names
+
+    @property
+    def sector_of(self) -> np.ndarray:
+        """``(m,)`` sector of every security."""
+        return self.world.sector_of
+
+    @property
+    def n_decisions(self) -> int:
+        """Decisions from the episode's start to its end."""
+        return -(-(self.end - self.start) // self.step_days)
+
+    @property
     def ledger(self) -> Ledger:
+        """The account's lots, sales and wash-sale state (read it; trades go through
+        :meth:`step`)."""
         return self.broker.ledger
 
     @property
     def trade_log(self) -> list[Trades]:
+        """Every batch of trades the account made, in order (a replay gives the ledger)."""
         return self.broker.trade_log
+
+    def holdings(self) -> dict[str, np.ndarray | float]:
+        """``weights`` and ``benchmark_weights`` ``(m,)``, ``value`` and ``cash`` now."""
+        return {"weights": self.broker.weights.copy(),
+                "benchmark_weights": self._bench_weights().copy(),
+                "value": self.broker.value, "cash": self.ledger.cash}
+
+    def wash_windows(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(m,)`` dates of the last loss sale and the last purchase of every security's
+        equivalence group (NaT where none): a purchase within 30 days after the first, or a
+        loss sale within 30 days after the second, is a wash sale."""
+        lots = self.ledger
+
+        def dates(days: np.ndarray) -> np.ndarray:
+            out = days[lots.group].astype("datetime64[D]")
+            return np.where(days[lots.group] < -10**8, np.datetime64("NaT"), out)
+
+        return dates(lots.last_loss_sale), dates(lots.last_buy)
+
+    def tax_years(self) -> list:
+        """The settled tax years (:class:`~taxharvest.tax.law.TaxSaving`), in order."""
+        return list(self.tracker.history)
+
+    def unused_carryforward(self) -> float:
+        """Loss carryforward the portfolio added that the client has not used yet."""
+        return max(0.0, sum(self.tracker.carry_with) - sum(self.tracker.carry_base))
+
+    # --- internal state views ------------------------------------------------------------
 
     @property
     def days(self) -> np.ndarray:
         return self.world.days
-
-    @property
-    def sector_of(self) -> np.ndarray:
-        return self.world.sector_of
 
     @property
     def excluded(self) -> np.ndarray:

@@ -84,7 +84,7 @@ def run_backtest(
     raw = env.unwrapped
     observation, info = env.reset(seed=seed, options=options)
     policy.reset()
-    total = account.episode_steps(raw)
+    total = raw.n_decisions
     tickers = raw.market.tickers
     infos, decisions = [info], []
     bench_weights = []
@@ -105,7 +105,7 @@ def run_backtest(
     last_year = int(trajectory.dates[-1].astype("datetime64[Y]").astype(int)) + 1970
     long_rate = marginal_gain_rates(raw.profile, last_year)[1]
     metrics = compute_metrics(trajectory, long_rate=long_rate, te_limit=raw.te_limit, fee=fee)
-    rows = form_8949(account.ledger(raw))
+    rows = form_8949(raw.ledger)
     steps = yearly_measures(trajectory)
     savings = account.settled_savings(raw)
     empty = {"harvested_losses": 0.0, "sold": 0.0, "te": 0.0}
@@ -140,7 +140,7 @@ def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory
     series = {field: np.array([i[key] for i in infos]) for field, key in _INFO_SERIES.items()}
     dates = np.array([i["date"] for i in infos], "datetime64[D]")
     dividends = _benchmark_dividends(raw.market, dates, series["benchmark"], bench_weights)
-    sales = account.sales(raw)
+    sales = raw.ledger.sales()
     # a sale on day d belongs to the first step ending on or after d
     step = np.searchsorted(dates[1:].astype(np.int64), sales["sold"]) + 1
     sold = np.bincount(step, weights=sales["proceeds"], minlength=len(dates))[:len(dates)]

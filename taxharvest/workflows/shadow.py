@@ -239,11 +239,11 @@ class Shadow:
         policy = make_policy(spec, self.profile, env)
         policy.reset()
         decision = policy.act(observation, info)
-        tickers = account.securities(env)
+        tickers = env.securities
         wash = {name: account.wash_status(env, row) for row, name in enumerate(tickers)}
         reasons = {tickers[i]: reason for i, reason in decision.reasons.items()}
         _, _, _, _, info = env.step(decision.action)
-        sales = account.sales(env)
+        sales = env.ledger.sales()
         short = float(sales["gain"][~sales["long_term"]].sum())
         long = float(sales["gain"][sales["long_term"]].sum())
         trades = [{**t, "value": t["shares"] * t["price"],
