@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from taxharvest import errors
 from taxharvest.errors import InputError
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import is_long_term, to_day
@@ -280,8 +281,9 @@ def test_specific_identification_and_partial_lots_keep_basis_per_share():
 def test_oversell_is_refused():
     ledger = book()
     ledger.buy("XYZ", 10, 10.0, "2024-01-02")
-    with pytest.raises(LedgerError, match="only 10 held"):
+    with pytest.raises(errors.LedgerError, match="only 10 held") as info:
         ledger.sell("XYZ", 11, 10.0, "2024-01-03")
+    assert LedgerError is errors.LedgerError and info.value.trade == 0
 
 
 def test_split_keeps_total_basis_and_scales_open_windows():

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from taxharvest import errors
 from taxharvest.tax.law import (
     FILINGS,
     PROFILES,
@@ -131,8 +132,9 @@ def test_invalid_table_names_file_and_field(tmp_path, old, new, field):
 def test_invalid_yaml_syntax(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("years: [2025: {", encoding="utf-8")
-    with pytest.raises(TaxTableError, match="broken.yaml"):
+    with pytest.raises(errors.TaxTableError, match="broken.yaml") as info:
         load_tables(path)
+    assert TaxTableError is errors.TaxTableError and isinstance(info.value, errors.InputError)
 
 
 def test_missing_filing_status_is_named(tmp_path):

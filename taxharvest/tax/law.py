@@ -40,13 +40,11 @@ from pydantic import (
     model_validator,
 )
 
+from taxharvest.errors import TaxTableError
+
 Filing = Literal["single", "mfj", "mfs", "hoh"]
 FILINGS: tuple[str, ...] = get_args(Filing)
 Indexing = Literal["fixed", "inflation"]
-
-
-class TaxTableError(ValueError):
-    """A tax table file that cannot be parsed or fails validation."""
 
 
 # --------------------------------------------------------------------------- tables (data)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taxharvest.errors import InputError
+from taxharvest.errors import InputError, LedgerError
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE, YEAR_OF_DAY, to_date, to_day
 
@@ -20,12 +20,11 @@ RELIEF_METHODS = {"fifo": kernel.FIFO, "hifo": kernel.HIFO}
 _YEAR_BASE = int(YEAR_OF_DAY[0])
 
 
-class LedgerError(InputError):
-    """A trade the ledger cannot apply (selling more than held, an unknown lot)."""
-
-    def __init__(self, message: str, *, trade: int) -> None:
-        self.trade = trade
-        super().__init__(message)
+def _refused(message: str, *, trade: int) -> LedgerError:
+    """The :class:`LedgerError` for trade ``trade`` (its index in the batch, as ``.trade``)."""
+    error = LedgerError(message)
+    error.trade = trade
+    return error
 
 
 @dataclass(frozen=True)
@@ -183,13 +182,13 @@ class Ledger:
                 ticker = self.tickers[trades.ticker[index]]
                 held = self.position(ticker) if trades.lot[index] < 0 else self._lot_shares(
                     trades.ticker[index], trades.lot[index])
-                raise LedgerError(
+                raise _refused(
                     f"selling {trades.qty[index]:g} shares of {ticker} but only {held:g} held"
                     + (" in that lot" if trades.lot[index] >= 0 else ""),
                     trade=index,
                 )
             else:
-                raise LedgerError(
+                raise _refused(
                     f"no open lot {self.lot_label(trades.lot[index])} of "
                     f"{self.tickers[trades.ticker[index]]}",
                     trade=index,
@@ -200,7 +199,7 @@ class Ledger:
         pid = int(self._next_purchase[0])
         if lot_id is not None:
             if lot_id in self.lot_ids:
-                raise LedgerError(f"lot_id {lot_id!r} is already used", trade=0)
+                raise _refused(f"lot_id {lot_id!r} is already used", trade=0)
             self.lot_ids[lot_id] = pid
         self.apply(Trades.of(self._row(ticker), to_day(date), kernel.BUY, shares, price, pid))
         return pid
