@@ -1,0 +1,209 @@
+"""The tax-aware decision: one convex program per decision, never raising on market conditions."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from taxharvest.optimize.account import AccountState, Intent
+from taxharvest.optimize.fast import FastSolver
+from taxharvest.optimize.problem import Problem, Settings, build_problem
+from taxharvest.optimize.reference import Attempt, ReferenceProgram
+
+logger = logging.getLogger("taxharvest.optimize")
+
+Status = Literal["optimal", "relaxed", "fallback"]
+Method = Literal["reference", "fast"]
+
+#: Solvers are given the TE cap times ``1 - TE_MARGIN``, and a trade is accepted only within
+#: the cap itself: the guarantee holds exactly, not within a solver's tolerance.
+TE_MARGIN = 1e-5
+#: A trade is accepted when every linear constraint holds within this (weight units).
+LINEAR_SLACK = 1e-6
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision's trades and what they realize.
+
+    Attributes:
+        status: ``optimal``; ``relaxed`` (the TE limit is unreachable under the hard
+            constraints: solved at the minimum TE times ``1 + relax_margin``); ``fallback``
+            (hard constraints infeasible or every solver failed: the current book, no trade).
+        reason: why it is relaxed or a fallback, or why the intent's TE budget was raised;
+            empty when optimal as asked.
+        weights: ``(m,)`` post-trade weights; cash: post-trade cash weight.
+        sell_shares: ``(m, L)`` shares sold per lot; buy_shares: ``(m,)`` shares bought.
+        realized_short, realized_long: net realized gain in dollars (losses negative; a
+            disallowed loss is not realized).
+        disallowed: dollars of loss washed by forced sales (sell-blocked excluded lots).
+        te: ex-ante TE of ``weights``; te_cap: the TE bound it was solved under; te_min: the
+            minimum achievable TE when it was computed (relaxations), else ``None``.
+        turnover: dollars traded (sells plus buys) over the book.
+        solver: what produced the trades (``None`` for a fallback); solve_ms: wall time.
+    """
+
+    status: Status
+    reason: str
+    weights: np.ndarray = field(repr=False)
+    cash: float
+    sell_shares: np.ndarray = field(repr=False)
+    buy_shares: np.ndarray = field(repr=False)
+    realized_short: float
+    realized_long: float
+    disallowed: float
+    te: float
+    te_cap: float
+    te_min: float | None
+    turnover: float
+    solver: str | None
+    solve_ms: float
+
+
+class TaxAwareOptimizer:
+    """Chooses post-trade holdings that maximize the after-tax value of realized losses, minus
+    the tax on realized gains, a TE penalty and trading cost (see :class:`Problem`), with TE at
+    most ``intent.te_budget * te_limit``.
+
+    When that bound is unreachable under the hard constraints, the minimum achievable TE is
+    found and the decision solved at the larger of the bound and ``min TE * (1 +
+    relax_margin)``: ``relaxed`` when that exceeds the limit, the reason naming what the bounds
+    froze. When the hard constraints conflict, or no solver succeeds, the book is held
+    (``fallback``). Only invalid inputs raise (``ValueError``).
+
+    Args:
+        settings: the account's standing rules and prices.
+        method: ``reference`` (cvxpy, Clarabel then SCS) or ``fast`` (the specialised solver,
+            the reference where it fails).
+
+    Compiled programs are cached per shape ``(m, L, k)``; not thread-safe.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, method: Method = "reference") -> None:
+        if method not in ("reference", "fast"):
+            raise ValueError(f"method must be 'reference' or 'fast', got {method!r}")
+        self.settings = settings or Settings()
+        self.method = method
+        self._programs: dict[tuple[int, int, int], ReferenceProgram] = {}
+        self._fast = FastSolver()
+
+    def program(self, shape: tuple[int, int, int]) -> ReferenceProgram:
+        """The reference program for ``(m, L, k)``, compiled on first use."""
+        if shape not in self._programs:
+            self._programs[shape] = ReferenceProgram(*shape, self.settings)
+        return self._programs[shape]
+
+    def decide(self, state: AccountState, intent: Intent) -> Decision:
+        """The decision for ``state`` under ``intent``."""
+        start = time.perf_counter()
+        problem = build_problem(state, intent, self.settings)
+        conflicts = problem.conflicts()
+        if conflicts:
+            return self._hold(state, problem, f"hard constraints infeasible: {'; '.join(conflicts)}", start)
+        attempt = self._solve(problem)
+        if attempt.sells is not None:
+            return self._result(state, problem, attempt, "optimal", "", None, start)
+        if not attempt.infeasible:
+            return self._hold(state, problem, f"solver failed ({attempt.error})", start)
+        return self._relax(state, problem, start)
+
+    def _relax(self, state: AccountState, problem: Problem, start: float) -> Decision:
+        floor = self._solve(problem, min_te=True)
+        if floor.sells is None:
+            what = "hard constraints jointly infeasible" if floor.infeasible else "minimum-TE solve failed"
+            return self._hold(state, problem, f"{what} ({floor.error}); {problem.frozen()}", start)
+        te_min = problem.tracking_error(problem.weights(floor.sells, floor.buys))
+        cap = max(problem.te_cap, te_min * (1 + self.settings.relax_margin))
+        relaxed = problem.with_te_cap(cap)
+        # a fast path's infeasible verdict that the minimum TE contradicts goes to the reference
+        attempt = self._solve(relaxed, reference=cap == problem.te_cap)
+        note = ""
+        if attempt.sells is None:
+            attempt, note = floor, f"; the decision at that bound failed ({attempt.error}), kept the minimum-TE book"
+        limit = self.settings.te_limit
+        status: Status = "relaxed" if cap > limit else "optimal"
+        what = f"TE limit {limit:.3%}" if cap > limit else f"TE budget {problem.te_cap:.3%}"
+        reason = (
+            f"{what} unreachable under the hard constraints: minimum TE {te_min:.3%}, solved at "
+            f"{cap:.3%} ({problem.frozen()}){note}"
+        )
+        return self._result(state, relaxed, attempt, status, reason, te_min, start)
+
+    def _solve(self, problem: Problem, *, min_te: bool = False, reference: bool = False) -> Attempt:
+        """Solve (the fast path first unless ``reference``) and accept only a trade that keeps
+        every constraint; the reference solves what the fast path cannot."""
+        solved = problem.with_te_cap(problem.te_cap * (1 - TE_MARGIN))
+        if self.method == "fast" and not reference:
+            attempt = self._checked(problem, self._fast.solve(solved, min_te=min_te), min_te)
+            if attempt.sells is not None or attempt.infeasible:
+                return attempt
+        attempt = self.program(problem.shape).solve(solved, min_te=min_te)
+        return self._checked(problem, attempt, min_te)
+
+    @staticmethod
+    def _checked(problem: Problem, attempt: Attempt, min_te: bool) -> Attempt:
+        if attempt.sells is None:
+            return attempt
+        broken = violations(problem, attempt.sells, attempt.buys, te=not min_te)
+        if broken:
+            return Attempt(None, None, False, f"{attempt.solver}: {'; '.join(broken)}", None)
+        return attempt
+
+    def _hold(self, state: AccountState, problem: Problem, reason: str, start: float) -> Decision:
+        hold = Attempt(np.zeros_like(problem.lot_weight), np.zeros_like(problem.held), False, "", None)
+        return self._result(state, problem, hold, "fallback", reason, None, start)
+
+    def _result(
+        self,
+        state: AccountState,
+        problem: Problem,
+        attempt: Attempt,
+        status: Status,
+        reason: str,
+        te_min: float | None,
+        start: float,
+    ) -> Decision:
+        value = state.value
+        sells, buys = attempt.sells, attempt.buys
+        weights = problem.weights(sells, buys)
+        gains = problem.realized * sells * value
+        decision = Decision(
+            status=status,
+            reason=reason,
+            weights=weights,
+            cash=float(1.0 - weights.sum()),
+            sell_shares=sells * value / state.price[:, None],
+            buy_shares=buys * value / state.price,
+            realized_short=float(gains[~state.long_term].sum()),
+            realized_long=float(gains[state.long_term].sum()),
+            disallowed=float((problem.washed_loss * sells).sum() * value),
+            te=problem.tracking_error(weights),
+            te_cap=problem.te_cap,
+            te_min=te_min,
+            turnover=float(sells.sum() + buys.sum()),
+            solver=attempt.solver,
+            solve_ms=1e3 * (time.perf_counter() - start),
+        )
+        if status != "optimal":
+            logger.warning("%s in %.1f ms: %s", status, decision.solve_ms, reason)
+        return decision
+
+
+def violations(problem: Problem, sells: np.ndarray, buys: np.ndarray, *, te: bool = True) -> list[str]:
+    """The constraints a trade breaks beyond the acceptance slacks (``te``: check the TE cap)."""
+    found = []
+    weights = problem.weights(sells, buys)
+    if te and problem.tracking_error(weights) > problem.te_cap:
+        found.append(f"TE {problem.tracking_error(weights):.5%} above {problem.te_cap:.5%}")
+    invested = weights.sum()
+    if not 1 - problem.cash_band - LINEAR_SLACK <= invested <= 1 + LINEAR_SLACK:
+        found.append(f"invested {invested:.8f} outside the cash band")
+    if (problem.realized * sells).sum() > problem.gain_bound + LINEAR_SLACK:
+        found.append("gain budget exceeded")
+    if problem.turnover is not None and sells.sum() + buys.sum() > problem.turnover + LINEAR_SLACK:
+        found.append("turnover cap exceeded")
+    return found

@@ -1,0 +1,256 @@
+"""One decision as numbers in weight units (dollars over account value), shared by both solvers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from taxharvest.guardrails import factor_loadings
+from taxharvest.optimize.account import AccountState, Intent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The account's standing rules and the program's fixed prices.
+
+    Attributes:
+        te_limit: annualized ex-ante tracking-error limit (the mandate).
+        te_aversion: TE penalty, as a share of the book, at TE equal to the limit; the penalty
+            is ``te_aversion * (TE / te_limit)^2`` (quadratic: a variance price).
+        cost_bps: trading cost per dollar traded (sells and buys), in basis points.
+        cash_band: post-trade cash may be anywhere in ``[0, cash_band]`` of the book; positive
+            (a band, not a point: the solvers need an interior).
+        max_turnover: optional cap on dollars traded (sells plus buys) over the book.
+        relax_margin: a relaxed decision is solved at ``min TE * (1 + relax_margin)``.
+    """
+
+    te_limit: float = 0.01
+    te_aversion: float = 1e-3
+    cost_bps: float = 2.0
+    cash_band: float = 0.005
+    max_turnover: float | None = None
+    relax_margin: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.te_limit) and self.te_limit > 0):
+            raise ValueError(f"te_limit must be positive, got {self.te_limit}")
+        for name in ("te_aversion", "cost_bps"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be finite and non-negative")
+        if not 0 < self.cash_band < 1:
+            raise ValueError(f"cash_band must be in (0, 1), got {self.cash_band}")
+        if self.max_turnover is not None and not self.max_turnover > 0:
+            raise ValueError(f"max_turnover must be positive, got {self.max_turnover}")
+        if not 0 < self.relax_margin < 1:
+            raise ValueError(f"relax_margin must be in (0, 1), got {self.relax_margin}")
+
+    @property
+    def risk_price(self) -> float:
+        """``kappa`` of the penalty ``kappa * TE^2``."""
+        return self.te_aversion / self.te_limit**2
+
+    @property
+    def trade_cost(self) -> float:
+        return self.cost_bps * 1e-4
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Minimize ``tax + kappa TE^2 + cost * traded`` over lot sales ``s`` and buys ``b``.
+
+    Weights are post-trade ``w = held - sum_j s_ij + b_i`` over ``m`` securities; cash is
+    ``1 - sum(w)``. Tax: the lot sales' net realized gain per character,
+    ``N_c = sum coefficient_c * s`` (losses scaled by the intent's preference), costs
+    ``rate_c N_c + excess_c pos(-N_c - capacity_c)`` with ``excess = rate - carry_rate``.
+    Constraints: ``sell_lower <= s <= sell_upper``, ``0 <= b <= buy_upper``,
+    ``1 - cash_band <= sum(w) <= 1``, ``TE(w) <= te_cap``, ``sum(realized * s) <= gain_budget``
+    (when given) and ``sum(s) + sum(b) <= turnover`` (when given).
+
+    Attributes (arrays ``(m, L)`` per lot, ``(m,)`` per security):
+        lot_weight: value of each lot over the book.
+        held: current weights.
+        sell_lower / sell_upper: bounds of each lot's sale (lower: excluded, sold in full).
+        buy_upper: 1 where a security may be bought, else 0.
+        realized: realized gain per unit weight sold (a washed loss realizes 0).
+        coefficient_short / coefficient_long: the program's net gain per unit sold, by
+            character (realized, losses times preference).
+        rates, excess, capacity: ``(2,)`` short, long.
+        benchmark, loadings ``G`` (``(k, m)``, ``Sigma = G'G + diag(specific_sd^2)``),
+        specific_sd: the risk model.
+        te_cap, risk_price, trade_cost, cash_band, gain_budget, turnover: as above.
+        washed_loss: loss per unit weight sold that is disallowed (a forced sale of a
+            sell-blocked lot at a loss), positive; zero elsewhere.
+        buy_frozen_by_wash / buy_frozen_by_harvest: no buy because of a wash window, or
+            because a loss lot of it (or an identical class) may be sold this decision.
+        loss_frozen: securities holding loss lots that may not be sold.
+    """
+
+    lot_weight: np.ndarray
+    held: np.ndarray
+    sell_lower: np.ndarray
+    sell_upper: np.ndarray
+    buy_upper: np.ndarray
+    realized: np.ndarray
+    coefficient_short: np.ndarray
+    coefficient_long: np.ndarray
+    rates: np.ndarray
+    excess: np.ndarray
+    capacity: np.ndarray
+    benchmark: np.ndarray
+    loadings: np.ndarray
+    specific_sd: np.ndarray
+    te_cap: float
+    risk_price: float
+    trade_cost: float
+    cash_band: float
+    gain_budget: float | None
+    turnover: float | None
+    washed_loss: np.ndarray
+    buy_frozen_by_wash: np.ndarray
+    buy_frozen_by_harvest: np.ndarray
+    loss_frozen: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(m, L, k)``."""
+        return (*self.lot_weight.shape, self.loadings.shape[0])
+
+    @property
+    def lot_tax(self) -> np.ndarray:
+        """Linear tax per unit weight sold at the full marginal rates."""
+        return self.rates[0] * self.coefficient_short + self.rates[1] * self.coefficient_long
+
+    @property
+    def gain_bound(self) -> float:
+        """``gain_budget``, or a bound no sale can reach when there is none."""
+        if self.gain_budget is not None:
+            return self.gain_budget
+        return float((self.sell_upper * np.clip(self.realized, 0, None)).sum()) + 1.0
+
+    def weights(self, sells: np.ndarray, buys: np.ndarray) -> np.ndarray:
+        return self.held - sells.sum(axis=1) + buys
+
+    def tracking_error(self, weights: np.ndarray) -> float:
+        active = weights - self.benchmark
+        return float(
+            np.sqrt(np.sum((self.loadings @ active) ** 2) + np.sum((self.specific_sd * active) ** 2))
+        )
+
+    def objective(self, sells: np.ndarray, buys: np.ndarray) -> float:
+        """The program's objective at a trade (for comparing solvers)."""
+        net = np.array([(self.coefficient_short * sells).sum(), (self.coefficient_long * sells).sum()])
+        tax = self.rates @ net + self.excess @ np.clip(-net - self.capacity, 0, None)
+        te = self.tracking_error(self.weights(sells, buys))
+        return float(tax + self.risk_price * te**2 + self.trade_cost * (sells.sum() + buys.sum()))
+
+    def with_te_cap(self, te_cap: float) -> Problem:
+        return replace(self, te_cap=te_cap)
+
+    def conflicts(self, tol: float = 1e-9) -> list[str]:
+        """The hard constraints that cannot hold together, checked bound by bound."""
+        found = []
+        forced = self.sell_lower.sum()
+        if self.turnover is not None and forced > self.turnover + tol:
+            found.append(
+                f"turnover cap {self.turnover:.2%} below the forced sales of excluded "
+                f"securities ({forced:.2%} of the book)"
+            )
+        if self.gain_budget is not None:
+            optional = (self.sell_upper - self.sell_lower) * np.clip(self.realized, None, 0)
+            least_gain = (self.sell_lower * self.realized).sum() + optional.sum()
+            if least_gain > self.gain_budget + tol:
+                found.append(
+                    f"gain budget {self.gain_budget:.3%} of the book below the gain the "
+                    f"exclusions force ({least_gain:.3%} after every allowed loss)"
+                )
+        kept = (self.held - self.sell_lower.sum(axis=1)).sum()
+        buyable = self.buy_upper.any()
+        most_invested = kept + (
+            (np.inf if self.turnover is None else self.turnover - forced) if buyable else 0.0
+        )
+        if most_invested < 1 - self.cash_band - tol:
+            found.append(
+                f"at most {min(most_invested, 1):.2%} of the book can be invested "
+                f"({'no security may be bought' if not buyable else 'turnover cap'}), "
+                f"cash band requires {1 - self.cash_band:.2%}"
+            )
+        return found
+
+    def frozen(self) -> str:
+        """What the bounds freeze, for a relaxation's reason."""
+        under = np.clip(self.benchmark - self.held, 0, None)
+        over = np.clip(self.held - self.benchmark, 0, None)
+        parts = [
+            f"{int(mask.sum())} {label} ({amount[mask].sum():.2%} {side})"
+            for label, mask, amount, side in (
+                ("excluded", self.sell_lower.sum(axis=1) > 0, self.benchmark, "of the benchmark"),
+                ("wash-blocked from buying", self.buy_frozen_by_wash, under, "under the benchmark"),
+                ("not bought beside their harvest", self.buy_frozen_by_harvest, under,
+                 "under the benchmark"),
+                ("with loss lots that may not be sold", self.loss_frozen, over,
+                 "over the benchmark"),
+            )
+            if amount[mask].sum() > 0
+        ]
+        return "; ".join(parts) or "no frozen positions"
+
+
+def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Problem:
+    """Translate an account, an intent and the settings into one :class:`Problem`."""
+    m = state.n_securities
+    if intent.preference.shape != (m,):
+        raise ValueError(f"preference must have shape ({m},), got {intent.preference.shape}")
+    value = state.value
+    market = state.shares * state.price[:, None]
+    lot_weight = market / value
+    occupied = state.shares > 0
+    gain = np.divide(market - state.basis, market, out=np.zeros_like(market), where=occupied)
+    loss = gain < 0
+    sell_blocked = state.sell_blocked[:, None]
+    excluded = state.excluded[:, None]
+    washed = loss & sell_blocked & occupied
+    harvestable = (
+        loss
+        & occupied
+        & ~sell_blocked
+        & (intent.preference[:, None] > 0)
+        & (-gain >= intent.harvest_threshold)
+    )
+    sellable = (occupied & ~loss) | harvestable | (occupied & excluded)
+    realized = np.where(washed, 0.0, gain)
+    weight = np.where(loss & ~excluded, intent.preference[:, None], 1.0)
+    coefficient = weight * realized
+    loss_sale = (harvestable | (excluded & loss & ~washed)).any(axis=1)
+    group = state.group if state.group is not None else np.arange(m)
+    harvest_block = np.isin(group, group[loss_sale])
+    wash_block = state.buy_blocked & ~state.excluded
+    buy_upper = np.where(state.excluded | state.buy_blocked | harvest_block, 0.0, 1.0)
+    tax = state.tax
+    loadings = factor_loadings(state.risk)
+    return Problem(
+        lot_weight=lot_weight,
+        held=lot_weight.sum(axis=1),
+        sell_lower=np.where(excluded, lot_weight, 0.0),
+        sell_upper=np.where(sellable, lot_weight, 0.0),
+        buy_upper=buy_upper,
+        realized=realized,
+        coefficient_short=np.where(state.long_term, 0.0, coefficient),
+        coefficient_long=np.where(state.long_term, coefficient, 0.0),
+        rates=tax.rates,
+        excess=tax.rates - tax.carry_rate,
+        capacity=tax.capacities / value,
+        benchmark=state.benchmark,
+        loadings=loadings,
+        specific_sd=np.sqrt(np.asarray(state.risk.specific_var, dtype=float)),
+        te_cap=intent.te_budget * settings.te_limit,
+        risk_price=settings.risk_price,
+        trade_cost=settings.trade_cost,
+        cash_band=settings.cash_band,
+        gain_budget=None if state.max_gain is None else state.max_gain / value,
+        turnover=settings.max_turnover,
+        washed_loss=np.where(washed, -gain, 0.0),
+        buy_frozen_by_wash=wash_block,
+        buy_frozen_by_harvest=harvest_block & ~state.excluded & ~state.buy_blocked,
+        loss_frozen=(loss & occupied & ~sellable).any(axis=1),
+    )
