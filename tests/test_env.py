@@ -308,3 +308,44 @@ def test_a_start_on_the_first_date_holds_until_the_risk_model_is_warm(market):
     assert warm and not info["warming_up"]
     assert all(i["harvested_loss"] == 0 and not i["action_mask"].any() for i in warm)
     assert env.t >= env.warmup_days - 1
+
+
+def test_cash_flows_deposit_and_a_tax_aware_withdrawal(hand_market):
+    """Known lots: a $12,000 withdrawal sells each stock pro rata to its value, loss lots
+    first (short-term before long-term), never the short-term gain; a deposit is invested;
+    the benchmark account pays and receives the same dollars."""
+    from taxharvest.envs.cashflows import CashFlow
+
+    prices = np.column_stack([np.where(np.arange(80) < 30, 100.0, 90.0), np.full(80, 130.0)])
+    market = hand_market(prices)
+    lots = [
+        {"ticker": "S0", "shares": 100, "date_acquired": "2025-01-02", "cost_basis": 10_000},
+        {"ticker": "S0", "shares": 100, "date_acquired": "2023-01-03", "cost_basis": 8_000},
+        {"ticker": "S1", "shares": 100, "date_acquired": "2023-01-03", "cost_basis": 15_000},
+        {"ticker": "S1", "shares": 50, "date_acquired": "2025-03-03", "cost_basis": 5_000},
+    ]
+    withdraw, deposit = str(market.dates[40]), str(market.dates[50])
+    env = DirectIndexEnv(market=market, initial_lots=lots, guardrail=False, cadence="daily",
+                         warmup_days=5, episode_years=0.3, record_trades=True,
+                         cash_flows=[CashFlow(amount=-12_000, date=withdraw),
+                                     CashFlow(amount=10_000, date=deposit)])
+    _, info = env.reset(options={"start": str(market.dates[0])})
+    flows, trades = {}, []
+    done = False
+    while not done:
+        bench_before = info["benchmark_value"]
+        _, _, done, _, info = env.step(np.zeros(2, bool))
+        trades += info["trades"]
+        if info["cash_flow"]:
+            flows[info["date"]] = info["cash_flow"]
+            assert info["benchmark_value"] - bench_before == pytest.approx(info["cash_flow"])
+    assert flows == {withdraw: pytest.approx(-12_000), deposit: pytest.approx(10_000)}
+    sold = [t for t in trades if t["side"] == "sell"]
+    assert {t["ticker"]: t["shares"] for t in sold} == {"S0": pytest.approx(64),
+                                                        "S1": pytest.approx(48)}
+    assert all(t["reason"].startswith("withdrawal") for t in sold)
+    sales = env.ledger.sales()
+    assert sales["gain"][~sales["long_term"]].sum() == pytest.approx(-640)  # S0's ST loss lot
+    assert sales["gain"][sales["long_term"]].sum() == pytest.approx(-960)  # S1's LT loss lot
+    assert any(t["side"] == "buy" and t["date"] > deposit for t in trades)  # deposit invested
+    assert info["portfolio_value"] > 0

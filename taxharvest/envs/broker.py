@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from taxharvest.envs.features import LOT_FEATURE_INDEX, N_LOT_FEATURES, lot_features, wash_blocks
+from taxharvest.envs.features import (
+    LOT_FEATURE_INDEX,
+    N_LOT_FEATURES,
+    loss_lots,
+    lot_features,
+    plan_withdrawal,
+    wash_blocks,
+)
 from taxharvest.envs.world import World
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE, WASH_WINDOW_DAYS
@@ -176,19 +183,58 @@ class Broker:
             return self._execute_sells(delisted, positions[delisted], None)
         return Execution()
 
+    def cash_flow(self, amount: float) -> tuple[float, Execution]:
+        """Deposit (``amount > 0``) or withdraw today, at today's prices; return the amount
+        that flowed (a withdrawal is capped at what the account can raise) and the sales.
+
+        A withdrawal beyond the cash sells every holding pro rata to its value (the book
+        keeps its shape), each tax-aware (:func:`plan_withdrawal`); what a security cannot
+        raise without a washed loss is raised from the others in a second pass.
+        """
+        lots = self.ledger
+        if amount >= 0:
+            lots.cash += amount
+            return amount, Execution()
+        self.refresh()
+        need = -amount - max(lots.cash, 0.0)
+        done = Execution()
+        if need > 0:
+            blocked = self.blocks(self.day).sell_blocked
+            values = self.features[:, LOT.value]
+            target = np.zeros_like(values)
+            for _ in range(2):
+                room = np.where(values > 0, values, 0.0)
+                if need <= 0 or room.sum() <= 0:
+                    break
+                target = need * room / room.sum()
+                size = int(lots.used.sum()) + 1
+                rows, ids, qty = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size)
+                count = plan_withdrawal(lots.shares, lots.basis, lots.acq, lots.used,
+                                        lots.purchase, self.last_price, self.day, ANNIVERSARY,
+                                        DAY_BASE, target, blocked, rows, ids, qty)
+                done += self._execute_sells(rows[:count], qty[:count], None, ids[:count],
+                                            "withdrawal: sold tax-aware")
+                self.refresh()
+                values = np.where(target > 1e-9, 0.0, self.features[:, LOT.value])
+                need = -amount - max(lots.cash, 0.0)
+        paid = min(-amount, max(lots.cash, 0.0))
+        lots.cash -= paid
+        self.refresh()
+        return -paid, done
+
     def _execute_order(self, order: Order) -> Execution:
         price, day, lots = self.last_price, self.day, self.ledger
         held = lots.shares.sum(axis=1)
         sells = np.flatnonzero(order.shares < 0)
         recent = sells[day - lots.last_buy[lots.group[sells]] <= WASH_WINDOW_DAYS]
         if recent.size:  # never sell at a loss what a recent purchase would wash
-            at_loss = (lots.shares[recent] * price[recent, None] < lots.basis[recent] - 1e-9).any(1)
+            at_loss = loss_lots(lots.shares[recent], lots.basis[recent], price[recent]).any(1)
             sells = np.setdiff1d(sells, recent[at_loss])
         qty = np.minimum(-order.shares[sells], held[sells])
         n = self.world.n_assets
         harvest = sells[sells < n][order.harvest[sells[sells < n]]]
         if harvest.size:  # a harvest sells only the lots still at a loss at execution
-            at_loss = lots.shares[harvest] * price[harvest, None] < lots.basis[harvest]
+            at_loss = loss_lots(lots.shares[harvest], lots.basis[harvest], price[harvest])
             still = np.where(at_loss, lots.shares[harvest], 0.0).sum(axis=1)
             position = np.searchsorted(sells, harvest)
             qty[position] = np.minimum(qty[position], still)
@@ -205,19 +251,21 @@ class Broker:
             done += Execution(n_trades=int(buys.size))
         return done
 
-    def _execute_sells(self, rows: np.ndarray, qty: np.ndarray, order: Order | None) -> Execution:
-        """Sell (HIFO: loss lots first); ``order`` None for a forced sale at a stop."""
+    def _execute_sells(self, rows: np.ndarray, qty: np.ndarray, order: Order | None,
+                       lots: np.ndarray | None = None, note: str | None = None) -> Execution:
+        """Sell (HIFO, loss lots first, or the purchases ``lots`` named); ``order`` None for
+        a sale of the broker's own (``note`` says why)."""
         if rows.size == 0:
             return Execution()
         before = self.ledger.n_sales
         disallowed_before = self.disallowed_total
-        trades = Trades.of(rows, self.day, kernel.SELL, qty, self.last_price[rows])
+        trades = Trades.of(rows, self.day, kernel.SELL, qty, self.last_price[rows], lots)
         self._execute(trades)
         sales = self.ledger.sales(start=before)
         gain = sales["gain"]
         self.disallowed_total = self.ledger.total_disallowed
         if self.record_trades:
-            self._record(trades, order, sales)
+            self._record(trades, order, sales, note)
         return Execution(float(-gain[gain < 0].sum()), self.disallowed_total - disallowed_before,
                          int(rows.size))
 
@@ -225,14 +273,15 @@ class Broker:
         self.ledger.apply(trades)
         self.trade_log.append(trades)
 
-    def _record(self, trades: Trades, order: Order | None, sales: dict | None) -> None:
+    def _record(self, trades: Trades, order: Order | None, sales: dict | None,
+                note: str | None = None) -> None:
         """Audit trail: each executed trade with its reason and, for sells, the lots sold."""
         n, date = self.world.n_assets, str(self.world.market.dates[self.t])
         names = self.ledger.tickers
         for row, qty, price in zip(trades.ticker, trades.qty, trades.price, strict=True):
             sell = sales is not None
             if order is None:
-                reason = "forced sale: the security stopped trading"
+                reason = note or "forced sale: the security stopped trading"
             elif row < n and sell and order.harvest[row]:
                 reason = "harvest: sell the lots at a loss"
             elif row < n and not sell and order.swap_back[row]:

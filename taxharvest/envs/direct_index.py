@@ -10,6 +10,7 @@ from gymnasium import spaces
 
 from taxharvest.envs.benchmark import Benchmark
 from taxharvest.envs.broker import LOT, Broker, Execution
+from taxharvest.envs.cashflows import CashFlow, schedule
 from taxharvest.envs.decision import DecisionRules
 from taxharvest.envs.features import ASSET_FEATURE_INDEX, ASSET_FEATURES, asset_observation
 from taxharvest.envs.world import PROXY_SETS, build_world, draw_market
@@ -126,6 +127,7 @@ class DirectIndexEnv(gym.Env):
         random_start: bool = True,
         scenario_probability: float = 0.0,
         equivalents: Iterable[Iterable[str]] = (),
+        cash_flows: Iterable[CashFlow] = (),
         synthetic: dict | None = None,
         record_trades: bool = False,
         render_mode: str | None = None,
@@ -168,6 +170,7 @@ class DirectIndexEnv(gym.Env):
         self.random_start = random_start
         self.scenario_probability = float(scenario_probability)
         self.equivalents = [tuple(g) for g in equivalents]
+        self.cash_flows = tuple(cash_flows)
         self.synthetic = dict(synthetic or {})
         self.record_trades = record_trades
         self.render_mode = render_mode
@@ -202,6 +205,8 @@ class DirectIndexEnv(gym.Env):
         self._risk: tuple | None = None
 
         self.benchmark = Benchmark(market, start, self.benchmark_rebalance, world.n_securities)
+        self.bench_units = self.initial_value  # the benchmark account, in index units
+        self._flow_amounts, self._flow_fractions = schedule(self.cash_flows, market.dates, start)
         self.broker = Broker(world, start, self.initial_value, self.equivalents,
                              self.record_trades)
         if self.initial_lots is not None:
@@ -210,7 +215,7 @@ class DirectIndexEnv(gym.Env):
             self.broker.fund(self._initial_target())
 
         self.tracker = TaxSavingsTracker(self.profile)
-        self.savings_units = 0.0  # savings account, in benchmark units
+        self.savings_units = 0.0  # savings account, in index units
         self._new_year(int(year_of(world.days[start])))
         self._accrued_key: tuple | None = None
         self._accrued = 0.0
@@ -252,13 +257,16 @@ class DirectIndexEnv(gym.Env):
         value_before, bench_before = broker.value, self._bench_value()
         guard = self._decide(action)
         broker.trades = []
-        tax_savings, done = 0.0, Execution()
+        tax_savings, done, flowed = 0.0, Execution(), 0.0
         last = min(self.t + self.step_days, self.end)
         while self.t < last:
             done += broker.advance()
             tax_savings += self._close_year_if_new(int(self.world.days[self.t]))
             self.risk_model.update(self.world.returns[self.t])
             self._risk = None
+            flow, sales = self._cash_flow()
+            flowed += flow
+            done += sales
         terminated = self.t >= self.end
         if terminated:
             tax_savings += self._settle_year()
@@ -268,10 +276,10 @@ class DirectIndexEnv(gym.Env):
         reward = 100.0 * (ratio - self._wealth_ratio) - self.te_penalty * (
             self.decision_te / self.te_limit) ** 2 * self.step_days / TRADING_DAYS
         self._wealth_ratio = ratio
-        active = broker.value / value_before - self._bench_value() / bench_before
+        active = (broker.value - flowed) / value_before - (self._bench_value() - flowed) / bench_before
         observation = self._observation()
         return observation, float(reward), terminated, False, self._info(
-            tax_savings, done, guard, active)
+            tax_savings, done, guard, active, flowed)
 
     def _decide(self, action: np.ndarray) -> GuardrailResult | None:
         """Turn the action into an order (queued) under the decision rules of the day."""
@@ -285,6 +293,17 @@ class DirectIndexEnv(gym.Env):
         if decision.order is not None:
             self.broker.orders.append(decision.order)
         return decision.guard
+
+    def _cash_flow(self) -> tuple[float, Execution]:
+        """Today's scheduled deposit or withdrawal, paid into (out of) both the account and
+        the benchmark account."""
+        t = self.t
+        amount = self._flow_amounts[t] + self._flow_fractions[t] * self.broker.value
+        if amount == 0.0:
+            return 0.0, Execution()
+        flowed, sales = self.broker.cash_flow(amount)
+        self.bench_units += flowed / self.benchmark.value(t)
+        return flowed, sales
 
     # --- tax -----------------------------------------------------------------------------
 
@@ -305,7 +324,7 @@ class DirectIndexEnv(gym.Env):
     def _settle_year(self) -> float:
         short, long = self.ledger.realized(self.year)
         saving = self.tracker.settle(self.year, short, long)
-        self.savings_units += saving / self._bench_value()
+        self.savings_units += saving / self.benchmark.value(self.t)
         self._accrued_key = None
         return saving
 
@@ -425,7 +444,10 @@ class DirectIndexEnv(gym.Env):
         return self._risk
 
     def _bench_value(self) -> float:
-        return self.initial_value * self.benchmark.value(self.t)
+        return self.bench_units * self.benchmark.value(self.t)
+
+    def _savings_value(self) -> float:
+        return self.savings_units * self.benchmark.value(self.t)
 
     def _bench_weights(self) -> np.ndarray:
         return self.benchmark.weights(self.t)
@@ -438,7 +460,7 @@ class DirectIndexEnv(gym.Env):
 
     def _after_tax_ratio(self) -> float:
         bench = self._bench_value()
-        return (self.broker.value + self.savings_units * bench + self._accrued_saving()) / bench
+        return (self.broker.value + self._savings_value() + self._accrued_saving()) / bench
 
     def _observation(self) -> dict[str, np.ndarray]:
         n, broker, world = self.n_assets, self.broker, self.world
@@ -467,7 +489,7 @@ class DirectIndexEnv(gym.Env):
         return {"assets": assets, "portfolio": portfolio}
 
     def _info(self, tax_savings: float, done: Execution, guard: GuardrailResult | None,
-              active: float) -> dict:
+              active: float, cash_flow: float = 0.0) -> dict:
         return {
             "date": str(self.market.dates[self.t]),
             "tax_savings": float(tax_savings),
@@ -479,7 +501,8 @@ class DirectIndexEnv(gym.Env):
             "n_trades": int(done.n_trades),
             "portfolio_value": self.broker.value,
             "benchmark_value": self._bench_value(),
-            "savings_account": self.savings_units * self._bench_value(),
+            "savings_account": self._savings_value(),
+            "cash_flow": float(cash_flow),
             "guardrail_status": guard.status if guard is not None else "off",
             "guardrail_distance": float(guard.distance) if guard is not None else 0.0,
             "guardrail_reason": guard.reason if guard is not None else "",
@@ -496,7 +519,7 @@ class DirectIndexEnv(gym.Env):
         short, long = self.ledger.realized(self.year)
         lines = [
             f"{self.market.dates[self.t]}  value {value:,.0f}  benchmark {self._bench_value():,.0f}"
-            f"  savings {self.savings_units * self._bench_value():,.0f}",
+            f"  savings {self._savings_value():,.0f}",
             f"  ex-ante TE {self.ex_ante_te:.2%} (limit {self.te_limit:.2%})  proxies "
             f"{weights[n:].sum():.1%}  cash {self.ledger.cash / value:.2%}",
             f"  {self.year} realized: short {short:,.0f}  long {long:,.0f}  lots "

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 from numba import njit
 
+from taxharvest.tax.kernel import is_loss
+
 LOT_FEATURES = (
     "worst_lot_return",  # lowest unrealized return over the lots (0 without lots)
     "unrealized_return",  # unrealized gain / basis over the whole position
@@ -56,7 +58,7 @@ def lot_features(shares, basis, acq, used, price, day, anniversary, day_base, ou
             if r < worst:
                 worst = r
                 worst_age = (day - acq[i, j]) / 365.25
-            if v < b:
+            if is_loss(v, b):
                 loss_value += v
                 loss_shares += q
                 loss_amount += b - v
@@ -228,7 +230,7 @@ def invest_cash(proposal, bench, buy_blocked, excluded, trading, cash, min_trade
     stays within about one ticket of the benchmark per name, and no cash waits for the small
     names' shares of it to grow.
     """
-    n = bench.shape[0]
+    n = trading.shape[0]  # the stocks; the replacement securities come after them
     shortfall = np.full(n, -np.inf)
     for i in range(n):
         if not buy_blocked[i] and not excluded[i] and trading[i]:
@@ -243,3 +245,54 @@ def invest_cash(proposal, bench, buy_blocked, excluded, trading, cash, min_trade
             ticket = cash
         proposal[i] += ticket
         cash -= ticket
+
+
+@njit(cache=True)
+def plan_withdrawal(shares, basis, acq, used, purchase, price, day, anniversary, day_base,
+                    target, sell_blocked, rows, lots, qty):
+    """Lot sales raising ``target[i]`` dollars from each security ``i``, tax-aware.
+
+    Within a security: short-term losses, then long-term losses, then long-term gains, then
+    short-term gains (a short-term gain is realized only when no long-term lot serves), each
+    group highest basis per share first. A security bought in the last 30 days
+    (``sell_blocked``) sells no lot at a loss (the purchase would wash it). Writes the sales
+    into ``rows, lots, qty``; returns their count and leaves in ``target`` what could not be
+    raised.
+    """
+    count = 0
+    for i in range(shares.shape[0]):
+        if target[i] <= 0.0 or price[i] <= 0.0:
+            continue
+        k = used[i]
+        keys = np.empty(k)
+        for j in range(k):
+            q = shares[i, j]
+            if q <= 0.0:
+                keys[j] = np.inf
+                continue
+            per_share = basis[i, j] / q
+            loss = is_loss(q * price[i], basis[i, j])
+            if loss and sell_blocked[i]:
+                keys[j] = np.inf
+                continue
+            short = day <= anniversary[acq[i, j] - day_base]
+            group = (0.0 if short else 1.0) if loss else (3.0 if short else 2.0)
+            keys[j] = group * 1e12 - per_share
+        for j in np.argsort(keys):
+            if target[i] <= 0.0 or not np.isfinite(keys[j]):
+                break
+            sold = min(shares[i, j], target[i] / price[i])
+            rows[count], lots[count], qty[count] = i, purchase[i, j], sold
+            count += 1
+            target[i] -= sold * price[i]
+    return count
+
+
+@njit(cache=True)
+def loss_lots(shares, basis, price):
+    """``(r, slots)`` lots at a loss (:func:`~taxharvest.tax.kernel.is_loss`) at ``price`` ``(r,)``."""
+    out = np.zeros(shares.shape, np.bool_)
+    for i in range(shares.shape[0]):
+        for j in range(shares.shape[1]):
+            out[i, j] = shares[i, j] > 0.0 and is_loss(shares[i, j] * price[i], basis[i, j])
+    return out
