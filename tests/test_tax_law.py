@@ -19,9 +19,11 @@ from taxharvest.tax.law import (
     TaxTableError,
     default_tables,
     get_profile,
+    load_profile,
     load_tables,
     marginal_gain_rates,
     marginal_rates,
+    profile_yaml,
     tax_for_year,
     tax_saving,
 )
@@ -385,3 +387,98 @@ def test_no_realizations_no_savings(profile, start):
     for year in range(start, start + 3):
         assert tracker.settle(year, 0.0, 0.0) == 0.0
     assert tracker.carry_base == tracker.carry_with
+
+
+# --------------------------------------------------------------------------- profile files
+
+
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_profile_file_printed_from_a_preset_gives_the_preset(tmp_path, name):
+    path = tmp_path / "client.yaml"
+    path.write_text(profile_yaml(name, header=f"printed from {name}"))
+    loaded = get_profile(str(path))
+    assert loaded == PROFILES[name]  # every field, the name included (the file's name key)
+    for year in (2025, 2031):
+        for args in ((0, 0, 0, 0), (-40_000, 15_000, 2_000, 9_000)):
+            assert tax_for_year(loaded, year, *args) == tax_for_year(name, year, *args)
+        assert tax_saving(loaded, year, -25_000, -5_000) == tax_saving(name, year, -25_000, -5_000)
+
+
+def test_profile_file_round_trips_every_field(tmp_path):
+    profile = TaxProfile(
+        name="client 7", filing="hoh", ordinary_income=123_456.78, outside_short_gain=-1_500,
+        outside_long_gain=0.1, state_rate=0.0525, carryforward_short=12_000.5,
+        carryforward_long=3e6, indexing="inflation", inflation=0.031,
+        schedule={2026: IncomeOverride(ordinary_income=40_000), 2030: IncomeOverride(
+            outside_short_gain=5_000, outside_long_gain=-2_000)})
+    path = tmp_path / "c.yml"
+    path.write_text(profile_yaml(profile))
+    assert load_profile(path) == profile
+
+
+def test_profile_file_takes_its_name_from_the_file_and_defaults(tmp_path):
+    path = tmp_path / "smith-family.yaml"
+    path.write_text("filing: mfj  # the rest defaults\nordinary_income: 250_000\n")
+    profile = get_profile(path)
+    assert profile.name == "smith-family" and profile.ordinary_income == 250_000
+    assert profile.carryforward == (0, 0) and profile.state_rate == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("filing: mfj\nstate_rate: 0.05\nordinary_income: -5000\n",
+         "line 3, field 'ordinary_income': must be >= 0, got -5000"),
+        ("filing: joint\nordinary_income: 1\n", "line 1, field 'filing': must be 'single'"),
+        ("filing: mfj\nordinary_income: yes\n",
+         "line 2, field 'ordinary_income': must be a number, got 'yes'"),
+        ("filing: mfj\nordinary_income: 1\ncarryforward_long: -3\n",
+         "line 3, field 'carryforward_long': must be >= 0"),
+        ("filing: mfj\nordinary_income: 1\nstate_rate: 13.3\n",
+         "line 3, field 'state_rate': must be <= 1"),
+        ("filing: mfj\nordinary_income: 1\nschedule:\n  2026:\n    ordinary_incme: 9\n",
+         "line 5, field 'schedule.2026.ordinary_incme': unknown field; valid fields: "
+         "ordinary_income"),
+        ("filing: mfj\nordinary_income: 1\nschedule:\n  next: {}\n",
+         "line 4, field 'schedule.next': must be a year"),
+        ("filing: mfj\nordinary_income: 1\noutside_long_gain: .nan\n",
+         "line 3, field 'outside_long_gain': must be a finite number"),
+        ("ordinary_income: 1\n", "field 'filing': required"),
+        ("filing: mfj\n  ordinary_income: 1: 2\n", "line 2: not valid YAML"),
+        ("- mfj\n", "expected a mapping of profile fields"),
+    ],
+)
+def test_bad_profile_file_names_file_line_and_field(tmp_path, text, where):
+    path = tmp_path / "client.yaml"
+    path.write_text(text)
+    with pytest.raises(TaxTableError) as info:
+        get_profile(str(path))
+    assert str(info.value).startswith(f"{path}")
+    assert where in str(info.value)
+    assert isinstance(info.value, errors.InputError)
+
+
+def test_missing_profile_file_is_an_input_error(tmp_path):
+    with pytest.raises(TaxTableError, match="profile file not found"):
+        get_profile(str(tmp_path / "nobody.yaml"))
+
+
+def test_starting_carryforward_changes_the_first_years_saving():
+    # mfj-250k (20,000 outside short-term gain, 24 % band, NIIT on gains above 250,000 of
+    # taxable income), the portfolio realizes a 10,000 short-term loss in 2025.
+    # Without a carryforward: the loss cuts the taxable gain 20,000 -> 10,000:
+    # 10,000 x 24 % + NIIT 3.8 % x 10,000 = 2,780.
+    fresh = TaxSavingsTracker("mfj-250k")
+    assert fresh.settle(2025, -10_000, 0) == pytest.approx(2_780)
+    # With 15,000 carried in: the baseline's gain is 5,000 (taxable 255,000, NIIT on 5,000);
+    # with the loss the net is -5,000: 3,000 offsets income (taxable 247,000), 2,000 carries.
+    # Saving = 24 % x (255,000 - 247,000) + 3.8 % x 5,000 = 1,920 + 190 = 2,110.
+    client = PROFILES["mfj-250k"].model_copy(update={"carryforward_short": 15_000})
+    tracker = TaxSavingsTracker(client)
+    assert tracker.carry_base == tracker.carry_with == (15_000, 0)
+    assert tracker.settle(2025, -10_000, 0) == pytest.approx(2_110)
+    assert tracker.carry_base == (0, 0) and tracker.carry_with == (2_000, 0)
+    # the same figure from the one-year function with the profile's carryforward on both sides
+    assert tax_saving(client, 2025, -10_000, 0, client.carryforward,
+                      client.carryforward).saving == pytest.approx(2_110)
+    assert "carryforwards short/long 15,000/0" in client.describe()

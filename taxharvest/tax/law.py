@@ -20,6 +20,7 @@ data (``data/tax_tables.yaml``), validated on load.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -238,7 +239,11 @@ def default_tables() -> TaxTables:
 # --------------------------------------------------------------------------- client profiles
 
 
-class IncomeOverride(_Frozen):
+class _ProfileModel(_Frozen):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class IncomeOverride(_ProfileModel):
     """One year's departures from a profile's usual figures (``None`` keeps the usual one)."""
 
     ordinary_income: float | None = Field(default=None, ge=0.0)
@@ -255,7 +260,7 @@ class YearIncome:
     outside_long_gain: float
 
 
-class TaxProfile(_Frozen):
+class TaxProfile(_ProfileModel):
     """A client's tax situation.
 
     Attributes:
@@ -263,6 +268,9 @@ class TaxProfile(_Frozen):
         outside_short_gain, outside_long_gain: net realized gains outside the portfolio each year
             (negative = loss).
         state_rate: flat state rate on taxable income, short- and long-term gains alike.
+        carryforward_short, carryforward_long: the client's own capital-loss carryforwards into
+            the first year (IRC §1212(b), positive amounts), on the baseline and the
+            with-portfolio side alike (:class:`TaxSavingsTracker`).
         indexing, inflation: the bracket rule for years outside the tables (see TaxTables.law).
         schedule: per-year overrides of income and outside gains (an income path).
     """
@@ -273,9 +281,16 @@ class TaxProfile(_Frozen):
     outside_short_gain: float = 0.0
     outside_long_gain: float = 0.0
     state_rate: Rate = 0.0
+    carryforward_short: float = Field(default=0.0, ge=0.0)
+    carryforward_long: float = Field(default=0.0, ge=0.0)
     indexing: Indexing = "fixed"
     inflation: float = Field(default=0.025, gt=-1.0, lt=1.0)
     schedule: dict[int, IncomeOverride] = Field(default_factory=dict)
+
+    @property
+    def carryforward(self) -> tuple[float, float]:
+        """``(short, long)`` carryforwards into the first year."""
+        return self.carryforward_short, self.carryforward_long
 
     def for_year(self, year: int) -> YearIncome:
         """Income and outside gains in force in ``year``."""
@@ -299,6 +314,11 @@ class TaxProfile(_Frozen):
         )
         if self.schedule:
             income += f" (overridden in {', '.join(map(str, sorted(self.schedule)))})"
+        if any(self.carryforward):
+            income += (
+                f", loss carryforwards short/long {self.carryforward_short:,.0f}/"
+                f"{self.carryforward_long:,.0f} at the start"
+            )
         rules = (tables or default_tables()).describe(self.indexing, self.inflation)
         return (
             f"{income}; state {self.state_rate:.1%} flat on taxable income (short and long alike); "
@@ -329,16 +349,174 @@ PROFILES: Mapping[str, TaxProfile] = MappingProxyType(
 )
 
 
-def get_profile(profile: str | TaxProfile) -> TaxProfile:
-    """A preset by name (or the profile itself); ``ValueError`` listing the presets otherwise."""
+def get_profile(profile: str | Path | TaxProfile) -> TaxProfile:
+    """A preset by name, a profile file (a ``.yaml``/``.yml`` or other path:
+    :func:`load_profile`), or the profile itself.
+
+    Raises:
+        ValueError: an unknown name, listing the presets.
+        TaxTableError: a profile file that cannot be read or does not validate.
+    """
     if isinstance(profile, TaxProfile):
         return profile
+    text = str(profile)
+    if text in PROFILES:
+        return PROFILES[text]
+    path = Path(text)
+    if isinstance(profile, Path) or path.suffix.lower() in (".yaml", ".yml") \
+            or "/" in text or path.is_file():
+        return load_profile(path)
+    raise ValueError(
+        f"unknown tax profile {text!r}; valid names: {', '.join(PROFILES)}, or a YAML profile "
+        "file (`taxharvest profile show NAME` prints one to start from)"
+    )
+
+
+# --------------------------------------------------------------------------- profile files
+
+# The comment of each field in a profile file (``taxharvest profile show``), in file order.
+PROFILE_NOTES: Mapping[str, str] = MappingProxyType(
+    {
+        "name": "shown in every output; default: the file name",
+        "filing": "single | mfj (married filing jointly) | mfs | hoh",
+        "ordinary_income": "taxable ordinary income after deductions, before capital items",
+        "outside_short_gain": "net short-term gain realized outside the portfolio a year",
+        "outside_long_gain": "net long-term gain outside the portfolio a year (negative: loss)",
+        "state_rate": "flat state rate on taxable income, short and long gains alike",
+        "carryforward_short": "capital-loss carryforward the client brings into year one, short",
+        "carryforward_long": "the same, long-term (both positive amounts)",
+        "indexing": "brackets of years beyond the tax tables: fixed | inflation",
+        "inflation": "yearly bracket indexing when indexing is inflation",
+        "schedule": "per-year overrides of the three income figures (the income path)",
+    }
+)
+_SCHEDULE_EXAMPLE = (
+    "# schedule:",
+    "#   2026: {ordinary_income: 400000}",
+    "#   2027: {ordinary_income: 150000, outside_short_gain: 0, outside_long_gain: 50000}",
+)
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """Safe YAML without implicit booleans: ``yes``/``on``/``true`` stay text, so a number field
+    rejects them instead of reading 1."""
+
+
+_ProfileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """The 1-based line of every mapping key under ``node``, by its path of keys (as text)."""
+    lines: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, str(key.value))
+            lines[path] = key.start_mark.line + 1
+            lines.update(_key_lines(value, path))
+    return lines
+
+
+def _error_text(error: dict) -> str:
+    """A pydantic error as a short rule (``must be >= 0, got -5``)."""
+    kind, ctx, given = error["type"], error.get("ctx") or {}, error.get("input")
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+              "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+    if kind in bounds:
+        sign, key = bounds[kind]
+        return f"must be {sign} {ctx[key]:g}, got {given!r}"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}, got {given!r}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {given!r}"
+    if kind in ("float_parsing", "float_type"):
+        return f"must be a number, got {given!r}"
+    if kind == "int_parsing":
+        return f"must be a year, got {given!r}"
+    if kind == "extra_forbidden":
+        model = IncomeOverride if error["loc"][0] == "schedule" else TaxProfile
+        return f"unknown field; valid fields: {', '.join(model.model_fields)}"
+    if kind == "missing":
+        return "required"
+    if kind in ("dict_type", "model_type"):
+        return "must be a mapping of fields"
+    return str(error["msg"])
+
+
+def load_profile(path: str | Path) -> TaxProfile:
+    """Read and validate a profile file: a YAML mapping of :class:`TaxProfile` fields (what
+    :func:`profile_yaml` writes). The profile is named by its ``name`` key, else the file stem.
+
+    Raises:
+        TaxTableError: one line naming the file, the line of the key where the file has it,
+            and the field (``client.yaml, line 4, field 'ordinary_income': must be >= 0``).
+    """
+    path = Path(path)
     try:
-        return PROFILES[profile]
-    except KeyError:
-        raise ValueError(
-            f"unknown tax profile {profile!r}; valid names: {', '.join(PROFILES)}"
-        ) from None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaxTableError("profile file not found", path=path, field="profile") from None
+    except OSError as err:
+        raise TaxTableError(f"cannot read: {err.strerror}", path=path) from None
+    except UnicodeDecodeError:
+        raise TaxTableError("not a UTF-8 text file", path=path) from None
+    loader = _ProfileLoader(text)
+    try:
+        node = loader.get_single_node()
+        raw = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise TaxTableError(f"not valid YAML: {err.problem or err.context}", path=path,
+                            row=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as err:
+        raise TaxTableError(f"not valid YAML: {err}", path=path) from None
+    finally:
+        loader.dispose()
+    if not isinstance(raw, dict):
+        raise TaxTableError("expected a mapping of profile fields (filing, ordinary_income, "
+                            "...; `taxharvest profile show NAME` prints one)", path=path)
+    try:
+        return TaxProfile.model_validate({"name": path.stem, **raw})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(str(part) for part in error["loc"] if part != "[key]")
+        lines = _key_lines(node)
+        row = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+        more = exc.error_count() - 1
+        raise TaxTableError(_error_text(error) + (f" (and {more} more)" if more else ""),
+                            path=path, row=row, field=".".join(loc) or None) from None
+
+
+def _scalar(value: object) -> str:
+    """A YAML scalar that reads back as ``value``: integral amounts without a decimal point,
+    other numbers as ``repr`` (exact), plain text where YAML keeps it text, else quoted."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    text = str(value)
+    if text and yaml.load(text, Loader=_ProfileLoader) == text and ":" not in text:
+        return text
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def profile_yaml(profile: str | Path | TaxProfile, header: str = "") -> str:
+    """``profile`` as a profile file, a comment on every field: :func:`load_profile` of the text
+    gives back an equal profile. ``header`` (comment lines) goes first."""
+    profile = get_profile(profile)
+    fields = profile.model_dump(exclude={"schedule"})
+    width = max(len(f"{key}: {_scalar(value)}") for key, value in fields.items()) + 2
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    lines += [f"{key}: {_scalar(value)}".ljust(width) + f"# {PROFILE_NOTES[key]}"
+              for key, value in fields.items()]
+    lines.append(("schedule:" if profile.schedule else "schedule: {}").ljust(width)
+                 + f"# {PROFILE_NOTES['schedule']}")
+    for year, override in sorted(profile.schedule.items()):
+        items = override.model_dump(exclude_none=True).items()
+        lines.append(f"  {year}: {{{', '.join(f'{k}: {_scalar(v)}' for k, v in items)}}}")
+    if not profile.schedule:
+        lines += _SCHEDULE_EXAMPLE
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- one tax year
@@ -565,6 +743,10 @@ def tax_saving(
 class TaxSavingsTracker:
     """Year-by-year tax savings, keeping the baseline and with-portfolio carryover chains.
 
+    Both chains start from the client's own carryforwards (``profile.carryforward``), so the
+    portfolio's losses are worth what they add to them: a client whose carryforward already
+    offsets the outside gains saves less from a harvested loss.
+
     Attributes:
         profile: the client.
         carry_base, carry_with: (short, long) carryovers into the next year to settle.
@@ -574,8 +756,8 @@ class TaxSavingsTracker:
     def __init__(self, profile: str | TaxProfile, *, tables: TaxTables | None = None) -> None:
         self.profile = get_profile(profile)
         self.tables = tables
-        self.carry_base: tuple[float, float] = (0.0, 0.0)
-        self.carry_with: tuple[float, float] = (0.0, 0.0)
+        self.carry_base: tuple[float, float] = self.profile.carryforward
+        self.carry_with: tuple[float, float] = self.profile.carryforward
         self.history: list[TaxSaving] = []
 
     @property
