@@ -34,6 +34,8 @@ ACCEPTABLE = 1e-6
 #: above REFINE_BELOW.
 REFINEMENTS = 3
 REFINE_BELOW = 1e-10
+#: Share of the low-rank part's diagonal added to the barrier diagonal in the factorization.
+REGULARIZATION = 1e-8
 
 
 @nb.njit(cache=True)
@@ -109,6 +111,17 @@ def _newton_apply(p, d_diag, coef, name, alpha, psi, psi_weight, rows, row_weigh
     for v in range(len(p)):
         if name[v] >= 0:
             out[v] += coef[v] * per_name[name[v]]
+    return out
+
+
+@nb.njit(cache=True)
+def _low_rank_diagonal(coef, name, alpha, psi, psi_weight, rows, row_weight):
+    """The diagonal of ``N - D``."""
+    per_name = alpha + (psi * psi) @ psi_weight
+    out = (rows * rows).T @ row_weight
+    for v in range(len(coef)):
+        if name[v] >= 0:
+            out[v] += coef[v] * coef[v] * per_name[name[v]]
     return out
 
 
@@ -209,6 +222,8 @@ def _interior_point(c, coef, name, upper, rows, bound, a0, loadings, specific, k
         primal[n + n_up:n + n_up + n_rows] = slack
         residual[n + n_up:n + n_up + n_rows] = rows @ x + slack - bound
         if has_quad:
+            if quad_scale * q < 1.0:  # feasible: the slack is what the constraint leaves
+                omega = 1.0 - quad_scale * q
             primal[n_pairs - 1] = omega
             residual[n_pairs - 1] = quad_scale * q + omega - 1.0
         residual_d = c + kappa * grad_q + mu * grad_qs - z + rows.T @ y
@@ -226,13 +241,16 @@ def _interior_point(c, coef, name, upper, rows, bound, a0, loadings, specific, k
         lam = kappa + mu * quad_scale
         d_diag = z / x
         d_diag[capped] += zu / primal[n:n + n_up]
-        inv_d = 1.0 / d_diag
         alpha = 2.0 * lam * specific
-        zeta = 1.0 + alpha * _name_sums(inv_d * coef, coef, name, m)
         psi[:, k] = 2.0 * quad_scale * sigma_a
         psi_weight = np.full(k + 1, 2.0 * lam)
         psi_weight[k] = mu / omega if has_quad else 0.0
         row_weight = y / slack
+        # the factorization sees D plus a share of N's own diagonal: no direction of D is so
+        # small against the low-rank part that Woodbury cancels; refinement solves with N
+        inv_d = 1.0 / (d_diag + REGULARIZATION * _low_rank_diagonal(
+            coef, name, alpha, psi, psi_weight, rows, row_weight))
+        zeta = 1.0 + alpha * _name_sums(inv_d * coef, coef, name, m)
         chol = _capacitance(inv_d, coef, name, alpha, zeta, psi, psi_weight, rows, row_weight, m)
 
         target = -primal * dual

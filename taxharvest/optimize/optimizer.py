@@ -64,12 +64,28 @@ class Decision:
     solve_ms: float
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """A solved problem (its TE cap the one used), its trades, and what to say about them."""
+
+    problem: Problem
+    attempt: Attempt
+    status: Status
+    reason: str = ""
+    te_min: float | None = None
+
+
 class TaxAwareOptimizer:
     """Chooses post-trade holdings that maximize the after-tax value of realized losses, minus
     the tax on realized gains, a TE penalty and trading cost (see :class:`Problem`), with TE at
     most ``intent.te_budget * te_limit``.
 
-    When that bound is unreachable under the hard constraints, the minimum achievable TE is
+    Two passes keep every decision free of wash sales: in the first, a security whose loss
+    lots may be sold is not bought; the second frees those that sold (almost) none at a loss
+    to be bought, their loss lots then kept (:meth:`Problem.released`), and solves again; the
+    better of the two stands.
+
+    When the TE bound is unreachable under the hard constraints, the minimum achievable TE is
     found and the decision solved at the larger of the bound and ``min TE * (1 +
     relax_margin)``: ``relaxed`` when that exceeds the limit, the reason naming what the bounds
     froze. When the hard constraints conflict, or no solver succeeds, the book is held
@@ -103,19 +119,27 @@ class TaxAwareOptimizer:
         problem = build_problem(state, intent, self.settings)
         conflicts = problem.conflicts()
         if conflicts:
-            return self._hold(state, problem, f"hard constraints infeasible: {'; '.join(conflicts)}", start)
+            reason = f"hard constraints infeasible: {'; '.join(conflicts)}"
+            return self._result(state, _hold(problem, reason), start)
+        outcome = self._pass(problem)
+        if outcome.status != "fallback":
+            released = problem.released(outcome.attempt.sells)
+            second = self._pass(released) if released is not None else outcome
+            if second.status != "fallback" and _rank(second) <= _rank(outcome):
+                outcome = second
+        return self._result(state, outcome, start)
+
+    def _pass(self, problem: Problem) -> _Outcome:
+        """Solve at ``problem.te_cap``, or relax it when it is unreachable."""
         attempt = self._solve(problem)
         if attempt.sells is not None:
-            return self._result(state, problem, attempt, "optimal", "", None, start)
+            return _Outcome(problem, attempt, "optimal")
         if not attempt.infeasible:
-            return self._hold(state, problem, f"solver failed ({attempt.error})", start)
-        return self._relax(state, problem, start)
-
-    def _relax(self, state: AccountState, problem: Problem, start: float) -> Decision:
+            return _hold(problem, f"solver failed ({attempt.error})")
         floor = self._solve(problem, min_te=True)
         if floor.sells is None:
             what = "hard constraints jointly infeasible" if floor.infeasible else "minimum-TE solve failed"
-            return self._hold(state, problem, f"{what} ({floor.error}); {problem.frozen()}", start)
+            return _hold(problem, f"{what} ({floor.error}); {problem.frozen()}")
         te_min = problem.tracking_error(problem.weights(floor.sells, floor.buys))
         cap = max(problem.te_cap, te_min * (1 + self.settings.relax_margin))
         relaxed = problem.with_te_cap(cap)
@@ -125,55 +149,33 @@ class TaxAwareOptimizer:
         if attempt.sells is None:
             attempt, note = floor, f"; the decision at that bound failed ({attempt.error}), kept the minimum-TE book"
         limit = self.settings.te_limit
-        status: Status = "relaxed" if cap > limit else "optimal"
         what = f"TE limit {limit:.3%}" if cap > limit else f"TE budget {problem.te_cap:.3%}"
         reason = (
             f"{what} unreachable under the hard constraints: minimum TE {te_min:.3%}, solved at "
             f"{cap:.3%} ({problem.frozen()}){note}"
         )
-        return self._result(state, relaxed, attempt, status, reason, te_min, start)
+        return _Outcome(relaxed, attempt, "relaxed" if cap > limit else "optimal", reason, te_min)
 
     def _solve(self, problem: Problem, *, min_te: bool = False, reference: bool = False) -> Attempt:
         """Solve (the fast path first unless ``reference``) and accept only a trade that keeps
         every constraint; the reference solves what the fast path cannot."""
         solved = problem.with_te_cap(problem.te_cap * (1 - TE_MARGIN))
         if self.method == "fast" and not reference:
-            attempt = self._checked(problem, self._fast.solve(solved, min_te=min_te), min_te)
+            attempt = _checked(problem, self._fast.solve(solved, min_te=min_te), min_te)
             if attempt.sells is not None or attempt.infeasible:
                 return attempt
-        attempt = self.program(problem.shape).solve(solved, min_te=min_te)
-        return self._checked(problem, attempt, min_te)
+        return _checked(problem, self.program(problem.shape).solve(solved, min_te=min_te), min_te)
 
     @staticmethod
-    def _checked(problem: Problem, attempt: Attempt, min_te: bool) -> Attempt:
-        if attempt.sells is None:
-            return attempt
-        broken = violations(problem, attempt.sells, attempt.buys, te=not min_te)
-        if broken:
-            return Attempt(None, None, False, f"{attempt.solver}: {'; '.join(broken)}", None)
-        return attempt
-
-    def _hold(self, state: AccountState, problem: Problem, reason: str, start: float) -> Decision:
-        hold = Attempt(np.zeros_like(problem.lot_weight), np.zeros_like(problem.held), False, "", None)
-        return self._result(state, problem, hold, "fallback", reason, None, start)
-
-    def _result(
-        self,
-        state: AccountState,
-        problem: Problem,
-        attempt: Attempt,
-        status: Status,
-        reason: str,
-        te_min: float | None,
-        start: float,
-    ) -> Decision:
+    def _result(state: AccountState, outcome: _Outcome, start: float) -> Decision:
+        problem, attempt = outcome.problem, outcome.attempt
         value = state.value
         sells, buys = attempt.sells, attempt.buys
         weights = problem.weights(sells, buys)
         gains = problem.realized * sells * value
         decision = Decision(
-            status=status,
-            reason=reason,
+            status=outcome.status,
+            reason=outcome.reason,
             weights=weights,
             cash=float(1.0 - weights.sum()),
             sell_shares=sells * value / state.price[:, None],
@@ -183,14 +185,40 @@ class TaxAwareOptimizer:
             disallowed=float((problem.washed_loss * sells).sum() * value),
             te=problem.tracking_error(weights),
             te_cap=problem.te_cap,
-            te_min=te_min,
+            te_min=outcome.te_min,
             turnover=float(sells.sum() + buys.sum()),
             solver=attempt.solver,
             solve_ms=1e3 * (time.perf_counter() - start),
         )
-        if status != "optimal":
-            logger.warning("%s in %.1f ms: %s", status, decision.solve_ms, reason)
+        if outcome.status != "optimal":
+            logger.warning("%s in %.1f ms: %s", outcome.status, decision.solve_ms, outcome.reason)
         return decision
+
+
+def _rank(outcome: _Outcome) -> tuple[bool, float, float]:
+    """Within the limit first, then the lower TE bound, then the lower objective."""
+    attempt = outcome.attempt
+    return (
+        outcome.status == "relaxed",
+        outcome.problem.te_cap,
+        outcome.problem.objective(attempt.sells, attempt.buys),
+    )
+
+
+def _hold(problem: Problem, reason: str) -> _Outcome:
+    """No trade."""
+    hold = Attempt(np.zeros_like(problem.lot_weight), np.zeros_like(problem.held), False, "", None)
+    return _Outcome(problem, hold, "fallback", reason)
+
+
+def _checked(problem: Problem, attempt: Attempt, min_te: bool) -> Attempt:
+    """``attempt``, or a failure when its trade breaks a constraint beyond the slacks."""
+    if attempt.sells is None:
+        return attempt
+    broken = violations(problem, attempt.sells, attempt.buys, te=not min_te)
+    if broken:
+        return Attempt(None, None, False, f"{attempt.solver}: {'; '.join(broken)}", None)
+    return attempt
 
 
 def violations(problem: Problem, sells: np.ndarray, buys: np.ndarray, *, te: bool = True) -> list[str]:

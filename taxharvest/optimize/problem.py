@@ -23,6 +23,9 @@ class Settings:
             (a band, not a point: the solvers need an interior).
         max_turnover: optional cap on dollars traded (sells plus buys) over the book.
         relax_margin: a relaxed decision is solved at ``min TE * (1 + relax_margin)``.
+        min_harvest: loss sales of one security below this share of the book are not worth
+            its wash window: the second pass drops them and lets the security be bought (it
+            also makes the harvested set robust to a solver's residue).
     """
 
     te_limit: float = 0.01
@@ -31,6 +34,7 @@ class Settings:
     cash_band: float = 0.005
     max_turnover: float | None = None
     relax_margin: float = 1e-3
+    min_harvest: float = 1e-5
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.te_limit) and self.te_limit > 0):
@@ -42,6 +46,8 @@ class Settings:
             raise ValueError(f"cash_band must be in (0, 1), got {self.cash_band}")
         if self.max_turnover is not None and not self.max_turnover > 0:
             raise ValueError(f"max_turnover must be positive, got {self.max_turnover}")
+        if not (np.isfinite(self.min_harvest) and self.min_harvest >= 0):
+            raise ValueError(f"min_harvest must be finite and non-negative, got {self.min_harvest}")
         if not 0 < self.relax_margin < 1:
             raise ValueError(f"relax_margin must be in (0, 1), got {self.relax_margin}")
 
@@ -79,10 +85,13 @@ class Problem:
         benchmark, loadings ``G`` (``(k, m)``, ``Sigma = G'G + diag(specific_sd^2)``),
         specific_sd: the risk model.
         te_cap, risk_price, trade_cost, cash_band, gain_budget, turnover: as above.
+        min_harvest: see :class:`Settings`.
         washed_loss: loss per unit weight sold that is disallowed (a forced sale of a
             sell-blocked lot at a loss), positive; zero elsewhere.
+        loss_sale: lots whose sale realizes a loss and may happen this decision.
+        group: substantially-identical class of each security.
         buy_frozen_by_wash / buy_frozen_by_harvest: no buy because of a wash window, or
-            because a loss lot of it (or an identical class) may be sold this decision.
+            because a loss lot of it (or of its class) may be sold this decision.
         loss_frozen: securities holding loss lots that may not be sold.
     """
 
@@ -106,7 +115,10 @@ class Problem:
     cash_band: float
     gain_budget: float | None
     turnover: float | None
+    min_harvest: float
     washed_loss: np.ndarray
+    loss_sale: np.ndarray
+    group: np.ndarray
     buy_frozen_by_wash: np.ndarray
     buy_frozen_by_harvest: np.ndarray
     loss_frozen: np.ndarray
@@ -147,6 +159,25 @@ class Problem:
     def with_te_cap(self, te_cap: float) -> Problem:
         return replace(self, te_cap=te_cap)
 
+    def released(self, sells: np.ndarray) -> Problem | None:
+        """The second pass after a first decision's ``sells``: a security that may not be
+        bought only because its loss lots may be sold, and whose class sold less than
+        ``min_harvest`` at a loss, keeps its loss lots and may be bought; ``None`` when there is
+        none. A purchase then never meets a loss sale of its class in one decision (IRC §1091)."""
+        harvested = (sells * self.loss_sale).sum(axis=1) > self.min_harvest
+        kept_frozen = np.isin(self.group, self.group[harvested])
+        freed = self.buy_frozen_by_harvest & ~kept_frozen
+        if not freed.any():
+            return None
+        loss_lots = freed[:, None] & self.loss_sale
+        return replace(
+            self,
+            sell_upper=np.where(loss_lots, 0.0, self.sell_upper),
+            buy_upper=np.where(freed, 1.0, self.buy_upper),
+            loss_sale=self.loss_sale & ~loss_lots,
+            buy_frozen_by_harvest=self.buy_frozen_by_harvest & kept_frozen,
+        )
+
     def conflicts(self, tol: float = 1e-9) -> list[str]:
         """The hard constraints that cannot hold together, checked bound by bound."""
         found = []
@@ -186,8 +217,8 @@ class Problem:
             for label, mask, amount, side in (
                 ("excluded", self.sell_lower.sum(axis=1) > 0, self.benchmark, "of the benchmark"),
                 ("wash-blocked from buying", self.buy_frozen_by_wash, under, "under the benchmark"),
-                ("not bought beside their harvest", self.buy_frozen_by_harvest, under,
-                 "under the benchmark"),
+                ("not bought while their losses may be harvested", self.buy_frozen_by_harvest,
+                 under, "under the benchmark"),
                 ("with loss lots that may not be sold", self.loss_frozen, over,
                  "over the benchmark"),
             )
@@ -221,9 +252,9 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
     realized = np.where(washed, 0.0, gain)
     weight = np.where(loss & ~excluded, intent.preference[:, None], 1.0)
     coefficient = weight * realized
-    loss_sale = (harvestable | (excluded & loss & ~washed)).any(axis=1)
+    loss_sale = harvestable | (excluded & loss & ~washed)
     group = state.group if state.group is not None else np.arange(m)
-    harvest_block = np.isin(group, group[loss_sale])
+    harvest_block = np.isin(group, group[loss_sale.any(axis=1)])
     wash_block = state.buy_blocked & ~state.excluded
     buy_upper = np.where(state.excluded | state.buy_blocked | harvest_block, 0.0, 1.0)
     tax = state.tax
@@ -249,7 +280,10 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         cash_band=settings.cash_band,
         gain_budget=None if state.max_gain is None else state.max_gain / value,
         turnover=settings.max_turnover,
+        min_harvest=settings.min_harvest,
         washed_loss=np.where(washed, -gain, 0.0),
+        loss_sale=loss_sale,
+        group=group,
         buy_frozen_by_wash=wash_block,
         buy_frozen_by_harvest=harvest_block & ~state.excluded & ~state.buy_blocked,
         loss_frozen=(loss & occupied & ~sellable).any(axis=1),

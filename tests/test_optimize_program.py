@@ -1,0 +1,317 @@
+"""Tax-aware decision program: optimum against independent solvers, semantics, fast = reference."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog, minimize
+
+from taxharvest.optimize import (
+    AccountState,
+    Intent,
+    Settings,
+    TaxAwareOptimizer,
+    TaxPosition,
+    build_problem,
+)
+from taxharvest.optimize.fast import FastSolver
+from taxharvest.optimize.optimizer import TE_MARGIN
+from taxharvest.optimize.problem import Problem
+from taxharvest.optimize.reference import ReferenceProgram
+from taxharvest.optimize.synthetic import synthetic_account
+
+TINY = {"n_stocks": 4, "slots": 2, "n_sectors": 1, "n_excluded": 0, "n_buy_blocked": 1,
+        "n_sell_blocked": 1}
+SMALL_TAX = TaxPosition(0.408, 0.238, 0.15, 2_000.0, 500.0)
+METHODS = ("reference", "fast")
+
+
+@pytest.fixture(scope="module")
+def optimizers() -> dict[tuple[str, Settings], TaxAwareOptimizer]:
+    return {}
+
+
+def optimizer(cache, method: str, settings: Settings) -> TaxAwareOptimizer:
+    """One optimizer per (method, settings): compiled programs are reused across tests."""
+    return cache.setdefault((method, settings), TaxAwareOptimizer(settings, method=method))
+
+
+def tiny_case(seed: int, **changes) -> tuple[AccountState, Intent]:
+    """Four stocks, an ETF and a basket, two lots each; random preferences and masks."""
+    rng = np.random.default_rng(seed)
+    state = synthetic_account(**TINY, crash=bool(seed % 2), value=1e5, tax=SMALL_TAX, seed=seed)
+    m = state.n_securities
+    state = replace(state, buy_blocked=rng.random(m) < 0.2, sell_blocked=rng.random(m) < 0.2,
+                    excluded=(rng.random(m) < 0.15) & (state.benchmark < 0.3), **changes)
+    preference = np.where(rng.random(m) < 0.2, 0.0, rng.uniform(0.3, 1.0, m))
+    return state, Intent(preference, harvest_threshold=0.02 * (seed % 3))
+
+
+def harvest_candidates(state: AccountState, intent: Intent) -> np.ndarray:
+    """Securities (not excluded) with a loss lot that may be sold at a realized loss."""
+    gain = 1 - state.basis / np.maximum(state.shares * state.price[:, None], 1e-300)
+    loss_lot = (state.shares > 0) & (gain < 0) & (-gain >= intent.harvest_threshold)
+    allowed = ~state.sell_blocked & ~state.excluded & (intent.preference > 0)
+    return loss_lot.any(axis=1) & allowed
+
+
+def independent_model(state: AccountState, intent: Intent, settings: Settings,
+                      buying: np.ndarray | None = None):
+    """The formulation re-derived from the raw account, as (c, A_ub, b_ub, bounds, weights):
+    variables are lot sales ``s`` (weights), buys ``b`` and carries ``t``. ``buying``: harvest
+    candidates that buy instead (their loss lots stay); the others may not be bought."""
+    m, slots = state.shares.shape
+    value = (state.shares * state.price[:, None]).sum() + state.cash
+    lot = state.shares * state.price[:, None] / value
+    gain = np.zeros_like(lot)
+    held = state.shares > 0
+    gain[held] = 1 - state.basis[held] / (state.shares * state.price[:, None])[held]
+    excluded, sell_blocked = state.excluded[:, None], state.sell_blocked[:, None]
+    loss = held & (gain < 0)
+    may_harvest = (~sell_blocked & (intent.preference[:, None] > 0)
+                   & (-gain >= intent.harvest_threshold))
+    upper = np.where(held & (~loss | may_harvest | excluded), lot, 0.0)
+    lower = np.where(excluded, lot, 0.0)
+    realized = np.where(loss & sell_blocked, 0.0, gain)
+    weight = np.where(loss & ~excluded, intent.preference[:, None], 1.0)
+    buying = np.zeros(m, bool) if buying is None else buying
+    upper = np.where(buying[:, None] & loss, 0.0, upper)
+    harvesting = ((upper > 0) & loss & ~sell_blocked).any(axis=1)
+    buyable = ~(state.buy_blocked | state.excluded | harvesting)
+    rates = np.array([state.tax.short_rate, state.tax.long_rate])
+    short = ~state.long_term
+    net = [np.where(short, weight * realized, 0.0), np.where(~short, weight * realized, 0.0)]
+    cost = settings.cost_bps * 1e-4
+    c = np.concatenate([
+        (rates[0] * net[0] + rates[1] * net[1] + cost).ravel(),
+        np.full(m, cost),
+        rates - state.tax.carry_rate,
+    ])
+    n_s = m * slots
+    invested = np.concatenate([-np.ones(n_s), np.ones(m), np.zeros(2)])
+    rows = [invested, -invested]
+    bounds_ub = [1 - lot.sum(), lot.sum() - 1 + settings.cash_band]
+    for character in range(2):
+        row = np.concatenate([-net[character].ravel(), np.zeros(m), -np.eye(2)[character]])
+        rows.append(row)
+        bounds_ub.append(np.array([state.tax.capacity_short, state.tax.capacity_long])[character]
+                         / value)
+    if state.max_gain is not None:
+        rows.append(np.concatenate([realized.ravel(), np.zeros(m + 2)]))
+        bounds_ub.append(state.max_gain / value)
+    if settings.max_turnover is not None:
+        rows.append(np.concatenate([np.ones(n_s + m), np.zeros(2)]))
+        bounds_ub.append(settings.max_turnover)
+    bounds = ([(lo, hi) for lo, hi in zip(lower.ravel(), upper.ravel(), strict=True)]
+              + [(0.0, 1.0 if ok else 0.0) for ok in buyable] + [(0.0, None)] * 2)
+
+    def weights(x: np.ndarray) -> np.ndarray:
+        return lot.sum(axis=1) - x[:n_s].reshape(m, slots).sum(axis=1) + x[n_s:n_s + m]
+
+    return c, np.array(rows), np.array(bounds_ub), bounds, weights
+
+
+def assignments(state: AccountState, intent: Intent):
+    """Every split of the harvest candidates into harvesting and buying (wash-free choices)."""
+    candidates = np.flatnonzero(harvest_candidates(state, intent))
+    for bits in range(2 ** len(candidates)):
+        buying = np.zeros(state.n_securities, bool)
+        buying[candidates[[(bits >> j) & 1 == 1 for j in range(len(candidates))]]] = True
+        yield buying
+
+
+def decision_objective(decision, state, intent, settings) -> float:
+    problem = build_problem(state, intent, settings)
+    return problem.objective(decision.sell_shares * state.price[:, None] / state.value,
+                             decision.buy_shares * state.price / state.value)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", range(8))
+def test_optimum_equals_an_lp_when_te_is_loose(optimizers, method, seed):
+    """TE off (no penalty, a limit that cannot bind): the program is an LP for each choice of
+    which harvest candidates buy instead; HiGHS solves every such independently derived LP and
+    the decision reaches the best of them."""
+    settings = Settings(te_limit=1.0, te_aversion=0.0, cost_bps=5.0,
+                        max_turnover=0.5 if seed % 4 == 0 else None)
+    state, intent = tiny_case(seed, max_gain=200.0 if seed % 3 == 0 else None)
+    optima = []
+    for buying in assignments(state, intent):
+        c, a_ub, b_ub, bounds, _ = independent_model(state, intent, settings, buying)
+        lp = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+        optima.append(lp.fun if lp.status == 0 else np.inf)
+    decision = optimizer(optimizers, method, settings).decide(state, intent)
+    if np.isinf(optima).all():
+        assert decision.status == "fallback" and "infeasible" in decision.reason
+        return
+    assert decision.status == "optimal", decision.reason
+    assert decision_objective(decision, state, intent, settings) == pytest.approx(
+        min(optima), abs=1e-8)
+
+
+def with_choice(problem: Problem, buying: np.ndarray) -> Problem:
+    """``problem`` with the harvest candidates in ``buying`` buying instead of harvesting."""
+    return replace(
+        problem,
+        sell_upper=np.where(buying[:, None] & problem.loss_sale, 0.0, problem.sell_upper),
+        buy_upper=np.where(buying & ~problem.buy_frozen_by_wash, 1.0, problem.buy_upper),
+    )
+
+
+def slsqp_optimum(state, intent, settings, buying) -> float:
+    """SLSQP on the independently derived model with the dense covariance."""
+    c, a_ub, b_ub, bounds, weights = independent_model(state, intent, settings, buying)
+    sigma = state.risk.covariance()
+    kappa = settings.te_aversion / settings.te_limit**2
+
+    def variance(x):
+        active = weights(x) - state.benchmark
+        return active @ sigma @ active
+
+    constraints = [
+        {"type": "ineq", "fun": lambda x: b_ub - a_ub @ x},
+        {"type": "ineq", "fun": lambda x: settings.te_limit**2 - variance(x)},
+    ]
+    best = np.inf
+    for start in (np.zeros(len(c)), np.array([hi or 0.0 for _, hi in bounds]) / 2):
+        fit = minimize(lambda x: c @ x + kappa * variance(x), start, method="SLSQP",
+                       bounds=bounds, constraints=constraints,
+                       options={"ftol": 1e-15, "maxiter": 3000})
+        feasible = (a_ub @ fit.x <= b_ub + 1e-9).all() and (
+            variance(fit.x) <= settings.te_limit**2 * (1 + 1e-9))
+        if fit.success and feasible:
+            best = min(best, fit.fun)
+    return best
+
+
+def binding_settings(optimizers, state, intent) -> Settings:
+    """A TE limit at 70% of what the unconstrained decision takes (plus 0.2%)."""
+    loose = optimizer(optimizers, "reference", Settings(te_limit=1.0, te_aversion=0.0))
+    return Settings(te_limit=0.7 * loose.decide(state, intent).te + 0.002, te_aversion=2e-4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_program_equals_slsqp_for_every_wash_free_choice(optimizers, seed):
+    """A binding TE limit and a TE penalty on a tiny universe: for each choice of which harvest
+    candidates buy instead, both solvers reach SLSQP's optimum on the dense covariance (an
+    independent solver and risk form), within what the TE margin costs."""
+    state, intent = tiny_case(seed)
+    settings = binding_settings(optimizers, state, intent)
+    problem = build_problem(state, intent, settings)
+    reference = ReferenceProgram(*problem.shape, settings)
+    for buying in assignments(state, intent):
+        choice = with_choice(problem, buying).with_te_cap(settings.te_limit * (1 - TE_MARGIN))
+        expected = slsqp_optimum(state, intent, settings, buying)
+        for attempt in (reference.solve(choice), FastSolver().solve(choice)):
+            if np.isinf(expected):
+                assert attempt.sells is None
+                continue
+            assert choice.tracking_error(choice.weights(attempt.sells, attempt.buys)) <= (
+                settings.te_limit)
+            assert choice.objective(attempt.sells, attempt.buys) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", range(6))
+def test_decision_is_no_worse_than_harvesting_first(optimizers, method, seed):
+    """The two passes land between the best wash-free choice and the harvest-first one."""
+    state, intent = tiny_case(seed)
+    settings = binding_settings(optimizers, state, intent)
+    decision = optimizer(optimizers, method, settings).decide(state, intent)
+    if decision.status != "optimal":
+        pytest.skip(f"the limit is unreachable here: {decision.reason}")
+    problem = build_problem(state, intent, settings).with_te_cap(settings.te_limit * (1 - TE_MARGIN))
+    reference = ReferenceProgram(*problem.shape, settings)
+    optima = []
+    for buying in assignments(state, intent):
+        attempt = reference.solve(with_choice(problem, buying))
+        optima.append(problem.objective(attempt.sells, attempt.buys) if attempt.sells is not None
+                      else np.inf)
+    objective = decision_objective(decision, state, intent, settings)
+    assert min(optima) - 1e-7 <= objective <= optima[0] + 1e-7
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_path_equals_reference(optimizers, seed):
+    """A crash day at 100 stocks (relaxed with 15 wash-blocked names): same status,
+    objective, weights and realized gains."""
+    state = synthetic_account(100, 6, n_buy_blocked=5 + 10 * (seed == 1), n_sell_blocked=10,
+                              n_excluded=3, seed=seed)
+    rng = np.random.default_rng(seed)
+    intent = Intent(rng.uniform(0.0, 1.0, state.n_securities), te_budget=rng.uniform(0.5, 1.0))
+    settings = Settings(max_turnover=0.4 if seed == 3 else None)
+    state = replace(state, max_gain=1_000.0 if seed == 2 else None)
+    fast = optimizer(optimizers, "fast", settings).decide(state, intent)
+    reference = optimizer(optimizers, "reference", settings).decide(state, intent)
+    assert fast.solver == "fast" and fast.status == reference.status
+    assert decision_objective(fast, state, intent, settings) == pytest.approx(
+        decision_objective(reference, state, intent, settings), rel=1e-5, abs=1e-8)
+    np.testing.assert_allclose(fast.weights, reference.weights, atol=1e-4)
+    assert fast.realized_short + fast.realized_long == pytest.approx(
+        reference.realized_short + reference.realized_long, rel=1e-3, abs=5.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_partial_harvest_sells_the_deepest_lot_first(optimizers, method):
+    """One name at a loss in two lots (-40%, -5%) and a tight TE limit: the program sells
+    (part of) the deep lot and keeps the shallow one."""
+    state = synthetic_account(**TINY, crash=True, value=1e5, seed=3)
+    m = state.n_securities
+    name = int(np.argmax(state.benchmark))
+    price = state.price[name]
+    shares = np.where(np.arange(m)[:, None] == name, 0.0, state.shares)
+    shares[name] = np.array([0.5, 0.5]) * state.shares[name].sum()
+    basis = np.where(shares > 0, shares * state.price[:, None] * 0.9, 0.0)  # others: +11%
+    basis[name] = shares[name] * price / np.array([0.6, 0.95])
+    state = replace(state, shares=shares, basis=basis, long_term=np.zeros_like(shares, bool),
+                    buy_blocked=np.zeros(m, bool), sell_blocked=np.zeros(m, bool),
+                    excluded=np.zeros(m, bool), max_gain=None)
+    settings = Settings(te_limit=0.02, te_aversion=1e-5)
+    decision = optimizer(optimizers, method, settings).decide(state, Intent.harvest_all(m))
+    assert decision.status == "optimal", decision.reason
+    deep, shallow = decision.sell_shares[name]
+    assert deep > 0.05 * shares[name, 0]
+    assert shallow <= 1e-6 * shares[name, 1] or deep >= shares[name, 0] * (1 - 1e-6)
+    assert decision.realized_short < 0
+    assert decision.te <= settings.te_limit
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_loss_beyond_capacity_is_worth_the_carry_rate(optimizers, method):
+    """With a loss capacity of $1,000 the marginal loss is worth ``carry_rate``: a lot whose
+    sale costs more than that in trading cost stays once the capacity is used."""
+    state, intent = tiny_case(1)
+    state = replace(state, buy_blocked=np.zeros(state.n_securities, bool),
+                    sell_blocked=np.zeros(state.n_securities, bool),
+                    excluded=np.zeros(state.n_securities, bool))
+    intent = Intent.harvest_all(state.n_securities)
+    rich = replace(state.tax, capacity_short=1e6, capacity_long=1e6)
+    poor = replace(state.tax, capacity_short=1_000.0, capacity_long=0.0, carry_rate=0.0)
+    settings = Settings(te_limit=1.0, te_aversion=0.0, cost_bps=1.0)
+    solve = optimizer(optimizers, method, settings).decide
+    with_capacity = solve(replace(state, tax=rich), intent)
+    without = solve(replace(state, tax=poor), intent)
+    assert with_capacity.realized_short < -1_000.0
+    assert without.realized_short + without.realized_long == pytest.approx(-1_000.0, abs=1.0)
+
+
+def test_invalid_inputs_raise_value_error():
+    state, intent = tiny_case(0)
+    m = state.n_securities
+    for changes in ({"price": -state.price}, {"shares": state.shares[:, :1]},
+                    {"benchmark": state.benchmark * 2}, {"cash": np.nan},
+                    {"basis": -state.basis}):
+        with pytest.raises(ValueError):
+            replace(state, **changes)
+    with pytest.raises(ValueError):
+        Intent(np.full(m, 1.5))
+    with pytest.raises(ValueError):
+        Intent(np.ones(m), te_budget=0.0)
+    with pytest.raises(ValueError):
+        TaxPosition(0.2, 0.1, 0.15, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        Settings(cash_band=0.0)
+    with pytest.raises(ValueError):
+        TaxAwareOptimizer().decide(state, Intent(np.ones(m + 1)))
