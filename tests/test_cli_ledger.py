@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from taxharvest.errors import InputError
+from taxharvest.tax.reporting import form_8949
 from taxharvest.tax.trades import read_trades, replay
 
 GOOD = """date,ticker,side,shares,price,lot_id
@@ -40,7 +41,7 @@ def test_json_keys_and_values(good, tmp_path):
     data = json.loads(out.read_text())
     assert set(data) == {"sales", "open_lots", "totals"}
     assert set(data["sales"][0]) == {"ticker", "shares", "date_acquired", "date_sold", "proceeds",
-                                     "cost_basis", "wash_sale_disallowed", "gain", "term"}
+                                     "cost_basis", "wash_sale_disallowed", "gain", "term", "kind"}
     assert set(data["open_lots"][0]) == {"ticker", "shares", "date_acquired", "cost_basis"}
     assert set(data["totals"]) == {"short_term_gain", "long_term_gain", "wash_sale_disallowed",
                                    "by_year"}
@@ -115,6 +116,19 @@ def test_replay_of_a_sale_at_cost_is_no_wash_sale(tmp_path):
     (lot,) = ledger.open_lots()
     assert (lot["shares"], lot["date_acquired"]) == (3.0, "2024-01-11")
     assert lot["cost_basis"] == pytest.approx(165.66)
+
+
+def test_replay_of_a_distribution_row(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("date,ticker,side,shares,price\n2024-01-02,X,buy,10,40\n"
+                    "2024-02-01,X,distribution,10,30\n")
+    ledger = replay(read_trades(path))
+    (row,) = form_8949(ledger)
+    assert (row["description"], row["proceeds"], row["cost_basis"], row["gain"]) == (
+        "distribution on 10 sh X", 100.0, 100.0, 0.0)
+    assert ledger.cash == pytest.approx(-400.0 + 100.0)
+    (lot,) = ledger.open_lots()
+    assert (lot["shares"], lot["cost_basis"]) == (10.0, pytest.approx(300.0))
 
 
 def test_outputs_get_the_usual_file_mode(good, tmp_path):

@@ -305,6 +305,63 @@ def test_dividends_are_cash():
     assert ledger.cash == pytest.approx(1000.0 - 500.0 + 5.0)
 
 
+def spun_off() -> Ledger:
+    """Three XYZ lots, then a spin-off worth 10 a share with XYZ at 30 ex-distribution."""
+    ledger = book(cash=10_000.0)
+    ledger.buy("XYZ", 100, 20.0, "2023-01-03", lot_id="A")  # long-term at the spin-off
+    ledger.buy("XYZ", 50, 60.0, "2024-03-01", lot_id="B")
+    ledger.buy("XYZ", 10, 36.0, "2024-05-28", lot_id="C")  # bought within 30 days before
+    assert ledger.distribution("XYZ", 10.0, 30.0, "2024-06-03") == pytest.approx(1600.0)
+    return ledger
+
+
+def test_spin_off_allocates_basis_by_relative_value_and_sells_the_distributed_property():
+    ledger = spun_off()  # a quarter (10 / (30 + 10)) of each lot's basis moves
+    assert ledger.cash == pytest.approx(10_000.0 - 2000.0 - 3000.0 - 360.0 + 1600.0)
+    lots = {lot["lot"]: lot for lot in ledger.open_lots()}
+    assert {k: (v["shares"], v["date_acquired"]) for k, v in lots.items()} == {
+        "A": (100.0, "2023-01-03"), "B": (50.0, "2024-03-01"), "C": (10.0, "2024-05-28")}
+    assert [lots[k]["cost_basis"] for k in "ABC"] == pytest.approx([1500.0, 2250.0, 270.0])
+    a, b, c = sales_records(ledger)
+    assert (a["kind"], a["term"], a["date_acquired"]) == ("distribution", "long", "2023-01-03")
+    assert (a["proceeds"], a["cost_basis"], a["gain"]) == pytest.approx((1000.0, 500.0, 500.0))
+    assert (b["proceeds"], b["cost_basis"], b["gain"]) == pytest.approx((500.0, 750.0, -250.0))
+    assert (c["proceeds"], c["cost_basis"], c["gain"]) == pytest.approx((100.0, 90.0, 10.0))
+    # a loss on the distributed property is no wash sale: lot C absorbed nothing
+    assert ledger.total_disallowed == 0.0 and lots["C"]["wash_adjustment"] == 0.0
+    assert ledger.realized(2024) == (pytest.approx(-240.0), pytest.approx(500.0))
+    assert totals(ledger)["by_year"]["2024"]["long_term_gain"] == pytest.approx(500.0)
+    rows = form_8949(ledger)
+    assert [(r["part"], r["description"], r["code"]) for r in rows] == [
+        ("I", "distribution on 50 sh XYZ", ""), ("I", "distribution on 10 sh XYZ", ""),
+        ("II", "distribution on 100 sh XYZ", "")]
+    assert schedule_d(rows)["2024"]["short"]["gain"] == pytest.approx(-240.0)
+
+
+def test_spin_off_starts_no_wash_window_and_leaves_the_parent_wash_rule_alone():
+    ledger = spun_off()
+    assert ledger.last_loss_sale[0] < to_day("2000-01-01")  # no loss sale blocks a purchase
+    ledger.sell("XYZ", 50, 30.0, "2024-06-10", lot_id="B")  # loss 2250 - 1500 = 15 a share
+    ledger.buy("XYZ", 20, 31.0, "2024-06-20")
+    sale = sales_records(ledger)[-1]
+    assert sale["kind"] == "sale" and sale["cost_basis"] == pytest.approx(2250.0)
+    # lot C (10 sh, bought 13 days before) and 20 of the new shares replace 30 of the 50
+    assert sale["wash_sale_disallowed"] == pytest.approx(30 * 15.0)
+    lots = {lot["lot"]: lot for lot in ledger.open_lots() if lot["lot"] == "C"}
+    assert lots["C"]["cost_basis"] == pytest.approx(270.0 + 150.0)
+    assert lots["C"]["date_acquired"] == "2024-02-17"  # 2024-05-28 less B's 101 days
+
+
+def test_distribution_on_no_shares_or_of_nothing_logs_nothing():
+    ledger = book("XYZ", "ABC")
+    ledger.buy("XYZ", 10, 10.0, "2024-01-02")
+    assert ledger.distribution("ABC", 1.0, 9.0, "2024-02-01") == 0.0
+    assert ledger.distribution("XYZ", 0.0, 9.0, "2024-02-01") == 0.0
+    assert ledger.n_sales == 0 and only_lot(ledger)["cost_basis"] == pytest.approx(100.0)
+    with pytest.raises(LedgerError, match="non-negative"):
+        ledger.distribution("XYZ", -1.0, 9.0, "2024-02-01")
+
+
 def test_slots_grow_beyond_initial_capacity():
     ledger = Ledger(["XYZ"], slots=2)
     for k in range(40):

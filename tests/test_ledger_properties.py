@@ -90,6 +90,20 @@ class ShareOracle:
             else:
                 self.pending.append([self.groups[ticker], day, loss, hold, key])
 
+    def distribute(self, ticker: str, per_share: float, ex_price: float, day: int) -> None:
+        """Spin-off: the share of basis by relative value moves to property sold at once."""
+        value = Fraction(per_share)
+        moved = value / (Fraction(ex_price) + value)
+        for share in self.held:
+            if share.ticker == ticker:
+                self.realized[int(year_of(day)), bool(is_long_term(share.acq, day))] += (
+                    value - share.basis * moved)
+                share.basis -= share.basis * moved
+
+    def apply(self, ticker: str, side: int, qty: float, price: float, day: int) -> None:
+        {kernel.BUY: self.buy, kernel.SELL: self.sell, kernel.DISTRIBUTION: self.distribute}[
+            side](ticker, qty, price, day)
+
     def _absorb(self, share: Share, loss: Fraction, hold: int, key) -> None:
         share.basis += loss
         share.acq -= hold
@@ -109,7 +123,8 @@ def prices(seen: list[float]):
 
 @st.composite
 def trade_sequences(draw):
-    """Random buys and sells (never more than held) over three tickers on rising days."""
+    """Random buys, sells (never more than held) and now and then a spin-off (a distribution
+    on a held ticker) over three tickers on rising days."""
     day = 19_000
     held = dict.fromkeys(TICKERS, 0)
     seen: dict[str, list[float]] = {t: [] for t in TICKERS}
@@ -119,7 +134,9 @@ def trade_sequences(draw):
         ticker = draw(st.sampled_from(TICKERS))
         price = draw(prices(seen[ticker]))
         seen[ticker].append(price)
-        if held[ticker] and draw(st.booleans()):
+        if held[ticker] and draw(st.integers(0, 19)) == 0:
+            ops.append((ticker, kernel.DISTRIBUTION, draw(st.integers(1, 500)) / 100, price, day))
+        elif held[ticker] and draw(st.booleans()):
             qty = draw(st.integers(1, held[ticker]))
             held[ticker] -= qty
             ops.append((ticker, kernel.SELL, qty, price, day))
@@ -146,17 +163,32 @@ def run_ledger(ops, relief, one_by_one=False, slots=2) -> Ledger:
     return ledger
 
 
+def positions_and_cash(ops) -> tuple[dict[str, int], float]:
+    """Shares held per ticker after ``ops``, and the net cash they moved (sales and
+    distributions in, purchases out)."""
+    held: dict[str, int] = defaultdict(int)
+    cash = 0.0
+    for ticker, side, qty, price, _ in ops:
+        if side == kernel.DISTRIBUTION:
+            cash += qty * held[ticker]
+        else:
+            sign = 1 if side == kernel.BUY else -1
+            held[ticker] += sign * qty
+            cash -= sign * qty * price
+    return held, cash
+
+
 relief_methods = st.sampled_from(["fifo", "hifo"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(ops=trade_sequences(), relief=relief_methods)
 def test_kernel_agrees_with_share_level_oracle(ops, relief):
     ledger = run_ledger(ops, relief)
     groups = {t: int(g) for t, g in zip(TICKERS, ledger.group, strict=True)}
     oracle = ShareOracle(relief, groups)
-    for ticker, side, qty, price, day in ops:
-        (oracle.buy if side == kernel.BUY else oracle.sell)(ticker, qty, price, day)
+    for op in ops:
+        oracle.apply(*op)
 
     sales = ledger.sales()
     assert sales["wash_sale_disallowed"].sum() == pytest.approx(float(oracle.disallowed), abs=1e-6)
@@ -180,13 +212,15 @@ def test_conservation_and_bounds(ops, relief):
     bought = sum(o[2] for o in ops if o[1] == kernel.BUY)
     cost = sum(o[2] * o[3] for o in ops if o[1] == kernel.BUY)
     assert ledger.shares.min() >= 0.0
-    assert ledger.shares.sum() + sales["shares"].sum() == pytest.approx(bought)
+    assert ledger.shares.sum() + sales["shares"][~sales["distribution"]].sum() == pytest.approx(
+        bought)
     # purchase cost + carried adjustments = basis of open lots + basis of sold portions
     assert cost + sales["wash_sale_disallowed"].sum() == pytest.approx(
         ledger.basis.sum() + sales["cost_basis"].sum()
     )
     loss = np.maximum(sales["cost_basis"] - sales["proceeds"], 0.0)
     assert np.all(sales["wash_sale_disallowed"] <= loss + 1e-9)
+    assert np.all(sales["wash_sale_disallowed"][sales["distribution"]] == 0.0)
     assert np.all(ledger.wash_adj >= -1e-9)
 
 
@@ -194,14 +228,13 @@ def test_conservation_and_bounds(ops, relief):
 @given(ops=trade_sequences(), relief=relief_methods)
 def test_full_liquidation_realizes_exactly_proceeds_minus_cost(ops, relief):
     last_day = max(o[4] for o in ops) + 100  # no purchase within 30 days of the last sale
-    held = defaultdict(int)
-    for ticker, side, qty, _, _ in ops:
-        held[ticker] += qty if side == kernel.BUY else -qty
+    held, _ = positions_and_cash(ops)
     closing = [(t, kernel.SELL, q, 17.0, last_day) for t, q in held.items() if q]
     ledger = run_ledger(ops + closing, relief)
     sales = ledger.sales()
-    flows = sum((-1 if o[1] == kernel.BUY else 1) * o[2] * o[3] for o in ops + closing)
+    _, flows = positions_and_cash(ops + closing)
     assert sales["gain"].sum() == pytest.approx(flows, abs=1e-6)
+    assert ledger.cash == pytest.approx(flows, abs=1e-6)
     assert ledger.shares.sum() == 0.0
 
 

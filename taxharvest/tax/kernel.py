@@ -20,6 +20,13 @@ Rules (IRC §1012, §1091, §1222, §1223; Treas. Reg. §1.1012-1(c), §1.1091-1
 - The disallowed loss is added to the replacement shares' basis, and their holding period
   starts earlier by the sold shares' holding period (§1223(3)). Where only part of a
   replacement lot absorbs a loss, that part is split off as its own lot.
+- A non-dividend distribution of property (a spin-off) worth ``D`` a share, the parent
+  trading at ``P`` ex-distribution, moves the fraction ``D / (P + D)`` of every lot's basis
+  to the distributed property (allocation by relative fair market value, IRC §358(b)-(c),
+  Treas. Reg. §1.358-2(a)(2)). That property is taken as received and sold at once for
+  ``D`` a share (project convention: the account keeps no distributed stock), one
+  sales-log row per lot with the lot's holding period (§1223(1)). It is not a sale of the
+  parent: it neither uses nor is a wash sale and starts no window.
 - Replacement shares are shares held after the sale (project convention: a disallowed loss
   always sits in a held lot). Shares a sale order relieves are therefore no replacements
   for the losses of that order; the unsold rest of a lot the order relieves in part is one
@@ -33,7 +40,7 @@ from numba import njit
 
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS
 
-BUY, SELL, SPLIT = 0, 1, 2
+BUY, SELL, SPLIT, DISTRIBUTION = 0, 1, 2, 3
 FIFO, HIFO = 0, 1
 
 OK = 0
@@ -42,6 +49,7 @@ GROW_PENDING = 2
 GROW_SALES = 3
 ERR_OVERSELL = 10
 ERR_UNKNOWN_LOT = 11
+ERR_BAD_DISTRIBUTION = 12
 
 EPS = 1e-9
 AMOUNT_TOLERANCE = 1e-9  # relative: amounts closer than a billionth of their size are equal
@@ -144,13 +152,41 @@ def _absorb(shares, basis, wash_adj, acq, bought, purchase, absorbed, used, row,
 
 
 @njit(cache=True)
+def _log_sale(row, q, acq, purchase, kind, day, proceeds, cost,
+              s_ticker, s_qty, s_acq, s_day, s_proceeds, s_basis, s_disallowed, s_purchase,
+              s_kind, s_count, realized, cash, year_of_day, anniversary, day_base, year_base):
+    """Append a sales-log row (``kind``: the trade side) and book its cash and gain; return it."""
+    k = s_count[0]
+    s_count[0] += 1
+    s_ticker[k] = row
+    s_qty[k] = q
+    s_acq[k] = acq
+    s_day[k] = day
+    s_proceeds[k] = proceeds
+    s_basis[k] = cost
+    s_disallowed[k] = 0.0
+    s_purchase[k] = purchase
+    s_kind[k] = kind
+    cash[0] += proceeds
+    _book(k, proceeds - cost, s_acq, s_day, realized, year_of_day, anniversary, day_base,
+          year_base)
+    return k
+
+
+@njit(cache=True)
+def _book(k, amount, s_acq, s_day, realized, year_of_day, anniversary, day_base, year_base):
+    """Add ``amount`` to the realized gain of sales-log row ``k``'s year and term."""
+    year = year_of_day[s_day[k] - day_base] - year_base
+    term = 1 if s_day[k] > anniversary[s_acq[k] - day_base] else 0
+    realized[year, term] += amount
+
+
+@njit(cache=True)
 def _disallow(k, amount, s_acq, s_day, s_disallowed, realized, year_of_day, anniversary,
               day_base, year_base):
     """Record a disallowed amount on sales-log row ``k``: it reduces that sale's loss."""
     s_disallowed[k] += amount
-    year = year_of_day[s_day[k] - day_base] - year_base
-    term = 1 if s_day[k] > anniversary[s_acq[k] - day_base] else 0
-    realized[year, term] += amount
+    _book(k, amount, s_acq, s_day, realized, year_of_day, anniversary, day_base, year_base)
 
 
 @njit(cache=True)
@@ -159,8 +195,8 @@ def apply_trades(
     group, group_ptr, group_rows,
     shares, basis, wash_adj, acq, bought, purchase, absorbed, used,
     p_ticker, p_group, p_day, p_qty, p_loss, p_hold, p_sale, p_count,
-    s_ticker, s_qty, s_acq, s_day, s_proceeds, s_basis, s_disallowed, s_purchase, s_count,
-    realized, cash, next_purchase, last_buy, last_loss_sale,
+    s_ticker, s_qty, s_acq, s_day, s_proceeds, s_basis, s_disallowed, s_purchase, s_kind,
+    s_count, realized, cash, next_purchase, last_buy, last_loss_sale,
     year_of_day, anniversary, day_base, year_base,
 ):
     """Apply trades ``start..`` in order; return ``(status, index)``.
@@ -169,7 +205,8 @@ def apply_trades(
     must grow before trade ``index`` (nothing of it was applied; call again from
     ``index``); an ``ERR_*`` code for a trade that cannot be applied.
     ``t_lot`` is a purchase id (specific identification on sells, an explicit id on
-    buys) or -1. A split's ratio travels in ``t_qty``.
+    buys) or -1. A split's ratio travels in ``t_qty``; a distribution's value per share in
+    ``t_qty`` and the parent's ex-distribution price in ``t_price``.
     """
     n_trades = t_ticker.shape[0]
     max_slots = shares.shape[1]
@@ -199,6 +236,30 @@ def apply_trades(
                 if p_ticker[b] == row:
                     p_qty[b] *= qty
                     p_loss[b] /= qty
+            continue
+
+        if side == DISTRIBUTION:
+            if not (qty >= 0.0 and price >= 0.0):
+                return ERR_BAD_DISTRIBUTION, i
+            if qty == 0.0:
+                continue
+            n_lots = 0
+            for j in range(used[row]):
+                if shares[row, j] > 0.0:
+                    n_lots += 1
+            if s_ticker.shape[0] - s_count[0] < n_lots:
+                return GROW_SALES, i
+            frac = qty / (price + qty)
+            for j in range(used[row]):
+                if shares[row, j] > 0.0:
+                    moved = basis[row, j] * frac
+                    basis[row, j] -= moved
+                    wash_adj[row, j] -= wash_adj[row, j] * frac
+                    _log_sale(row, shares[row, j], acq[row, j], purchase[row, j], DISTRIBUTION,
+                              day, shares[row, j] * qty, moved,
+                              s_ticker, s_qty, s_acq, s_day, s_proceeds, s_basis, s_disallowed,
+                              s_purchase, s_kind, s_count, realized, cash,
+                              year_of_day, anniversary, day_base, year_base)
             continue
 
         if side == BUY:
@@ -300,7 +361,6 @@ def apply_trades(
         # Relieve lots.
         remaining = qty
         n_loss = 0
-        year = year_of_day[day - day_base] - year_base
         for a in range(n_lots):
             if remaining <= EPS:
                 break
@@ -318,19 +378,10 @@ def apply_trades(
                 shares[row, j] -= q
                 basis[row, j] -= b_sold
             remaining -= q
-            k = s_count[0]
-            s_count[0] += 1
-            s_ticker[k] = row
-            s_qty[k] = q
-            s_acq[k] = acq[row, j]
-            s_day[k] = day
-            s_proceeds[k] = q * price
-            s_basis[k] = b_sold
-            s_disallowed[k] = 0.0
-            s_purchase[k] = purchase[row, j]
-            cash[0] += q * price
-            term = 1 if day > anniversary[acq[row, j] - day_base] else 0
-            realized[year, term] += q * price - b_sold
+            k = _log_sale(row, q, acq[row, j], purchase[row, j], SELL, day, q * price, b_sold,
+                          s_ticker, s_qty, s_acq, s_day, s_proceeds, s_basis, s_disallowed,
+                          s_purchase, s_kind, s_count, realized, cash,
+                          year_of_day, anniversary, day_base, year_base)
             if is_loss(q * price, b_sold):
                 loss_rows[n_loss] = k
                 n_loss += 1

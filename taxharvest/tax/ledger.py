@@ -31,8 +31,9 @@ def _refused(message: str, *, trade: int) -> LedgerError:
 class Trades:
     """A batch of trades as parallel arrays, applied in order.
 
-    ``side`` is ``kernel.BUY``, ``kernel.SELL`` or ``kernel.SPLIT`` (``qty`` is then the
-    ratio of new to old shares); ``lot`` is a purchase id or -1.
+    ``side`` is ``kernel.BUY``, ``kernel.SELL``, ``kernel.SPLIT`` (``qty`` is then the
+    ratio of new to old shares) or ``kernel.DISTRIBUTION`` (``qty`` the value distributed
+    per share, ``price`` the ex-distribution price); ``lot`` is a purchase id or -1.
     """
 
     ticker: np.ndarray
@@ -139,7 +140,7 @@ class Ledger:
                                qty=np.float64, loss=np.float64, hold=np.int64, sale=np.int64)
         self._sales = _Table(256, ticker=np.int64, qty=np.float64, acq=np.int64, day=np.int64,
                              proceeds=np.float64, basis=np.float64, disallowed=np.float64,
-                             purchase=np.int64)
+                             purchase=np.int64, kind=np.int64)
         self.realized_by_year = np.zeros((len(YEAR_OF_DAY) // 365 + 2, 2))
         self._cash = np.array([float(cash)])
         self._next_purchase = np.zeros(1, np.int64)
@@ -187,6 +188,13 @@ class Ledger:
                     + (" in that lot" if trades.lot[index] >= 0 else ""),
                     trade=index,
                 )
+            elif status == kernel.ERR_BAD_DISTRIBUTION:
+                raise _refused(
+                    f"distribution of {trades.qty[index]:g} a share of "
+                    f"{self.tickers[trades.ticker[index]]} at ex-price {trades.price[index]:g}: "
+                    "both must be non-negative",
+                    trade=index,
+                )
             else:
                 raise _refused(
                     f"no open lot {self.lot_label(trades.lot[index])} of "
@@ -212,6 +220,19 @@ class Ledger:
     def split(self, ticker: str, ratio: float, date) -> None:
         """Stock split: shares multiply by ``ratio``; total basis is unchanged."""
         self.apply(Trades.of(self._row(ticker), to_day(date), kernel.SPLIT, ratio, 0.0))
+
+    def distribution(self, ticker: str, per_share: float, ex_price: float, date) -> float:
+        """Non-dividend distribution (spin-off) worth ``per_share`` a share, ``ticker`` at
+        ``ex_price`` ex-distribution; return the cash credited (``per_share`` a share held).
+
+        Each lot keeps its shares and holding period with basis scaled by
+        ``ex_price / (ex_price + per_share)``; the rest of its basis goes to the distributed
+        property, sold at once for its value: a sales-log row per lot (see ``kernel``).
+        """
+        before = self.cash
+        self.apply(Trades.of(self._row(ticker), to_day(date), kernel.DISTRIBUTION, per_share,
+                             ex_price))
+        return self.cash - before
 
     def dividend(self, ticker: str, per_share: float) -> float:
         """Credit a cash dividend on the shares held; return the amount."""
@@ -256,7 +277,11 @@ class Ledger:
         return float(self._sales.view()["disallowed"].sum())
 
     def sales(self, start: int = 0) -> dict[str, np.ndarray]:
-        """The sales log from row ``start``, one row per lot portion sold (Form 8949 rows)."""
+        """The sales log from row ``start``, one row per lot portion sold (Form 8949 rows).
+
+        ``distribution`` marks the rows of distributed property (``shares``: the lot's
+        shares it was paid on), not sales of the stock itself.
+        """
         s = {name: col[start:] for name, col in self._sales.view().items()}
         return {
             "row": s["ticker"],
@@ -270,6 +295,7 @@ class Ledger:
             "wash_sale_disallowed": s["disallowed"],
             "gain": s["proceeds"] - s["basis"] + s["disallowed"],
             "long_term": s["day"] > ANNIVERSARY[s["acq"] - DAY_BASE],
+            "distribution": s["kind"] == kernel.DISTRIBUTION,
         }
 
     def open_lots(self) -> list[dict]:

@@ -14,7 +14,11 @@ FORM_8949_COLUMNS = (
 
 
 def sales_records(ledger: Ledger) -> list[dict]:
-    """One record per lot portion sold, with the keys of ``taxharvest ledger --json``."""
+    """One record per lot portion sold, with the keys of ``taxharvest ledger --json``.
+
+    ``kind`` is ``"sale"``, or ``"distribution"`` for the property a non-dividend
+    distribution paid on a lot (``shares``: the lot's shares).
+    """
     s = ledger.sales()
     return [
         {
@@ -27,6 +31,7 @@ def sales_records(ledger: Ledger) -> list[dict]:
             "wash_sale_disallowed": float(s["wash_sale_disallowed"][i]),
             "gain": float(s["gain"][i]),
             "term": "long" if s["long_term"][i] else "short",
+            "kind": "distribution" if s["distribution"][i] else "sale",
         }
         for i in range(len(s["shares"]))
     ]
@@ -57,7 +62,7 @@ def form_8949(ledger: Ledger) -> list[dict]:
     rows = [
         {
             "part": "I" if r["term"] == "short" else "II",
-            "description": f"{r['shares']:g} sh {r['ticker']}",
+            "description": _description(r),
             "date_acquired": r["date_acquired"],
             "date_sold": r["date_sold"],
             "proceeds": round(r["proceeds"], 2),
@@ -70,6 +75,12 @@ def form_8949(ledger: Ledger) -> list[dict]:
     ]
     rows.sort(key=lambda r: (r["date_sold"][:4], r["part"]))
     return rows
+
+
+def _description(record: dict) -> str:
+    """Form 8949 column (a): the shares sold, or the distribution on a lot's shares."""
+    shares = f"{record['shares']:g} sh {record['ticker']}"
+    return f"distribution on {shares}" if record["kind"] == "distribution" else shares
 
 
 def schedule_d(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:

@@ -15,7 +15,8 @@ from taxharvest.tax.calendar import to_day
 from taxharvest.tax.ledger import Ledger, LedgerError, Trades
 
 REQUIRED = ("date", "ticker", "side", "shares", "price")
-SIDES = {"buy": kernel.BUY, "sell": kernel.SELL, "split": kernel.SPLIT}
+SIDES = {"buy": kernel.BUY, "sell": kernel.SELL, "split": kernel.SPLIT,
+         "distribution": kernel.DISTRIBUTION}
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ def read_trades(path: str | Path) -> TradeFile:
     """Parse a trade CSV; raise :class:`InputError` naming the line and field of a bad row.
 
     Rows of one date execute in file order; dates must not go backwards. ``split`` rows
-    carry the ratio of new to old shares in ``shares`` (2 for a 2-for-1 split).
+    carry the ratio of new to old shares in ``shares`` (2 for a 2-for-1 split);
+    ``distribution`` rows (a spin-off) the value distributed per share in ``shares`` and the
+    ex-distribution price in ``price``.
     Specific identification: a buy may name its lot in ``lot_id``; a sell naming a
     ``lot_id`` relieves that lot only.
     """
@@ -73,7 +76,7 @@ def read_trades(path: str | Path) -> TradeFile:
             raise bad("ticker", "empty ticker")
         side = value["side"].lower()
         if side not in SIDES:
-            raise bad("side", f"unknown side {value['side']!r} (expected buy, sell or split)")
+            raise bad("side", f"unknown side {value['side']!r} (expected {', '.join(SIDES)})")
         numbers = {}
         for field in ("shares", "price"):
             if side == "split" and field == "price" and not value[field]:
