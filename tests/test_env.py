@@ -349,3 +349,34 @@ def test_cash_flows_deposit_and_a_tax_aware_withdrawal(hand_market):
     assert sales["gain"][sales["long_term"]].sum() == pytest.approx(-960)  # S1's LT loss lot
     assert any(t["side"] == "buy" and t["date"] > deposit for t in trades)  # deposit invested
     assert info["portfolio_value"] > 0
+
+
+def test_a_spin_off_day_is_no_phantom_loss_and_no_tracking_error(hand_market):
+    """S0 pays out 30 of its 100 in a spin-off: the benchmark reinvests it, the account gets
+    the property's value in cash with 30% of the basis (IRC §358), so nothing looks harvestable
+    and the book keeps tracking."""
+    from taxharvest.market.universe import sector_proxies
+
+    prices = np.column_stack([np.where(np.arange(60) < 20, 100.0, 70.0), np.full(60, 100.0)])
+    base = hand_market(prices)
+    returns = np.zeros_like(prices)  # value preserved through the distribution
+    proxy, names = sector_proxies(returns, base.sectors, base.benchmark_weights, base.sector_names)
+    spin_day = str(base.dates[20])
+    market = dataclasses.replace(base, total_returns=returns, proxy_prices=proxy,
+                                 proxy_names=names,
+                                 corporate_actions=(("S0", spin_day, "distribution", 30.0, ""),))
+    env = DirectIndexEnv(market=market, cadence="daily", warmup_days=5, episode_years=0.2,
+                         random_start=False)
+    _, info = env.reset(options={"start": str(market.dates[6])})
+    gaps = []
+    done = False
+    while not done:
+        _, _, done, _, info = env.step(np.ones(2, bool))  # harvest anything at a loss
+        gaps.append(abs(info["portfolio_value"] / info["benchmark_value"] - 1))
+        assert info["harvested_loss"] == 0.0
+    assert max(gaps) < 1e-4
+    sales = env.ledger.sales()
+    assert len(sales["gain"]) == 1 and sales["gain"][0] == pytest.approx(0.0, abs=1e-6)
+    lots = [lot for lot in env.ledger.open_lots() if lot["ticker"] == "S0"]
+    assert sum(lot["cost_basis"] for lot in lots) / sum(lot["shares"] for lot in lots) \
+        == pytest.approx(70.0, rel=1e-3)

@@ -169,14 +169,18 @@ class Broker:
         return done
 
     def _corporate_actions(self) -> Execution:
-        """Splits, dividends and distributions in cash, and forced sales at a stop."""
+        """Splits, dividends in cash, distributions (their property sold for cash), and
+        forced sales at a stop."""
         mk, t, day, n = self.world.market, self.t, self.day, self.world.n_assets
         split_rows = np.flatnonzero(mk.splits[t] != 1.0)
         if split_rows.size:
             self._execute(Trades.of(split_rows, day, kernel.SPLIT, mk.splits[t, split_rows], 0.0))
         positions = self.ledger.shares[:n].sum(axis=1)
         self.ledger.cash += float(np.nansum(mk.dividends[t] * positions))
-        self.ledger.cash += float(np.nansum(mk.distributions[t] * positions))
+        paying = np.flatnonzero((mk.distributions[t] > 0) & (positions > 0))
+        if paying.size:  # a spin-off: basis allocated by value, the property sold (IRC §358)
+            self._execute(Trades.of(paying, day, kernel.DISTRIBUTION,
+                                    mk.distributions[t, paying], mk.prices[t, paying]))
         delisted = np.flatnonzero((mk.last_trading_index == t) & (t < mk.n_days - 1)
                                   & (positions > 0))
         if delisted.size:  # a stop forces a sale at the last price
