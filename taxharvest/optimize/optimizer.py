@@ -141,17 +141,20 @@ class TaxAwareOptimizer:
             what = "hard constraints jointly infeasible" if floor.infeasible else "minimum-TE solve failed"
             return _hold(problem, f"{what} ({floor.error}); {problem.frozen()}")
         te_min = problem.tracking_error(problem.weights(floor.sells, floor.buys))
+        limit = self.settings.te_limit
         cap = max(problem.te_cap, te_min * (1 + self.settings.relax_margin))
+        if te_min <= limit < cap:  # reachable, if only just: the limit holds
+            cap = limit
         relaxed = problem.with_te_cap(cap)
         # a fast path's infeasible verdict that the minimum TE contradicts goes to the reference
-        attempt = self._solve(relaxed, reference=cap == problem.te_cap)
+        attempt = self._solve(relaxed, reference=te_min <= problem.te_cap)
         note = ""
         if attempt.sells is None:
             attempt, note = floor, f"; the decision at that bound failed ({attempt.error}), kept the minimum-TE book"
-        limit = self.settings.te_limit
-        what = f"TE limit {limit:.3%}" if cap > limit else f"TE budget {problem.te_cap:.3%}"
+        bound = f"TE limit {limit:.3%}" if cap > limit else f"TE budget {problem.te_cap:.3%}"
+        reach = "unreachable" if te_min > problem.te_cap else "only just reachable"
         reason = (
-            f"{what} unreachable under the hard constraints: minimum TE {te_min:.3%}, solved at "
+            f"{bound} {reach} under the hard constraints: minimum TE {te_min:.3%}, solved at "
             f"{cap:.3%} ({problem.frozen()}){note}"
         )
         return _Outcome(relaxed, attempt, "relaxed" if cap > limit else "optimal", reason, te_min)
@@ -212,13 +215,18 @@ def _hold(problem: Problem, reason: str) -> _Outcome:
 
 
 def _checked(problem: Problem, attempt: Attempt, min_te: bool) -> Attempt:
-    """``attempt``, or a failure when its trade breaks a constraint beyond the slacks."""
+    """``attempt`` with buys trimmed by what a solver's tolerance invests beyond the book (no
+    borrowing, exactly), or a failure when it breaks a constraint beyond the slacks."""
     if attempt.sells is None:
         return attempt
-    broken = violations(problem, attempt.sells, attempt.buys, te=not min_te)
+    buys = attempt.buys
+    excess = problem.weights(attempt.sells, buys).sum() - 1.0
+    if excess > 0 and buys.sum() > 0:
+        buys = buys * max(0.0, 1.0 - excess / buys.sum())
+    broken = violations(problem, attempt.sells, buys, te=not min_te)
     if broken:
         return Attempt(None, None, False, f"{attempt.solver}: {'; '.join(broken)}", None)
-    return attempt
+    return Attempt(attempt.sells, buys, False, attempt.error, attempt.solver)
 
 
 def violations(problem: Problem, sells: np.ndarray, buys: np.ndarray, *, te: bool = True) -> list[str]:

@@ -161,15 +161,15 @@ class Problem:
 
     def released(self, sells: np.ndarray) -> Problem | None:
         """The second pass after a first decision's ``sells``: a security that may not be
-        bought only because its loss lots may be sold, and whose class sold less than
-        ``min_harvest`` at a loss, keeps its loss lots and may be bought; ``None`` when there is
-        none. A purchase then never meets a loss sale of its class in one decision (IRC §1091)."""
+        bought only because loss lots of its class may be sold, and whose class sold less than
+        ``min_harvest`` at a loss, may be bought, and its class keeps its loss lots; ``None``
+        when there is none. A purchase then never meets a loss sale of its class in one decision (IRC §1091)."""
         harvested = (sells * self.loss_sale).sum(axis=1) > self.min_harvest
         kept_frozen = np.isin(self.group, self.group[harvested])
         freed = self.buy_frozen_by_harvest & ~kept_frozen
         if not freed.any():
             return None
-        loss_lots = freed[:, None] & self.loss_sale
+        loss_lots = np.isin(self.group, self.group[freed])[:, None] & self.loss_sale
         return replace(
             self,
             sell_upper=np.where(loss_lots, 0.0, self.sell_upper),
