@@ -79,10 +79,14 @@ MEASURES: dict[str, Measure] = _registry(
             "/yr"),
     Measure("after_tax_excess_liquidated", "after-tax excess, liquidated", "liquid.",
             "fraction", ".2%", "/yr"),
+    Measure("after_tax_excess_liquidated_net_of_fee", "after-tax excess, liquidated, net of "
+            "the fee", "net liq.", "fraction", ".2%", "/yr"),
     Measure("after_tax_excess_step_up", "after-tax excess, step-up", "step-up", "fraction",
             ".2%", "/yr"),
     Measure("active_return", "active return (pre-tax)", "active", "fraction", "+.2%", "/yr"),
     Measure("harvested_losses", "harvested losses", "harvest $k", "dollars", ",.0f"),
+    Measure("tax_savings", "tax savings (paid into the savings account)", "saved $k",
+            "dollars", ",.0f"),
     Measure("harvest_yield", "harvest yield", "yield", "fraction", ".2%", "/yr"),
     Measure("tracking_error", "tracking error (realized)", "TE", "fraction", ".2%"),
     Measure("max_rolling_te", "max rolling TE (63 days)", "max roll.", "fraction", ".2%",
@@ -134,6 +138,10 @@ EVALUATION = select(  # a row of ``taxharvest evaluate`` per path and policy
 SWEEP = EVALUATION[:9]  # a sweep row per seed: means (worst paths) over its paths
 SWEEP_REPORT = select("tax_alpha", "after_tax_excess_liquidated", "active_return",
                       "tracking_error", "max_ex_ante_te", "turnover")
+BREAKEVEN = select(  # per path and account size of ``taxharvest breakeven``
+    "tax_alpha", "tax_alpha_net_of_fee", "after_tax_excess_liquidated",
+    "after_tax_excess_liquidated_net_of_fee", "tax_savings", "harvested_losses",
+    "max_ex_ante_te")
 STRESS = select(  # a stress row per scenario, path, policy and guardrail mode
     "max_ex_ante_te", "max_rolling_te", "decoupling", "harvested_losses", "tax_alpha",
     "guardrail_interventions", "guardrail_relaxed")

@@ -117,6 +117,14 @@ def liquidated_excess(trajectory: Trajectory, long_rate: float) -> float:
     return annualized(ours / t.portfolio[0] / (bench / t.benchmark[0]), t.years)
 
 
+def net_of_fee(annual: float, fee: float) -> float:
+    """An annualized excess ``annual`` net of a management fee ``fee`` charged on the account's
+    value each year: ``(1 + annual) * (1 - fee) - 1`` (about ``annual - fee``). The fee
+    multiplies the account's growth by ``1 - fee`` a year, so it scales with the account, and
+    it is not deductible (IRC §67(g) suspends miscellaneous itemized deductions)."""
+    return (1.0 + annual) * (1.0 - fee) - 1.0
+
+
 def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float,
                     fee: float = 0.0) -> dict:
     """Every scalar measure of DOMAIN §4 for one run.
@@ -126,8 +134,8 @@ def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float
         long_rate: long-term rate on gains at liquidation.
         te_limit: the tracking-error limit; ``te_above_limit`` is the share of steps whose
             ex-ante TE exceeds it.
-        fee: annual management fee as a fraction of value; ``tax_alpha_net_of_fee`` is
-            ``(1 + tax_alpha) * (1 - fee) - 1``.
+        fee: annual management fee as a fraction of value; ``tax_alpha_net_of_fee`` and
+            ``after_tax_excess_liquidated_net_of_fee`` are those measures :func:`net_of_fee`.
     """
     t = trajectory
     years = t.years
@@ -137,17 +145,20 @@ def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float
     te = realized_te(t.active_returns(), t.steps_per_year)
     rolling = rolling_te(t)
     relative = t.portfolio / t.portfolio[0] - t.benchmark / t.benchmark[0]
+    liquidated = liquidated_excess(t, long_rate)
     return {
         "tax_alpha": alpha,
-        "tax_alpha_net_of_fee": (1.0 + alpha) * (1.0 - fee) - 1.0,
+        "tax_alpha_net_of_fee": net_of_fee(alpha, fee),
         "active_return": annualized(t.portfolio[-1] / t.portfolio[0], years)
         - annualized(t.benchmark[-1] / t.benchmark[0], years),
-        "after_tax_excess_liquidated": liquidated_excess(t, long_rate),
+        "after_tax_excess_liquidated": liquidated,
+        "after_tax_excess_liquidated_net_of_fee": net_of_fee(liquidated, fee),
         "after_tax_excess_step_up": annualized(
             (t.portfolio[-1] + t.savings[-1]) / t.portfolio[0] / (t.benchmark[-1] / t.benchmark[0]),
             years),
         "harvest_yield": -t.realized_gain / years / mean_value,
         "harvested_losses": float(t.harvested_losses.sum()),
+        "tax_savings": float(t.tax_savings.sum()),
         "tracking_error": te,
         # a run shorter than the window has no rolling figure: its whole-run TE stands in
         "max_rolling_te": float(np.nanmax(rolling)) if np.isfinite(rolling).any() else te,
