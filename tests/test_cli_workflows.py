@@ -40,7 +40,7 @@ BAD = [
     (["stress", "--policy", "hold", "--profile", "mfj-800k", "--assets", "5"], "assets"),
     (["stress", "--policy", "hold", "--profile", "mfj-800k", "--te-limit", "0"], "te-limit"),
     (["stress", "--policy", "nope", "--profile", "mfj-800k"], "policy"),
-    (["stress", "--policy", "hold", "--baseline", "tuned:1", "--profile", "mfj-800k"], "policy"),
+    (["stress", "--policy", "hold", "--baseline", "tuned:1", "--profile", "mfj-800k"], "baseline"),
     (["stress", "--policy", "hold", "--profile", "mfj-800k", "--scenarios",
       "2018-09-20:2018-12-24"], "prices"),
     (["stress", "--policy", "hold", "--profile", "mfj-800k", "--prices", "p.csv",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,19 +10,17 @@ from rich.table import Table
 
 from taxharvest.cli import options
 from taxharvest.cli.options import console
-from taxharvest.errors import InputError
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.sim.measures import BACKTEST_SUMMARY, MEASURES
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.holdings import read_initial_lots
-from taxharvest.workflows.markets import market_from_options, window, years_to_end
+from taxharvest.workflows.markets import window, years_to_end
 
 
 def backtest(
     policy: Annotated[str, typer.Option(
         help="hold | threshold:X[@cadence] | monthly-all | tuned | ppo:PATH")],
-    profile: Annotated[str, typer.Option(
-        help="Tax profile: single-60k, mfj-250k, mfj-800k, mfj-800k-ca.")],
+    profile: options.ProfileOption,
     prices: Annotated[Path | None, typer.Option(
         help="Long-format daily prices (CSV or parquet); equal-weighted benchmark.")] = None,
     sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")] = None,
@@ -52,25 +49,26 @@ def backtest(
     rebalance: Annotated[str | None, typer.Option(
         help="Benchmark reconstitution: monthly, quarterly or annual (late listings join "
              "then); default buy-and-hold.")] = None,
+    strict_data: options.StrictDataOption = False,
 ) -> None:
     """Backtest a harvesting policy on real or synthetic prices."""
-    from taxharvest.agents.registry import make_policy
     from taxharvest.envs.direct_index import DirectIndexEnv
-    from taxharvest.io import csv_text, json_text, write_atomic
+    from taxharvest.io import csv_text, json_text
     from taxharvest.sim.backtest import run_backtest
     from taxharvest.tax.reporting import FORM_8949_COLUMNS
 
     tax_profile = options.profile(profile)
     options.cadence(cadence)
-    if rebalance is not None and rebalance not in options.REBALANCE:
-        raise InputError(f"unknown --rebalance {rebalance!r}; expected monthly, quarterly or "
-                         "annual", field="rebalance")
+    options.rebalance(rebalance)
     options.check({"te-limit": te_limit > 0, "years": years is None or years > 0,
                    "assets": assets is None or assets >= 11, "fee": 0 <= fee < 1},
                   "te-limit > 0, years > 0, assets >= 11 (one per sector), 0 <= fee < 1")
-    json_path, csv_path = options.output(json_out, "json"), options.output(form8949, "form8949")
-    mk, seed = market_from_options(prices, sectors, market, assets, years)
+    out = options.outputs({"json": json_out, "form8949": form8949},
+                          inputs=(prices, sectors, initial_lots))
+    options.policy(policy, tax_profile)  # a bad spec fails before the data are read
+    mk, seed = options.market(prices, sectors, market, assets, years, strict_data=strict_data)
     mk, first_decision = window(mk, start, end)
+    options.window_note(mk, first_decision)
     exclusions = options.exclusions(exclude, mk)
     lots, initial_value = None, 1_000_000.0
     if initial_lots is not None:
@@ -81,18 +79,14 @@ def backtest(
         initial_value=initial_value, random_start=False, warmup_days=WARMUP_DAYS,
         episode_years=years if years is not None else years_to_end(mk),
         benchmark_rebalance=rebalance)
-    harvester = make_policy(policy, tax_profile, env)
+    harvester = options.policy(policy, tax_profile, env=env)
 
     with quiet_guardrail(), options.progress() as bar:
         result = run_backtest(harvester, env, seed=seed, options={"start": first_decision},
                               fee=fee, progress=options.progress_task(
                                   bar, f"backtest {harvester.name}"))
-    if json_out == "-":
-        sys.stdout.write(json_text(result.to_json()))
-    elif json_path is not None:
-        write_atomic(json_path, json_text(result.to_json()))
-    if csv_path is not None:
-        write_atomic(csv_path, csv_text(result.form_8949, FORM_8949_COLUMNS))
+    options.write(json_text(result.to_json()), out["json"], json_out)
+    options.write(csv_text(result.form_8949, FORM_8949_COLUMNS), out["form8949"], None)
     if json_out != "-":
         _print_summary(result, fee)
 

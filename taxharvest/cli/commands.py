@@ -9,15 +9,15 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
-from taxharvest.cli import backtest, evaluate, ledger, report, shadow, stress, train
+from taxharvest.cli import backtest, evaluate, ledger, options, report, shadow, stress, train
 from taxharvest.errors import InputError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts as written: threshold:X[@cadence], taxharvest[ray]
     help="Learned tax-loss harvesting for direct-indexed portfolios.",
 )
 
@@ -34,7 +34,7 @@ COMMANDS = (  # in the order of ``taxharvest --help``
     report.report,
 )
 for command in COMMANDS:
-    app.command()(command)
+    app.command()(options.checked_command(command))
 
 
 @app.callback()
@@ -47,5 +47,5 @@ def main() -> None:
     try:
         app()
     except InputError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        options.print_error(err)
         sys.exit(2)

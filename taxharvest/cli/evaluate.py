@@ -17,16 +17,19 @@ def evaluate(
     profiles: Annotated[str, typer.Option(help="all, or comma-separated tax profiles.")] = "all",
     policies: Annotated[str, typer.Option(
         help="Comma-separated: ppo (the profile's shipped model), tuned, monthly-all, hold, "
-             "threshold:X.")] = "ppo,tuned,monthly-all",
+             "threshold:X, ppo:PATH.")] = "ppo,tuned,monthly-all",
     paths: Annotated[int, typer.Option(help="Synthetic evaluation paths (seeds 0..N-1).")] = 4,
     assets: Annotated[int, typer.Option(help="Stocks per synthetic path.")] = 500,
     years: Annotated[float, typer.Option(help="Years per synthetic path.")] = 10.0,
     prices: Annotated[Path | None, typer.Option(help="Real prices for one more path.")] = None,
     sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")
     ] = None,
-    start: Annotated[str | None, typer.Option(help="First decision date on real data.")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="Real data: first day (default: after the risk model's warm-up; earlier, the "
+             "book holds until the warm-up completes).")] = None,
     rebalance: Annotated[str | None, typer.Option(
         help="Real data: benchmark reconstitution (monthly, quarterly, annual).")] = None,
+    strict_data: options.StrictDataOption = False,
     models: Annotated[Path, typer.Option(help="Folder of the shipped policies.")
     ] = Path("models"),
     te_limit: Annotated[float, typer.Option(help="Tracking-error limit.")] = 0.01,
@@ -34,8 +37,8 @@ def evaluate(
     ] = None,
     markdown: Annotated[Path | None, typer.Option(help="The summary as a Markdown table.")
     ] = None,
-    ray: Annotated[str | None, typer.Option(help="Run on Ray: auto or a cluster ADDRESS.")
-    ] = None,
+    ray: options.RayOption = None,
+    workers: options.WorkersOption = None,
 ) -> None:
     """Compare policies per profile on the same unseen paths (synthetic, and real data)."""
     from taxharvest.io import json_text, write_atomic
@@ -48,47 +51,65 @@ def evaluate(
         summarize,
     )
     from taxharvest.workflows.evaluate import evaluate as run_evaluation
+    from taxharvest.workflows.markets import window
 
-    names = list(PROFILES) if profiles == "all" else [p.strip() for p in profiles.split(",")]
-    for name in names:
-        options.profile(name)
+    names = list(PROFILES) if profiles.strip() == "all" else _items(profiles, "profiles")
+    clients = {name: options.profile(name) for name in names}  # presets or profile files
+    specs = _items(policies, "policies")
     options.check({"paths": paths >= 0, "assets": assets >= 11, "years": years > 0,
-                   "te-limit": te_limit > 0}, "paths >= 0, assets >= 11, years > 0, te-limit > 0")
-    if (prices is None) != (sectors is None):
-        raise InputError("--prices and --sectors go together", field="prices")
-    for path, option in ((prices, "prices"), (sectors, "sectors")):
-        if path is not None and not path.exists():
-            raise InputError("file not found", path=path, field=option)
-    json_path, md_path = options.output(json_out, "json"), options.output(markdown, "markdown")
+                   "te-limit": te_limit > 0, "workers": workers is None or workers >= 1},
+                  "paths >= 0, assets >= 11, years > 0, te-limit > 0, workers >= 1")
+    options.only_with("prices", prices is not None, {"start": start, "rebalance": rebalance})
+    options.rebalance(rebalance)
+    paths_out = options.outputs({"json": json_out, "markdown": markdown},
+                                inputs=(prices, sectors))
     engine, address = engine_of(ray)
+    tasks_specs = {name: tuple(_policy(spec, clients[name], models) for spec in specs)
+                   for name in names}
     markets = [EvalMarket(f"synthetic:{seed}", seed=seed, assets=assets, years=years)
                for seed in range(paths)]
     if prices is not None:
-        markets.append(EvalMarket("real", prices=str(prices), sectors=str(sectors), start=start,
-                                  rebalance=rebalance))
-    tasks = []
-    for name in names:
-        specs = []
-        for spec in (s.strip() for s in policies.split(",") if s.strip()):
-            if spec == "ppo":
-                folder = models / name
-                if not (folder / "model.zip").exists():
-                    raise InputError(f"no trained policy in {folder}", field="models")
-                specs.append(("ppo", f"ppo:{folder}"))
-            else:
-                specs.append((spec, spec))
-        tasks += [EvalTask(name, tuple(specs), market, te_limit=te_limit) for market in markets]
-    if not tasks:
+        mk, _ = options.market(prices, sectors, strict_data=strict_data)
+        mk, first = window(mk, start, None)
+        options.window_note(mk, first)
+        markets.append(EvalMarket("real", market=mk, start=first, rebalance=rebalance))
+    if not markets:
         raise InputError("nothing to evaluate: give --paths > 0 or --prices", field="paths")
+    tasks = [EvalTask(clients[name], tasks_specs[name], market, te_limit=te_limit)
+             for name in names for market in markets]
     with quiet_guardrail(), options.progress() as bar:
         task = bar.add_task(f"evaluate ({len(tasks)} paths x policies)", total=len(tasks))
-        rows = run_evaluation(tasks, engine=engine, address=address,
+        rows = run_evaluation(tasks, engine=engine, address=address, workers=workers,
                               progress=lambda done, total: bar.update(task, completed=done))
     summary = summarize(rows)
     table = markdown_table(summary)
-    if json_path is not None:
-        write_atomic(json_path, json_text({"kind": "evaluation", "rows": rows,
-                                           "summary": summary}))
-    if md_path is not None:
-        write_atomic(md_path, table)
+    if paths_out["json"] is not None:
+        write_atomic(paths_out["json"], json_text({"kind": "evaluation", "rows": rows,
+                                                   "summary": summary}))
+    if paths_out["markdown"] is not None:
+        write_atomic(paths_out["markdown"], table)
     sys.stdout.write(table)
+
+
+def _items(text: str, option: str) -> list[str]:
+    """The comma-separated items of ``--option``: at least one, none twice."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise InputError("give at least one, comma-separated", field=option)
+    twice = sorted({item for item in items if items.count(item) > 1})
+    if twice:
+        raise InputError(f"{', '.join(twice)} given twice", field=option)
+    return items
+
+
+def _policy(spec: str, profile, models: Path) -> tuple[str, str]:
+    """``(name, spec)`` of one ``--policies`` item, checked now (``ppo``: the model named after
+    the profile in ``--models``)."""
+    if spec == "ppo":
+        folder = models / profile.name
+        if not (folder / "model.zip").exists():
+            raise InputError(f"no trained policy in {folder}", field="models")
+        options.policy(f"ppo:{folder}", profile, "models")
+        return "ppo", f"ppo:{folder}"
+    options.policy(spec, profile, "policies")
+    return spec, spec

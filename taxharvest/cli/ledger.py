@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from taxharvest.cli import options
 from taxharvest.cli.options import console
 
 
@@ -33,28 +33,23 @@ def ledger(
     ] = None,
 ) -> None:
     """Replay a trade history with lot-level tax accounting and wash sales."""
-    from taxharvest.io import csv_text, json_text, write_atomic
+    from taxharvest.io import csv_text, json_text
     from taxharvest.tax.reporting import FORM_8949_COLUMNS, form_8949, sales_records, totals
     from taxharvest.tax.trades import read_trades, replay
 
+    out = options.outputs({"json": json_out, "form8949": form8949}, inputs=(trades,))
     groups = [[t.strip().upper() for t in g.split(",") if t.strip()] for g in equivalent or []]
     book = replay(read_trades(trades), relief=lots.value, equivalents=groups)
     summary = totals(book)
-    outputs: list[tuple[Path, str]] = []
     if json_out is not None:
         lots_out = [
             {k: lot[k] for k in ("ticker", "shares", "date_acquired", "cost_basis")}
             for lot in book.open_lots()
         ]
-        text = json_text({"sales": sales_records(book), "open_lots": lots_out, "totals": summary})
-        if json_out == "-":
-            sys.stdout.write(text)
-        else:
-            outputs.append((Path(json_out), text))
+        options.write(json_text({"sales": sales_records(book), "open_lots": lots_out,
+                                 "totals": summary}), out["json"], json_out)
     if form8949 is not None:
-        outputs.append((form8949, csv_text(form_8949(book), FORM_8949_COLUMNS)))
-    for path, text in outputs:
-        write_atomic(path, text)
+        options.write(csv_text(form_8949(book), FORM_8949_COLUMNS), out["form8949"], None)
     if json_out is None:
         _print_summary(summary, len(book.sales()["shares"]), len(book.open_lots()))
 

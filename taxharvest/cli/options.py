@@ -1,44 +1,96 @@
-"""What the commands share: the console, option types, checks of option values, progress
-and output.
+"""What the commands share: the consoles, option types, checks of option values and
+outputs, progress and the market of the ``--prices`` options.
 
-Every argument and input file is checked before a run starts, so a mistake exits 2 with one
-line naming the option (:class:`~taxharvest.errors.InputError`) and writes nothing;
-outputs are written whole (atomically) after the run.
+Every argument, input file and output path is checked before a run starts, so a mistake
+exits 2 with one line naming the option (:class:`~taxharvest.errors.InputError`) and writes
+nothing; outputs are written whole (atomically) after the run. Text is printed without
+rich markup (:data:`console`, :data:`stderr`): paths, policy names and messages such as
+``pip install 'taxharvest[ray]'`` appear exactly as written.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from taxharvest.errors import InputError
-from taxharvest.io import write_atomic
+from taxharvest.io import check_output, write_atomic
 from taxharvest.market.universe import MarketData
 
-console = Console()
+console = Console(markup=False)  # results (stdout)
+stderr = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # notes, errors
 
 PolicyOption = Annotated[str, typer.Option(
     help="hold | threshold:X[@cadence] | monthly-all | tuned | ppo:PATH")]
-ProfileOption = Annotated[str, typer.Option(
-    help="Tax profile: single-60k, mfj-250k, mfj-800k, mfj-800k-ca.")]
+PROFILE_HELP = ("Tax profile: single-60k, mfj-250k, mfj-800k, mfj-800k-ca, or a YAML file "
+                "(`taxharvest profile show NAME` prints one).")
+ProfileOption = Annotated[str, typer.Option(help=PROFILE_HELP)]
 RayOption = Annotated[str | None, typer.Option(
     help="Run on Ray: auto (the cluster of `ray start`), local (a private instance) or a "
          "cluster ADDRESS; default: local processes.")]
 WorkersOption = Annotated[int | None, typer.Option(
     help="Local worker processes (or CPUs of --ray local); default: all cores.")]
+StrictDataOption = Annotated[bool, typer.Option(
+    "--strict-data", help="Refuse --prices data whose raw and adjusted prices disagree on a "
+                          "day (an inferred split or distribution) instead of inferring it.")]
 REBALANCE = ("monthly", "quarterly", "annual")
+ACTION_LABELS = {  # corporate-action kind -> (one, many), for the terminal count
+    "split": ("split", "splits"),
+    "distribution": ("distribution", "distributions"),
+    "distribution-recorded-as-dividend": ("large dividend read as a distribution",
+                                          "large dividends read as distributions"),
+}
+
+
+def print_error(error: InputError) -> None:
+    """The one line of a user mistake, on stderr."""
+    stderr.print(Text.assemble(("error: ", "bold red"), str(error)))
+
+
+_NOTES: list[str] = []
+
+
+def note(text: str) -> None:
+    """A note on the run (the corporate actions found, the warm-up), printed on stderr once
+    the command has succeeded (so that an error stays the only line, and ``--json -``
+    clean)."""
+    _NOTES.append(text)
+
+
+def checked_command(command: Callable) -> Callable:
+    """``command`` refusing NaN and infinity in its float options (typer parses ``nan`` and
+    ``inf``), naming the option, and printing its notes when it succeeds; every command is
+    registered through it."""
+    @functools.wraps(command)
+    def checked(**values):
+        _NOTES.clear()
+        for name, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(f"must be a finite number, got {value}",
+                                 field=name.replace("_", "-"))
+        result = command(**values)
+        for text in _NOTES:
+            stderr.print(text)
+        _NOTES.clear()
+        return result
+
+    return checked
 
 
 def progress() -> Progress:
     """A progress display on stderr, gone when done."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=stderr, transient=True,
+                    disable=not stderr.is_terminal)
 
 
 def progress_task(bar: Progress, description: str) -> Callable[[int, int], None]:
@@ -48,11 +100,13 @@ def progress_task(bar: Progress, description: str) -> Callable[[int, int], None]
 
 
 def profile(name: str):
-    """The tax profile preset ``name``."""
+    """The tax profile of ``--profile``: a preset name or a YAML profile file."""
     from taxharvest.tax.law import get_profile
 
     try:
         return get_profile(name)
+    except InputError:
+        raise
     except ValueError as err:
         raise InputError(str(err), field="profile") from None
 
@@ -75,13 +129,32 @@ def cadence(value: str) -> str:
 
 
 def output(path: str | Path | None, option: str) -> Path | None:
-    """An output path whose folder exists (checked before the run), or None (or ``-``)."""
+    """An output path that can be written (checked before the run: :func:`check_output`),
+    or None (also for ``-``, stdout)."""
     if path is None or str(path) == "-":
         return None
-    path = Path(path)
-    if not path.parent.exists():
-        raise InputError(f"output folder {path.parent} does not exist", field=option)
-    return path
+    return check_output(path, option)
+
+
+def outputs(paths: dict[str, str | Path | None], inputs: Iterable[Path | None] = ()
+            ) -> dict[str, Path | None]:
+    """Every output of a command (option -> path), each checked by :func:`output` before
+    anything runs or is written; no two the same file, none one of the command's
+    ``inputs``."""
+    checked, seen = {}, {}
+    given = {Path(p).resolve(): p for p in inputs if p is not None}
+    for option, value in paths.items():
+        path = checked[option] = output(value, option)
+        if path is None:
+            continue
+        key = path.resolve()
+        if key in seen:
+            raise InputError(f"--{seen[key]} already writes this file", path=path, field=option)
+        if key in given:
+            raise InputError("is an input of this command; give another output file",
+                             path=path, field=option)
+        seen[key] = option
+    return checked
 
 
 def write(text: str, path: Path | None, option: str | None) -> None:
@@ -93,8 +166,8 @@ def write(text: str, path: Path | None, option: str | None) -> None:
 
 
 def exclusions(text: str | None, mk: MarketData) -> list[str]:
-    """``--exclude`` items (tickers and ``sector:NAME``), each known to the market."""
-    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    """``--exclude`` items (tickers and ``sector:NAME``), each known to the market, once."""
+    items = list(dict.fromkeys(item.strip() for item in (text or "").split(",") if item.strip()))
     sectors = {s.lower() for s in mk.sector_names}
     tickers = {t.upper() for t in mk.tickers}
     for item in items:
@@ -105,3 +178,73 @@ def exclusions(text: str | None, mk: MarketData) -> list[str]:
         elif item.upper() not in tickers:
             raise InputError(f"unknown ticker {item!r} (not in the market)", field="exclude")
     return items
+
+
+def only_with(other: str, present: bool, given: dict[str, object]) -> None:
+    """Refuse any option of ``given`` (name -> value, None or False when not given) that
+    applies only with ``--other`` when that is absent."""
+    for name, value in given.items():
+        if not present and value not in (None, False):
+            raise InputError(f"--{name} applies only with --{other}", field=name)
+
+
+def rebalance(value: str | None) -> str | None:
+    """A benchmark reconstitution period, or None (buy-and-hold)."""
+    if value is not None and value not in REBALANCE:
+        raise InputError(f"unknown --rebalance {value!r}; expected {', '.join(REBALANCE)}",
+                         field="rebalance")
+    return value
+
+
+def market(prices: Path | None, sectors: Path | None, spec: str | None = None,
+           assets: int | None = None, years: float | None = None, *,
+           strict_data: bool = False) -> tuple[MarketData, int]:
+    """The market of the ``--prices/--sectors/--market/--assets/--years/--strict-data``
+    options (:func:`~taxharvest.workflows.markets.market_from_options`)."""
+    from taxharvest.workflows.markets import market_from_options
+
+    only_with("prices", prices is not None, {"strict-data": strict_data})
+    return market_from_options(prices, sectors, spec, assets, years, strict_data=strict_data)
+
+
+def window_note(mk: MarketData, first: str | None = None) -> None:
+    """Notes on the data a run sees: the corporate actions the loader inferred in them (real
+    data; listed in a backtest's JSON) and, from ``first``, the days the book only holds
+    while the risk model warms up."""
+    from taxharvest.market import corporate_action_summary
+    from taxharvest.market.risk import WARMUP_DAYS
+    from taxharvest.workflows.markets import decisions_from
+
+    counts = corporate_action_summary(mk)
+    if counts:
+        note(f"corporate actions inferred from {mk.dates[0]} to {mk.dates[-1]}: " + ", ".join(
+            f"{n} {ACTION_LABELS.get(kind, (kind, kind))[n != 1]}" for kind, n in counts.items()))
+    if first is not None and decisions_from(mk, first) != first:
+        note(f"the risk model warms up on {WARMUP_DAYS} trading days of returns: from {first} "
+             f"the book holds (cash invested, no harvest, no guardrail); decisions from "
+             f"{decisions_from(mk, first)}")
+
+
+def policy(spec: str, profile, option: str = "policy", env=None):
+    """The policy of ``spec`` (:func:`~taxharvest.agents.registry.make_policy`), checked before
+    the run: a ``ppo:PATH`` folder is loaded (for ``env``, or for a small environment of
+    the same spaces), so a missing or damaged file is one line. Errors name ``option``."""
+    from taxharvest.agents.registry import make_policy
+
+    trained = spec.strip().startswith("ppo:")
+    if env is None and trained:
+        from taxharvest.envs.direct_index import DirectIndexEnv
+
+        env = DirectIndexEnv(n_assets=11, profile=profile)
+    try:
+        return make_policy(spec, profile, env)
+    except InputError as err:
+        raise InputError(err.message, path=err.path, row=err.row,
+                         field=option if err.field in (None, "policy") else err.field) from None
+    except Exception as err:  # a damaged model file: whatever its loader raised
+        if not trained:
+            raise
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise InputError(f"cannot load the trained policy: {type(err).__name__}"
+                         + (f": {detail}" if detail else ""),
+                         path=spec.strip().partition(":")[2], field=option) from None

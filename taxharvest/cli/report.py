@@ -15,14 +15,14 @@ from taxharvest.errors import InputError
 
 def report(
     run: Annotated[Path, typer.Argument(
-        help="A JSON result: backtest, comparison, shadow, stress or sweep.")],
+        help="A JSON result: backtest, comparison, evaluation, shadow, stress or sweep.")],
     out: Annotated[Path, typer.Option(help="The HTML file to write.")],
     title: Annotated[str | None, typer.Option(help="Page title.")] = None,
 ) -> None:
     """Render a run's JSON as a self-contained HTML report."""
     from taxharvest.report import render_report
 
-    path = options.output(out, "out")
+    path = options.outputs({"out": out}, inputs=(run,))["out"]
     try:
         document = json.loads(run.read_text(encoding="utf-8"))
     except OSError as err:

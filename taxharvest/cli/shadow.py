@@ -11,11 +11,11 @@ from rich.table import Table
 from taxharvest.cli import options
 from taxharvest.cli.options import PolicyOption, ProfileOption, console
 from taxharvest.errors import InputError
-from taxharvest.io import csv_text, json_text, write_atomic
+from taxharvest.io import csv_text, json_text
 from taxharvest.sim.measures import SHADOW
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.holdings import read_initial_lots
-from taxharvest.workflows.markets import decision_window, market_from_options, window
+from taxharvest.workflows.markets import decision_window, window
 
 SHOWN_DIFFERENCES = 20  # rows of the differing-trades table (all of them in --json/--csv)
 
@@ -34,13 +34,14 @@ def shadow(
     date: Annotated[str | None, typer.Option(
         help="Today's decision on this date (YYYY-MM-DD), priced at its close.")] = None,
     start: Annotated[str | None, typer.Option(
-        help="Historical shadow: first decision (YYYY-MM-DD).")] = None,
+        help="Historical shadow: first day (YYYY-MM-DD).")] = None,
     end: Annotated[str | None, typer.Option(help="Historical shadow: last date.")] = None,
     te_limit: Annotated[float, typer.Option(help="Tracking-error limit (annualized).")] = 0.01,
     cadence: Annotated[str, typer.Option(help="Decision step: daily, weekly or monthly.")
     ] = "weekly",
     assets: Annotated[int | None, typer.Option(help="Synthetic stocks (default 500).")] = None,
     years: Annotated[float | None, typer.Option(help="Synthetic years (default 10).")] = None,
+    strict_data: options.StrictDataOption = False,
     json_out: Annotated[str | None, typer.Option(
         "--json", help="Write the comparison as JSON (- for stdout).")] = None,
     csv_out: Annotated[Path | None, typer.Option(
@@ -53,20 +54,20 @@ def shadow(
     if (date is None) == (start is None):
         raise InputError("give either --date D (today's decision) or --start D [--end D] "
                          "(historical shadow)", field="date")
-    if date is not None and end is not None:
-        raise InputError("--end goes with --start, not --date", field="end")
+    options.only_with("start", start is not None, {"end": end})
+    options.only_with("market synthetic", prices is None, {"years": years})
     options.cadence(cadence)
     options.check({"te-limit": te_limit > 0, "assets": assets is None or assets >= 11,
                    "years": years is None or years > 0},
                   "te-limit > 0, assets >= 11 (one per sector), years > 0")
-    json_path, csv_path = options.output(json_out, "json"), options.output(csv_out, "csv")
-    mk, seed = market_from_options(prices, sectors, market, assets, years)
-    if date is not None:
-        mk, first = decision_window(mk, date)
-    else:
-        mk, first = window(mk, start, end)
+    out = options.outputs({"json": json_out, "csv": csv_out}, inputs=(lots, prices, sectors))
+    for spec, option in ((policy, "policy"), (baseline, "baseline")):
+        options.policy(spec, tax_profile, option)
+    mk, seed = options.market(prices, sectors, market, assets, years, strict_data=strict_data)
+    mk, first = decision_window(mk, date) if date is not None else window(mk, start, end)
+    options.window_note(mk, first)
     holdings, value = read_initial_lots(lots, mk, first)
-    runner = Shadow(policy, baseline, tax_profile.name, mk, holdings, initial_value=value,
+    runner = Shadow(policy, baseline, tax_profile, mk, holdings, initial_value=value,
                     te_limit=te_limit, cadence=cadence, seed=seed)
     if date is not None:
         with quiet_guardrail():
@@ -78,9 +79,8 @@ def shadow(
             result = runner.history(first, progress=lambda role, done, total:
                                     bars[role](done, total))
         columns = DECISION_COLUMNS
-    options.write(json_text(result.to_json()), json_path, json_out)
-    if csv_path is not None:
-        write_atomic(csv_path, csv_text(result.csv_rows(), columns))
+    options.write(json_text(result.to_json()), out["json"], json_out)
+    options.write(csv_text(result.csv_rows(), columns), out["csv"], None)
     if json_out != "-":
         (_print_decision if date is not None else _print_history)(result.to_json())
 

@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from taxharvest.cli import options
 from taxharvest.cli.options import PolicyOption, ProfileOption, RayOption, WorkersOption, console
 from taxharvest.errors import InputError
 from taxharvest.io import json_text
 from taxharvest.sim.quiet import quiet_guardrail
-from taxharvest.workflows.markets import market_from_options
 
 
 def stress(
@@ -35,6 +35,7 @@ def stress(
     prices: Annotated[Path | None, typer.Option(
         help="Real prices for historical windows (CSV or parquet).")] = None,
     sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")] = None,
+    strict_data: options.StrictDataOption = False,
     json_out: Annotated[str | None, typer.Option(
         "--json", help="Write every row and the headline as JSON (- for stdout).")] = None,
     ray: RayOption = None,
@@ -46,23 +47,28 @@ def stress(
 
     tax_profile = options.profile(profile)
     names, windows = parse_scenarios(scenarios)
-    json_path = options.output(json_out, "json")
+    out = options.outputs({"json": json_out}, inputs=(prices, sectors))
+    options.only_with("prices", prices is not None, {"strict-data": strict_data})
     options.check({"seed-base": seed_base >= 0, "workers": workers is None or workers >= 1},
                   "seed-base >= 0, workers >= 1")
+    for spec, option in ((policy, "policy"), (baseline, "baseline")):
+        if spec is not None:
+            options.policy(spec, tax_profile, option)
     engine, address = engine_of(ray)
     market = None
     if prices is not None or sectors is not None:
         if not windows:
             raise InputError("--prices is for historical windows START:END in --scenarios",
                              field="prices")
-        market, _ = market_from_options(prices, sectors, None, None, None)
-    test = StressTest(policy, tax_profile.name, baseline=baseline, scenarios=names,
+        market, _ = options.market(prices, sectors, strict_data=strict_data)
+        options.window_note(market)
+    test = StressTest(policy, tax_profile, baseline=baseline, scenarios=names,
                       windows=windows, market=market, paths=paths, te_limit=te_limit,
                       cadence=cadence, n_assets=assets, years=years, seed_base=seed_base)
     with quiet_guardrail(), options.progress() as bar:
         result = test.run(engine=engine, address=address, workers=workers,
                           progress=options.progress_task(bar, f"stress ({engine})"))
-    options.write(json_text(result.to_json()), json_path, json_out)
+    options.write(json_text(result.to_json()), out["json"], json_out)
     if json_out != "-":
         _print_stress(result.to_json())
 
@@ -80,7 +86,7 @@ def _print_stress(doc: dict) -> None:
     for g in doc["summary"]:
         if g["scenario"] != scenario:
             scenario = g["scenario"]
-            table.add_row(f"[bold]{scenario}[/]")
+            table.add_row(Text(scenario, style="bold"))
         in_crash = g["max_rolling_te_in_window"]
         table.add_row(
             f"{g['policy']} ({'on' if g['guardrail'] else 'off'})", f"{g['max_ex_ante_te']:.2%}",

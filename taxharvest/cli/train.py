@@ -19,7 +19,7 @@ from taxharvest.sim.quiet import quiet_guardrail
 
 
 def train(
-    profile: Annotated[str, typer.Option(help="Tax profile preset: single-60k, mfj-250k, mfj-800k, mfj-800k-ca.")],
+    profile: options.ProfileOption,
     timesteps: Annotated[int, typer.Option(help="Environment steps (weekly decisions) to train for.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Seed of the environments, torch and SB3.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Policy folder (default: models/PROFILE).")] = None,
@@ -38,7 +38,8 @@ def train(
     from taxharvest.workflows.train import train as run_training
 
     result = run_training(
-        profile, timesteps=timesteps, seed=seed, out=out or Path("models") / profile,
+        profile, timesteps=timesteps, seed=seed,
+        out=out or Path("models") / options.profile(profile).name,
         n_assets=assets, n_envs=envs, episode_years=years, cadence=cadence,
         scenario_probability=scenario_probability, eval_freq=eval_freq, eval_paths=eval_paths,
         vec_env=vec_env, progress_bar=progress,
@@ -52,7 +53,8 @@ def train(
 
 
 def tune(
-    profile: Annotated[str, typer.Option(help="A tax profile, or all for the four presets.")],
+    profile: Annotated[str, typer.Option(
+        help="A tax profile (a preset or a YAML file), or all for the four presets.")],
     paths: Annotated[int, typer.Option(help="Training paths per grid point.")] = 5,
     seed_start: Annotated[int, typer.Option(
         help="First training seed (seeds 0-99 are reserved for evaluation).")] = 1000,
@@ -70,11 +72,12 @@ def tune(
     from taxharvest.workflows.tune import tune as tune_profile
     from taxharvest.workflows.tune import write_tuned
 
-    names = list(PROFILES) if profile == "all" else [options.profile(profile).name]
+    clients = list(PROFILES.values()) if profile == "all" else [options.profile(profile)]
+    options.check({"paths": paths >= 1, "seed-start": seed_start >= 0}, "paths >= 1, seed-start >= 0")
     seeds = tuple(range(seed_start, seed_start + paths))
-    if paths < 1 or set(seeds) & set(EVALUATION_SEEDS):
-        raise InputError(f"need at least one path and seeds outside 0-99, got "
-                         f"{seed_start}..{seed_start + paths - 1}", field="seed-start")
+    if set(seeds) & set(EVALUATION_SEEDS):
+        raise InputError(f"seeds {seed_start}..{seed_start + paths - 1} overlap 0-99, reserved "
+                         "for evaluation; give a --seed-start of 100 or more", field="seed-start")
     options.check({"assets": assets >= 11, "years": years > 0, "te-limit": te_limit > 0,
                    "jobs": jobs >= 1}, "assets >= 11, years > 0, te-limit > 0, jobs >= 1")
     path = options.output(out or TUNED_PATH, "out")
@@ -82,10 +85,10 @@ def tune(
                f"--assets {assets} --years {years:g} --te-limit {te_limit:g}")
     entries = {}
     with quiet_guardrail(), options.progress() as bar:
-        for name in names:
-            entries[name] = tune_profile(
-                name, seeds=seeds, n_assets=assets, years=years, te_limit=te_limit,
-                n_jobs=jobs, progress=options.progress_task(bar, f"tune {name}"))
+        for client in clients:
+            entries[client.name] = tune_profile(
+                client, seeds=seeds, n_assets=assets, years=years, te_limit=te_limit,
+                n_jobs=jobs, progress=options.progress_task(bar, f"tune {client.name}"))
     write_tuned(entries, command, path)
     table = Table(title=f"Tuned on seeds {seeds[0]}-{seeds[-1]} ({assets} stocks, {years:g} "
                         f"years), written to {path}")

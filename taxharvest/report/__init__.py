@@ -3,7 +3,8 @@
 The report reads run JSON only (what the commands write), never the simulation: a document
 is recognized by its top-level ``kind`` and its sections are built by the module of that
 kind, all on the one page of :mod:`taxharvest.report.page`. A document missing what its
-kind needs raises :class:`~taxharvest.errors.InputError` naming the field.
+kind needs, or whose content is damaged (a value of the wrong type or shape), raises
+:class:`~taxharvest.errors.InputError` naming the field where it can.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-from taxharvest.report import backtest, shadow, stress, sweep
+from taxharvest.errors import InputError
+from taxharvest.report import backtest, evaluation, shadow, stress, sweep
 from taxharvest.report.backtest import runs_of
 from taxharvest.report.page import need, write_page
 
@@ -23,6 +25,7 @@ KINDS: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...], str]] = {
                "Crash stress test"),
     "shadow": (shadow.sections, ("mode", "config"), "Shadow run"),
     "sweep": (sweep.sections, ("config", "summary", "results"), "PPO sweep"),
+    "evaluation": (evaluation.sections, ("rows", "summary"), "Policy evaluation"),
 }
 BACKTEST = (backtest.sections, (), "taxharvest report")
 
@@ -30,11 +33,20 @@ BACKTEST = (backtest.sections, (), "taxharvest report")
 def render_report(document: dict, out: str | Path, *, title: str | None = None) -> Path:
     """Write the HTML report of ``document`` to ``out`` (written whole or not at all)."""
     kind = document.get("kind") if isinstance(document, dict) else None
+    kind = kind if isinstance(kind, str) else None
     render, keys, default = KINDS.get(kind, BACKTEST)
     if keys:
         need(document, keys, kind)
-    body = render(document)
-    title = title or document.get("title") or default
+    try:
+        body = render(document)
+        title = str(title or document.get("title") or default)
+    except KeyError as err:
+        raise InputError(f"the {kind or 'backtest'} document is damaged: no {err.args[0]!r} "
+                         "where the report needs one", field=str(err.args[0])) from None
+    except (TypeError, ValueError, AttributeError, IndexError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"the {kind or 'backtest'} document is damaged: a value of the wrong "
+                         f"type or shape ({detail})") from None
     return write_page(title, [f"<h1>{html.escape(title)}</h1>", *body], out)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from taxharvest.agents.base import Policy
 from taxharvest.envs.direct_index import ASSET_FEATURES
+from taxharvest.market.loader import corporate_action_records
 from taxharvest.market.universe import MarketData
 from taxharvest.sim import account
 from taxharvest.sim.measures import BACKTEST_JSON, keys
@@ -40,7 +41,9 @@ class BacktestResult:
         series: per step, for plots: ``dates``, ``portfolio``, ``benchmark``, ``savings``,
             ``ex_ante_te``, ``rolling_te`` (None until its window fills), ``guardrail_status``.
         config: ``policy``, ``profile``, ``market``, ``te_limit``, ``cadence``, ``guardrail``,
-            ``seed``.
+            ``seed``, ``corporate_actions`` (what the loader inferred in the run's market:
+            :func:`~taxharvest.market.loader.corporate_action_records`; empty for synthetic
+            markets).
         decisions: one ``{"date", "ticker", "reason"}`` per harvest the policy asked for.
         form_8949: the Form 8949 rows of every sale in the run.
         trajectory: the series the measures were computed from.
@@ -127,6 +130,7 @@ def run_backtest(
             "policy": policy.name, "profile": raw.profile.name, "market": raw.market.source,
             "te_limit": raw.te_limit, "cadence": raw.cadence,
             "guardrail": raw.guardrail is not None, "seed": seed,
+            "corporate_actions": corporate_action_records(raw.market),
         },
         decisions=decisions,
         form_8949=rows,

@@ -14,14 +14,19 @@ module-level function and tasks and results picklable.
   ``workers`` CPUs for this run. An already initialized Ray (e.g. a test's
   ``ray.init(num_cpus=2)``) is used as it is and left running; an instance this function
   started is shut down at the end. Ray is an optional extra: ``pip install taxharvest[ray]``.
+
+:func:`connect` joins the engine first and runs later, so a workflow creates its run folder
+only once the engine is there. A task's :class:`~taxharvest.errors.InputError` (a bad input
+found in a worker) reaches the caller as the same one-line error, whichever engine ran it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 from taxharvest.errors import InputError
@@ -58,39 +63,79 @@ def run_tasks(
         progress: called as ``progress(done, total)`` as tasks finish.
 
     Raises :class:`InputError` for an unknown engine, bad ``workers``, or Ray not installed
-    or not reachable; a task's own exception propagates.
+    or not reachable. A task's own exception propagates as it was raised in the worker, the
+    first one to finish stopping the rest: an ``InputError`` arrives as the same one-line
+    ``InputError``, without the worker's traceback.
     """
     tasks = list(tasks)
+    _check(engine, workers)
+    if not tasks:
+        return []
+    with connect(engine, address, workers) as run:
+        return run(fn, tasks, progress)
+
+
+def _check(engine: str, workers: int | None) -> None:
     if engine not in ENGINES:
         raise InputError(f"unknown engine {engine!r}; expected {' or '.join(ENGINES)}",
                          field="engine")
     if workers is not None and workers < 1:
         raise InputError(f"need at least one worker, got {workers}", field="workers")
-    if not tasks:
-        return []
-    if engine == "ray":
-        return _run_ray(fn, tasks, address or "auto", workers, progress)
-    return _run_local(fn, tasks, workers, progress)
+
+
+@contextmanager
+def connect(engine: str = "local", address: str | None = None, workers: int | None = None
+            ) -> Iterator[Callable[..., list]]:
+    """The engine, ready to run: yields ``run(fn, tasks, progress=None)`` (as
+    :func:`run_tasks`). Ray is joined (or started) on entry, so an unreachable cluster is an
+    :class:`InputError` before the caller creates anything, and shut down on exit when this
+    call started it."""
+    _check(engine, workers)
+    if engine == "local":
+        yield lambda fn, tasks, progress=None: _run_local(fn, list(tasks), workers, progress)
+        return
+    ray, started = _ray_init(address or "auto", workers)
+    try:
+        yield lambda fn, tasks, progress=None: _run_ray(ray, fn, list(tasks), progress)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _run_local(fn: Callable, tasks: Sequence, workers: int | None,
                progress: Callable[[int, int], None] | None) -> list:
     count = min(workers or os.cpu_count() or 1, len(tasks))
-    if count == 1:
+    if count <= 1:
         results = []
         for task in tasks:
             results.append(fn(task))
             if progress is not None:
                 progress(len(results), len(tasks))
         return results
-    with ProcessPoolExecutor(count) as pool:
+    pool = ProcessPoolExecutor(count)
+    try:
         futures = [pool.submit(fn, task) for task in tasks]
         pending = set(futures)
         while pending:
-            _, pending = wait(pending, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.exception() is not None:
+                    raise _from_worker(future.exception())
             if progress is not None:
                 progress(len(tasks) - len(pending), len(tasks))
         return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _from_worker(error: BaseException) -> BaseException:
+    """A worker's exception as the caller raises it: an :class:`InputError` without the
+    worker's traceback (the one line the CLI prints), anything else as it came."""
+    if isinstance(error, InputError):
+        error.__cause__ = None
+        error.__suppress_context__ = True
+        return error.with_traceback(None)
+    return error
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -106,34 +151,41 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                          field="ray") from None
 
 
-def _run_ray(fn: Callable, tasks: Sequence, address: str, workers: int | None,
-             progress: Callable[[int, int], None] | None) -> list:
+def _ray_init(address: str, workers: int | None):
+    """The ``ray`` module, initialized; and whether this call started it."""
     try:
         import ray
     except ImportError:
         raise InputError("Ray is not installed; pip install 'taxharvest[ray]' (or run "
                          "without --ray on local processes)", field="ray") from None
-    started = not ray.is_initialized()
-    if started:
-        _check_reachable(address)
-        options = ({"num_cpus": workers or os.cpu_count()} if address == "local"
-                   else {"address": address})
-        try:
-            ray.init(include_dashboard=False, log_to_driver=False, **options)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputError(f"cannot reach Ray at {address!r}: {message} (start a cluster "
-                             "with `ray start --head`, or use --ray local)",
-                             field="ray") from None
+    if ray.is_initialized():
+        return ray, False
+    _check_reachable(address)
+    options = ({"num_cpus": workers or os.cpu_count()} if address == "local"
+               else {"address": address})
     try:
-        remote = ray.remote(num_cpus=1)(fn)
-        refs = [remote.remote(task) for task in tasks]
-        pending = list(refs)
+        ray.init(include_dashboard=False, log_to_driver=False, **options)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"cannot reach Ray at {address!r}: {message} (start a cluster "
+                         "with `ray start --head`, or use --ray local)", field="ray") from None
+    return ray, True
+
+
+def _run_ray(ray, fn: Callable, tasks: Sequence,
+             progress: Callable[[int, int], None] | None) -> list:
+    remote = ray.remote(num_cpus=1)(fn)
+    refs = [remote.remote(task) for task in tasks]
+    pending = list(refs)
+    try:
         while pending:
-            _, pending = ray.wait(pending, num_returns=1)
+            done, pending = ray.wait(pending, num_returns=1)
+            ray.get(done)  # a failed task raises now, not after the others
             if progress is not None:
                 progress(len(tasks) - len(pending), len(tasks))
         return ray.get(refs)
-    finally:
-        if started:
-            ray.shutdown()
+    except ray.exceptions.RayTaskError as err:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        cause = getattr(err, "cause", None)
+        raise (_from_worker(cause) if isinstance(cause, InputError) else err) from None

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
-from taxharvest.io import json_text, write_atomic
+from taxharvest.io import check_folder, json_text, write_atomic
 from taxharvest.report import render_report
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import DEMO
@@ -30,6 +30,7 @@ POLICIES = ("hold", "monthly-all", "tuned")
 def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_assets: int = 500,
              years: float = 10.0, seed: int = 0, models: Path = Path("models")) -> dict:
     """Run the comparison and write ``results.json`` and ``report.html`` into ``out``."""
+    check_folder(out, "out")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     market = synthetic_market(n_assets, years, seed=seed)
@@ -38,12 +39,13 @@ def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_ass
     if (model / "model.zip").exists():
         specs.append(f"ppo:{model}")
     else:
-        console.print(f"[yellow]no trained policy in {model}/: train one with "
-                      f"`taxharvest train --profile {profile}`; comparing the rules only[/]")
+        console.print(f"no trained policy in {model}/: train one with `taxharvest train "
+                      f"--profile {profile}`; comparing the rules only", style="yellow",
+                      markup=False)
     console.print(f"Synthetic market: {n_assets} stocks, {years:g} years, seed {seed}; "
                   f"profile {profile}; weekly decisions; guardrail on (TE limit 1%)")
     runs: dict[str, dict] = {}
-    columns = (TextColumn("{task.description:<12}"), BarColumn(),
+    columns = (TextColumn("{task.description:<12}", markup=False), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
     with quiet_guardrail(), Progress(*columns, console=console) as progress:
         for spec in specs:
@@ -62,7 +64,7 @@ def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_ass
     report = render_report(document, out / "report.html")
     console.print(_table(runs))
     console.print(f"Report: {report}   results: {out / 'results.json'}   "
-                  f"({time.perf_counter() - started:.0f} s)")
+                  f"({time.perf_counter() - started:.0f} s)", markup=False)
     return document
 
 

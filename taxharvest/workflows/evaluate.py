@@ -16,45 +16,44 @@ import numpy as np
 from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
+from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import EVALUATION
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
-from taxharvest.workflows.markets import (
-    first_decision,
-    real_market,
-    synthetic_market,
-    years_to_end,
-)
+from taxharvest.tax.law import TaxProfile, get_profile
+from taxharvest.workflows.markets import synthetic_market, years_to_end
 
 
 @dataclass(frozen=True)
 class EvalMarket:
-    """One evaluation path: synthetic ``seed`` (``assets`` stocks over ``years``), or real
-    prices from ``prices``/``sectors`` decided from ``start`` (after a warm-up) to the end,
-    the benchmark reconstituted every ``rebalance`` period (None: buy-and-hold)."""
+    """One evaluation path: synthetic ``seed`` (``assets`` stocks over ``years``), or a
+    ``market`` of real prices already cut to its window
+    (:func:`~taxharvest.workflows.markets.window`: read and checked before any task runs)
+    decided from ``start`` to its end, the benchmark reconstituted every ``rebalance``
+    period (None: buy-and-hold)."""
 
     label: str
     seed: int = 0
     assets: int = 500
     years: float = 10.0
-    prices: str | None = None
-    sectors: str | None = None
+    market: MarketData | None = None
     start: str | None = None
     rebalance: str | None = None
 
-    def environment(self, profile: str, cadence: str, te_limit: float
-                    ) -> tuple[DirectIndexEnv, dict]:
-        """The environment of this path and the ``reset`` options that start it."""
-        if self.prices is None:
+    def environment(self, profile: str | TaxProfile, cadence: str, te_limit: float,
+                    initial_value: float = 1_000_000.0) -> tuple[DirectIndexEnv, dict | None]:
+        """The environment of this path (an account of ``initial_value`` dollars) and the
+        ``reset`` options that start it."""
+        if self.market is None:
             market = synthetic_market(self.assets, self.years, self.seed)
             years, options = self.years, None
         else:
-            market = real_market(self.prices, self.sectors)
-            years, options = years_to_end(market), {"start": first_decision(market, self.start)}
+            market, years = self.market, years_to_end(self.market)
+            options = {"start": self.start} if self.start is not None else None
         env = DirectIndexEnv(market=market, profile=profile, cadence=cadence, te_limit=te_limit,
                              random_start=False, warmup_days=WARMUP_DAYS, episode_years=years,
-                             benchmark_rebalance=self.rebalance)
+                             benchmark_rebalance=self.rebalance, initial_value=initial_value)
         return env, options
 
 
@@ -62,7 +61,7 @@ class EvalMarket:
 class EvalTask:
     """Backtest ``policies`` (name -> spec, e.g. ``{"ppo": "ppo:models/P"}``) on one path."""
 
-    profile: str
+    profile: str | TaxProfile
     policies: tuple[tuple[str, str], ...]
     market: EvalMarket
     cadence: str = "weekly"
@@ -78,15 +77,18 @@ def run_eval_task(task: EvalTask) -> list[dict]:
         policy = make_policy(spec, task.profile, env)
         with quiet_guardrail():
             metrics = run_backtest(policy, env, seed=task.market.seed, options=options).metrics
-        rows.append({"profile": task.profile, "market": task.market.label, "policy": name,
-                     "name": policy.name, **{m.key: metrics[m.key] for m in EVALUATION}})
+        rows.append({"profile": get_profile(task.profile).name, "market": task.market.label,
+                     "policy": name, "name": policy.name,
+                     **{m.key: metrics[m.key] for m in EVALUATION}})
     return rows
 
 
 def evaluate(tasks: Sequence[EvalTask], *, engine: str = "local", address: str | None = None,
+             workers: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Every task's rows, in task order, whichever engine ran them."""
-    results = run_tasks(run_eval_task, tasks, engine=engine, address=address, progress=progress)
+    results = run_tasks(run_eval_task, tasks, engine=engine, address=address, workers=workers,
+                        progress=progress)
     return [row for rows in results for row in rows]
 
 
@@ -123,13 +125,14 @@ def summarize(rows: Sequence[dict], *, real_label: str = "real") -> list[dict]:
 def markdown_table(summary: Sequence[dict]) -> str:
     """The summary as a Markdown table (README, closing notes)."""
     head = ("| profile | policy | tax alpha (synthetic, mean ± sd) | vs best rule | liquidated "
-            "| active | max ex-ante TE (worst path) | tax alpha (real 2010–19) "
+            "| active | max ex-ante TE (worst path) | tax alpha (real data) "
             "| max ex-ante TE (real) |")
     lines = [head, "|" + "---|" * 9]
     for e in summary:
         lines.append(
-            f"| {e['profile']} | {e['name']} | {e['tax_alpha']:.2%} ± {e['tax_alpha_std']:.2%} "
-            f"| {_pct(e['tax_alpha_vs_best_rule'], signed=True)} "
+            f"| {e['profile']} | {e['name']} | "
+            + (f"{e['tax_alpha']:.2%} ± {e['tax_alpha_std']:.2%} " if e["paths"] else "– ")
+            + f"| {_pct(e['tax_alpha_vs_best_rule'], signed=True)} "
             f"| {_pct(e['after_tax_excess_liquidated'])} | {_pct(e['active_return'])} "
             f"| {_pct(e['max_ex_ante_te'])} | {_pct(e['real_tax_alpha'])} "
             f"| {_pct(e['real_max_ex_ante_te'])} |")

@@ -8,6 +8,14 @@ first decision and nothing after the last date (:func:`window`, :func:`decision_
 :func:`years_to_end`. :func:`market_from_options` reads the ``--prices/--sectors/--market/
 --assets/--years`` options of the commands.
 
+The warm-up rule, here once for every command: the environment feeds its risk model up to
+``WARMUP_DAYS`` trading days of returns before the start; where the data hold fewer (a start
+on or near the first date of a file), the book holds (cash invested, no harvest, no
+guardrail) until the model has seen them (:func:`decisions_from`). A start anywhere in the
+data is accepted; a window that ends before the first decision is possible, or a decision
+date inside the warm-up, is an :class:`~taxharvest.errors.InputError` saying from which
+date decisions are possible.
+
 Synthetic seeds 0-99 (:data:`EVALUATION_SEEDS`) are reserved for evaluation: tuning and
 training never use them.
 """
@@ -44,11 +52,13 @@ def crash_market(n_assets: int, years: float, seed: int, scenario: str, offset: 
     return inject_scenario(base, scenario, start_date=base.dates[WARMUP_DAYS + offset], seed=seed)
 
 
-def real_market(prices: str | Path, sectors: str | Path) -> MarketData:
-    """Real prices and sectors (:func:`~taxharvest.market.loader.load_prices`)."""
+def real_market(prices: str | Path, sectors: str | Path, *, strict_data: bool = False
+                ) -> MarketData:
+    """Real prices and sectors (:func:`~taxharvest.market.loader.load_prices`; with
+    ``strict_data`` an unexplained gap between raw and adjusted prices is an error)."""
     from taxharvest.market.loader import load_prices
 
-    return load_prices(prices, sectors)
+    return load_prices(prices, sectors, strict_data=strict_data)
 
 
 def years_to_end(market: MarketData) -> float:
@@ -66,10 +76,11 @@ def parse_date(value: str, option: str) -> np.datetime64:
 
 
 def market_from_options(prices: Path | None, sectors: Path | None, market: str | None,
-                        assets: int | None, years: float | None) -> tuple[MarketData, int]:
+                        assets: int | None, years: float | None, *,
+                        strict_data: bool = False) -> tuple[MarketData, int]:
     """The market of a command's options and the seed of the run (the synthetic seed; 0
-    for real data): ``--prices``/``--sectors`` or ``--market synthetic[:seed=N]`` with
-    ``--assets`` (default 500) and ``--years`` (default 10)."""
+    for real data): ``--prices``/``--sectors`` (``--strict-data``) or ``--market
+    synthetic[:seed=N]`` with ``--assets`` (default 500) and ``--years`` (default 10)."""
     if prices is not None or sectors is not None:
         if prices is None or sectors is None:
             raise InputError("--prices and --sectors go together", field="prices")
@@ -78,12 +89,7 @@ def market_from_options(prices: Path | None, sectors: Path | None, market: str |
                              field="market")
         if assets is not None:
             raise InputError("--assets applies to --market synthetic only", field="assets")
-        from taxharvest.market.loader import DataError
-
-        try:
-            return real_market(prices, sectors), 0
-        except DataError as err:
-            raise InputError(str(err)) from None
+        return real_market(prices, sectors, strict_data=strict_data), 0
     kind, _, arg = (market or "synthetic").partition(":")
     key, _, value = arg.partition("=")
     if kind != "synthetic" or (arg and (key != "seed" or not value.isdigit())):
@@ -93,16 +99,45 @@ def market_from_options(prices: Path | None, sectors: Path | None, market: str |
     return synthetic_market(assets or 500, years or 10.0, seed), seed
 
 
+def decision_row(start: int) -> int:
+    """The first row at which an episode started on row ``start`` of its market decides:
+    the row where its risk model has seen ``WARMUP_DAYS`` days (the environment's rule: it
+    is fed from ``start - WARMUP_DAYS``, or from the first row that has a return)."""
+    first = max(1, start - WARMUP_DAYS) if start > 0 else 0
+    return max(start, first + WARMUP_DAYS - 1)
+
+
+def decisions_from(mk: MarketData, start: str) -> str:
+    """The first date an episode of ``mk`` started on ``start`` decides (``start`` itself
+    unless the data before it are shorter than the warm-up)."""
+    row = decision_row(mk.date_index(start))
+    return str(mk.dates[min(row, mk.n_days - 1)])
+
+
+def _warm(mk: MarketData, lo: int, last: int, option: str, hint: str = "") -> None:
+    """Refuse an episode of ``mk`` from row ``lo`` to row ``last`` without a decision (one
+    needs a day after it to execute)."""
+    row = decision_row(lo)
+    if row <= last - 1:
+        return
+    when = (f"decisions are possible from {mk.dates[row]}" if row < mk.n_days - 1
+            else f"the data hold fewer than {WARMUP_DAYS + 2} trading days")
+    raise InputError(f"no decision from {mk.dates[lo]} to {mk.dates[last]}: the risk model "
+                     f"warms up on {WARMUP_DAYS} trading days of returns first (the book only "
+                     f"holds until then); {when}{hint}", field=option)
+
+
 def window(mk: MarketData, start: str | None, end: str | None) -> tuple[MarketData, str]:
-    """Cut the market to ``end`` and to the warm-up before ``start``; the first decision date
-    (the first day after the warm-up without ``start``)."""
+    """Cut the market to ``end`` and to the warm-up before ``start``; the first day of the
+    episode (``start``, or the first day after the warm-up without it). A ``start`` on or
+    near the first date holds until the warm-up completes (:func:`decisions_from`)."""
     first, last = mk.dates[0], mk.dates[-1]
-    lo = min(WARMUP_DAYS, mk.n_days - 2)
+    lo, hi = min(WARMUP_DAYS, mk.n_days - 2), mk.n_days - 1
     if start is not None:
         day = parse_date(start, "start")
-        if not first < day <= last:
-            raise InputError(f"--start {start} is outside the data ({first} to {last}, the "
-                             "first day excluded)", field="start")
+        if not first <= day <= last:
+            raise InputError(f"--start {start} is outside the data ({first} to {last})",
+                             field="start")
         lo = mk.date_index(day)
         if lo >= mk.n_days - 1:
             raise InputError(f"--start {start} leaves no day to trade (data end {last})",
@@ -112,20 +147,28 @@ def window(mk: MarketData, start: str | None, end: str | None) -> tuple[MarketDa
         if day <= mk.dates[lo]:
             raise InputError(f"--end {end} is not after the first decision {mk.dates[lo]}",
                              field="end")
-        mk = mk.slice(first, day)
+        hi = int(np.searchsorted(mk.dates, day, side="right")) - 1
+    _warm(mk, lo, hi, "end" if end is not None else "start",
+          "; give a later --end" if end is not None else "")
     begin = max(0, lo - WARMUP_DAYS)
-    if begin:
-        mk = mk.slice(mk.dates[begin], mk.dates[-1])
+    if begin or hi < mk.n_days - 1:
+        mk = mk.slice(mk.dates[begin], mk.dates[hi])
     return mk, str(mk.dates[lo - begin])
 
 
 def decision_window(mk: MarketData, date: str) -> tuple[MarketData, str]:
-    """The market up to ``date`` (with the warm-up before it) and the decision day."""
+    """The market up to ``date`` (with the warm-up before it) and the decision day, which
+    must come after the warm-up."""
     day = parse_date(date, "date")
-    if not mk.dates[0] < day <= mk.dates[-1]:
+    if not mk.dates[0] <= day <= mk.dates[-1]:
         raise InputError(f"--date {date} is outside the data ({mk.dates[0]} to "
-                         f"{mk.dates[-1]}, the first day excluded)", field="date")
+                         f"{mk.dates[-1]})", field="date")
     row = mk.date_index(day)
+    if decision_row(row) != row:
+        raise InputError(
+            f"--date {date} is inside the risk model's warm-up ({WARMUP_DAYS} trading days "
+            f"of returns from {mk.dates[0]}): decisions are possible from "
+            f"{mk.dates[min(decision_row(1), mk.n_days - 1)]}", field="date")
     mk = mk.slice(mk.dates[max(0, row - WARMUP_DAYS)], mk.dates[row])
     return mk, str(mk.dates[-1])
 
@@ -133,17 +176,14 @@ def decision_window(mk: MarketData, date: str) -> tuple[MarketData, str]:
 def historical_window(mk: MarketData, start: str, end: str) -> tuple[MarketData, str]:
     """A historical crash window of real data: the market cut to the warm-up before
     ``start`` .. ``end`` (:func:`~taxharvest.market.scenarios.historical_scenario`) and the
-    first decision. Raises :class:`ValueError` for a window outside the data."""
+    first decision. Raises :class:`ValueError` for a window outside the data or one that
+    ends before the warm-up completes."""
     lo = mk.date_index(start)
-    if not 0 < lo < mk.n_days - 1:
-        raise ValueError(f"starts outside {mk.dates[1]}..{mk.dates[-2]}")
+    if not 0 <= lo < mk.n_days - 1:
+        raise ValueError(f"starts outside {mk.dates[0]}..{mk.dates[-2]}")
+    try:
+        _warm(mk, lo, int(np.searchsorted(mk.dates, np.datetime64(end, "D"), "right")) - 1,
+              "scenarios")
+    except InputError as err:
+        raise ValueError(err.message) from None
     return historical_scenario(mk, mk.dates[max(0, lo - WARMUP_DAYS)], end), str(mk.dates[lo])
-
-
-def first_decision(mk: MarketData, start: str | None = None) -> str:
-    """The first decision on the uncut ``mk``: the first day after the warm-up, or ``start``
-    when later (the evaluation's real-data path)."""
-    day = mk.dates[min(WARMUP_DAYS, mk.n_days - 2)]
-    if start is not None:
-        day = max(day, np.datetime64(start, "D"))
-    return str(day)

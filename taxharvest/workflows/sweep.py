@@ -30,9 +30,9 @@ import numpy as np
 from taxharvest.agents.ppo import MODEL_FILE, NORMALIZER_FILE
 from taxharvest.agents.registry import make_policy
 from taxharvest.errors import InputError
-from taxharvest.io import csv_text, json_text, write_atomic
+from taxharvest.io import check_folder, csv_text, json_text, write_atomic
 from taxharvest.sim.measures import SWEEP, keys
-from taxharvest.sim.parallel import run_tasks
+from taxharvest.sim.parallel import connect
 from taxharvest.tax.law import PROFILES
 from taxharvest.workflows.evaluate import EvalMarket, EvalTask, run_eval_task
 from taxharvest.workflows.markets import EVALUATION_SEEDS
@@ -135,13 +135,14 @@ def sweep(
         profiles: tax profile presets.
         seeds: training seeds per profile.
         timesteps: training steps per policy.
-        out: parent folder of the run folder ``sweep-<timestamp>`` (created if its own
-            parent exists).
+        out: parent folder of the run folder ``sweep-<timestamp>`` (created, with any missing
+            parents, once the engine is up).
         eval_paths, eval_assets, eval_years: evaluation paths per seed and their size.
         train_options: further keyword arguments of :func:`~taxharvest.workflows.train.train`.
-        engine, address, workers, progress: see :func:`run_tasks`.
+        engine, address, workers, progress: see :func:`~taxharvest.sim.parallel.run_tasks`.
 
-    Raises :class:`InputError` (before anything runs) for a bad option.
+    Raises :class:`InputError` (before anything is written) for a bad option or an
+    unreachable engine.
     """
     unknown = [p for p in profiles if p not in PROFILES]
     checks = {
@@ -154,17 +155,14 @@ def sweep(
                        "(the synthetic seeds reserved for evaluation)"),
         "assets": (eval_assets >= 20, "need at least 20 stocks"),
         "years": (eval_years > 0, "must be positive"),
-        "out": (Path(out).is_dir() or Path(out).parent.is_dir(),
-                f"neither {out} nor its parent folder exists"),
     }
     for name, (ok, message) in checks.items():
         if not ok:
             raise InputError(message, field=name)
+    check_folder(out, "out")
     for profile in profiles:
         make_policy("tuned", profile)  # an untuned profile fails now, not after training
     options = dict(train_options or {})
-    folder = Path(out) / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    folder.mkdir(parents=True)
     tasks = [SweepTask(profile, seed, timesteps,
                        tuple(range(seed * eval_paths, (seed + 1) * eval_paths)),
                        eval_assets, eval_years, options)
@@ -173,9 +171,11 @@ def sweep(
               "eval_paths": eval_paths, "eval_assets": eval_assets, "eval_years": eval_years,
               "train_options": options, "engine": engine, "address": address,
               "tasks": [asdict(t) for t in tasks]}
-    write_atomic(folder / "config.json", json_text(config))
-    outputs = run_tasks(run_sweep_task, tasks, engine=engine, address=address,
-                        workers=workers, progress=progress)
+    with connect(engine, address, workers) as run:  # the folder only once the engine is up
+        folder = Path(out) / f"sweep-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        folder.mkdir(parents=True)
+        write_atomic(folder / "config.json", json_text(config))
+        outputs = run(run_sweep_task, tasks, progress)
     rows = []
     for task, output in zip(tasks, outputs, strict=True):
         _write_model(folder, task, output)

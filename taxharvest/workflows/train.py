@@ -78,11 +78,11 @@ from taxharvest.agents.registry import make_policy
 from taxharvest.envs import ENV_ID
 from taxharvest.envs.direct_index import CADENCE_DAYS
 from taxharvest.errors import InputError
-from taxharvest.io import json_text, write_atomic
+from taxharvest.io import check_folder, json_text, write_atomic
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import CARD
 from taxharvest.sim.quiet import quiet_guardrail
-from taxharvest.tax.law import PROFILES
+from taxharvest.tax.law import get_profile
 
 PPO_HYPERPARAMETERS: dict[str, Any] = {
     "n_steps": 256,
@@ -243,19 +243,24 @@ def _training_process() -> Iterator[None]:
 def _validate(profile: str, timesteps: int, seed: int, n_assets: int, n_envs: int,
               episode_years: float, cadence: str, scenario_probability: float, eval_freq: int,
               eval_paths: int, vec_env: str) -> None:
+    try:
+        get_profile(profile)  # a preset or a profile file
+    except InputError:
+        raise
+    except ValueError as err:
+        raise InputError(str(err), field="profile") from None
     checks = [
-        ("--profile", profile in PROFILES, f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}"),
-        ("--timesteps", timesteps >= 1, "must be at least 1"),
-        ("--seed", 0 <= seed and seed + n_envs <= EVAL_SEED_BASE,
+        ("timesteps", timesteps >= 1, "must be at least 1"),
+        ("seed", 0 <= seed and seed + n_envs <= EVAL_SEED_BASE,
          f"must be in [0, {EVAL_SEED_BASE - n_envs}] (seeds from {EVAL_SEED_BASE} are held out)"),
-        ("--assets", n_assets >= MIN_ASSETS, f"must be at least {MIN_ASSETS} (11 sectors)"),
-        ("--envs", 1 <= n_envs <= 64, "must be between 1 and 64"),
-        ("--years", 0 < episode_years <= 30, "must be in (0, 30]"),
-        ("--cadence", cadence in CADENCE_DAYS, f"must be one of {', '.join(CADENCE_DAYS)}"),
-        ("--scenario-probability", 0 <= scenario_probability <= 1, "must be in [0, 1]"),
-        ("--eval-freq", eval_freq >= 1, "must be at least 1"),
-        ("--eval-paths", eval_paths >= 1, "must be at least 1"),
-        ("--vec-env", vec_env in VEC_ENVS, f"must be one of {', '.join(VEC_ENVS)}"),
+        ("assets", n_assets >= MIN_ASSETS, f"must be at least {MIN_ASSETS} (11 sectors)"),
+        ("envs", 1 <= n_envs <= 64, "must be between 1 and 64"),
+        ("years", 0 < episode_years <= 30, "must be in (0, 30]"),
+        ("cadence", cadence in CADENCE_DAYS, f"must be one of {', '.join(CADENCE_DAYS)}"),
+        ("scenario-probability", 0 <= scenario_probability <= 1, "must be in [0, 1]"),
+        ("eval-freq", eval_freq >= 1, "must be at least 1"),
+        ("eval-paths", eval_paths >= 1, "must be at least 1"),
+        ("vec-env", vec_env in VEC_ENVS, f"must be one of {', '.join(VEC_ENVS)}"),
     ]
     for field, ok, message in checks:
         if not ok:
@@ -311,7 +316,7 @@ def train(
                "cadence": cadence, "scenario_probability": scenario_probability,
                "eval_freq": eval_freq, "eval_paths": eval_paths, "vec_env": vec_env}
     _validate(profile, timesteps, seed, **options)
-    out = Path(out)
+    out = check_folder(out, "out")
     out.mkdir(parents=True, exist_ok=True)
     config = env_config(profile, n_assets=n_assets, cadence=cadence, episode_years=episode_years,
                         scenario_probability=scenario_probability)
