@@ -39,6 +39,8 @@ class Order:
     harvest: np.ndarray  # (n,) bool: names whose loss lots this order harvests
     swap_back: np.ndarray  # (n,) bool: names bought back from their proxy
     adjustment: np.ndarray  # (m,) weight the guardrail added (+) or removed (-)
+    lot_sells: np.ndarray | None = None  # (m, L) shares per lot slot (specific identification)
+    lot_ids: np.ndarray | None = None  # (m, L) purchase id of each slot when decided
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,28 @@ class Broker:
         return -paid, done
 
     def _execute_order(self, order: Order) -> Execution:
+        done = self._execute_lot_sells(order) if order.lot_sells is not None \
+            else self._execute_position_sells(order)
+        return done + self._execute_buys(order)
+
+    def _execute_lot_sells(self, order: Order) -> Execution:
+        """The lots the decision chose, as far as they are still held; a lot at a loss is
+        kept where a purchase in the last 30 days would wash it."""
+        price, lots = self.last_price, self.ledger
+        recent = self.day - lots.last_buy[lots.group] <= WASH_WINDOW_DAYS
+        chosen = (order.lot_sells > 0) & (price[:, None] > 0)
+        chosen &= ~(recent[:, None] & loss_lots(lots.shares, lots.basis, price))
+        rows, slots = np.nonzero(chosen)
+        pairs, where = np.unique(np.column_stack([rows, order.lot_ids[rows, slots]]), axis=0,
+                                 return_inverse=True)
+        asked = np.bincount(where.ravel(), weights=order.lot_sells[rows, slots],
+                            minlength=len(pairs))
+        held = np.array([lots.shares[r][lots.purchase[r] == p].sum() for r, p in pairs])
+        qty = np.minimum(asked, held)
+        keep = qty > 0
+        return self._execute_sells(pairs[keep, 0], qty[keep], order, pairs[keep, 1])
+
+    def _execute_position_sells(self, order: Order) -> Execution:
         price, day, lots = self.last_price, self.day, self.ledger
         held = lots.shares.sum(axis=1)
         sells = np.flatnonzero(order.shares < 0)
@@ -242,7 +266,11 @@ class Broker:
             still = np.where(at_loss, lots.shares[harvest], 0.0).sum(axis=1)
             position = np.searchsorted(sells, harvest)
             qty[position] = np.minimum(qty[position], still)
-        done = self._execute_sells(sells[qty > 0], qty[qty > 0], order)
+        return self._execute_sells(sells[qty > 0], qty[qty > 0], order)
+
+    def _execute_buys(self, order: Order) -> Execution:
+        price, day, lots = self.last_price, self.day, self.ledger
+        done = Execution()
         buys = np.flatnonzero((order.shares > 0) & (price > 0))
         buys = buys[~self.blocks(day).buy_blocked[buys]]  # never create a wash sale ourselves
         cost = order.shares[buys] * price[buys]

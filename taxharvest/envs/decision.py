@@ -1,9 +1,10 @@
-"""The decision pipeline: an action becomes an order the TE limit and wash-sale rule allow.
+"""The decision cores: an action becomes an order the TE limit and wash-sale rule allow.
 
-Harvests are taken largest loss first while the tracking error frozen by wash windows fits
-a budget (:func:`select_within_lock_budget`), then the proposal (harvests into proxies,
-swap-backs, cash invested toward the benchmark) is projected inside the TE limit by the
-guardrail.
+:class:`DecisionRules` (``decision="rules"``): harvests are taken largest loss first while
+the tracking error frozen by wash windows fits a budget (:func:`select_within_lock_budget`),
+then the proposal (harvests into proxies, swap-backs, cash invested toward the benchmark) is
+projected inside the TE limit by the guardrail. :class:`OptimizerRules`
+(``decision="optimizer"``): one tax-aware convex program chooses every trade.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from taxharvest.envs.broker import LOT, Blocks, Broker, Order
-from taxharvest.envs.features import propose, select_within_lock_budget
+from taxharvest.envs.features import loss_lots, propose, select_within_lock_budget
 from taxharvest.guardrails import GuardrailResult, TrackingErrorGuardrail, factor_loadings
 from taxharvest.market.risk import FactorRisk
+from taxharvest.optimize import AccountState, Intent, TaxAwareOptimizer, TaxPosition
+from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE
 
 
 @dataclass(frozen=True)
@@ -110,3 +113,73 @@ class DecisionRules:
         kept = np.zeros_like(harvest)
         kept[candidates[accepted]] = True
         return kept
+
+
+@dataclass(frozen=True)
+class OptimizerRules:
+    """The tax-aware program as the decision core (:mod:`taxharvest.optimize`).
+
+    The action is the policy's intent: per stock a harvest preference in ``[0, 1]`` (a
+    binary action reads as 0 or 1; the replacement securities' losses always count fully),
+    and the program chooses every trade (harvests, replacements among the proxies *and* the
+    other stocks, swap-backs, cash) inside the TE bound and the wash-sale bounds. Sells are
+    executed lot by lot as chosen (specific identification).
+
+    Args:
+        optimizer: the program and its settings (TE limit, aversion, costs, cash band).
+        carry_discount: a dollar of loss carried forward is worth this share of the lower
+            marginal rate (it offsets a later year's gains).
+    """
+
+    optimizer: TaxAwareOptimizer
+    min_trade: float = 1e-5
+    carry_discount: float = 0.75
+
+    def decide(self, action: np.ndarray, broker: Broker, blocks: Blocks, bench: np.ndarray,
+               risk: FactorRisk, tax: TaxPosition, execute_at: int, day: int,
+               te_budget: float = 1.0) -> Decision:
+        world, lots = broker.world, broker.ledger
+        n, m = world.n_assets, world.n_securities
+        price = broker.last_price
+        tradable = price > 0
+        state = AccountState(
+            price=np.where(tradable, price, 1.0), shares=lots.shares, basis=lots.basis,
+            long_term=day > ANNIVERSARY[lots.acq - DAY_BASE], cash=max(lots.cash, 0.0),
+            benchmark=bench, buy_blocked=blocks.buy_blocked | ~tradable,
+            sell_blocked=blocks.sell_blocked | ~tradable, excluded=world.excluded,
+            risk=risk, tax=tax, group=lots.group)
+        preference = np.ones(m)
+        preference[:n] = np.clip(np.asarray(action, float), 0.0, 1.0)
+        result = self.optimizer.decide(state, Intent(preference, te_budget))
+        if result.status == "fallback" or not (result.sell_shares.any() or result.buy_shares.any()):
+            return Decision(None, _Status(result), result.te)
+        # Trades below ``min_trade`` of the book are dropped: a crumb bought would block the
+        # name's harvest for 30 days (a loss sale after it is washed) for no tracking gain.
+        small = np.abs(result.buy_shares - result.sell_shares.sum(axis=1)) * price \
+            < self.min_trade * broker.value
+        sells = np.where(small[:, None], 0.0, result.sell_shares)
+        buys = np.where(small, 0.0, result.buy_shares)
+        if not (sells.any() or buys.any()):
+            return Decision(None, _Status(result), result.te)
+        shares = buys - sells.sum(axis=1)
+        loss = loss_lots(lots.shares, lots.basis, price)
+        harvest = ((sells > 0) & loss).any(axis=1)[:n]
+        order = Order(execute_at=execute_at, shares=shares, harvest=harvest,
+                      swap_back=np.zeros(n, bool), adjustment=np.zeros(m),
+                      lot_sells=sells, lot_ids=lots.purchase.copy())
+        return Decision(order, _Status(result), result.te)
+
+
+@dataclass(frozen=True)
+class _Status:
+    """The optimizer's outcome in the guardrail's terms (what the step info reports)."""
+
+    status: str
+    reason: str
+    distance: float
+
+    def __init__(self, result) -> None:
+        status = {"optimal": "projected"}.get(result.status, result.status)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "reason", result.reason)
+        object.__setattr__(self, "distance", result.turnover)

@@ -11,17 +11,19 @@ from gymnasium import spaces
 from taxharvest.envs.benchmark import Benchmark
 from taxharvest.envs.broker import LOT, Broker, Execution
 from taxharvest.envs.cashflows import CashFlow, schedule
-from taxharvest.envs.decision import DecisionRules
+from taxharvest.envs.decision import DecisionRules, OptimizerRules
 from taxharvest.envs.features import ASSET_FEATURE_INDEX, ASSET_FEATURES, asset_observation
 from taxharvest.envs.world import PROXY_SETS, build_world, draw_market
 from taxharvest.guardrails import GuardrailResult, TrackingErrorGuardrail
 from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
 from taxharvest.market.riskmodel import market_risk_model
 from taxharvest.market.universe import MarketData
+from taxharvest.optimize import Settings, TaxAwareOptimizer, TaxPosition
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS, year_of
 from taxharvest.tax.law import (
     TaxProfile,
     TaxSavingsTracker,
+    default_tables,
     get_profile,
     marginal_rates,
     tax_saving,
@@ -29,6 +31,8 @@ from taxharvest.tax.law import (
 from taxharvest.tax.ledger import Ledger, Trades
 
 CADENCE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
+DECISION_CORES = ("rules", "optimizer")
+UNGUARDED_TE = 1.0  # the optimizer's TE bound with the guardrail off: no practical limit
 
 PORTFOLIO_FEATURES = (
     "short_rate", "long_rate", "ytd_short_gain", "ytd_long_gain", "carry_short", "carry_long",
@@ -112,6 +116,7 @@ class DirectIndexEnv(gym.Env):
         cadence: str = "weekly",
         te_limit: float = 0.01,
         guardrail: bool | TrackingErrorGuardrail = True,
+        decision: str = "rules",
         exclusions: Iterable[str] = (),
         initial_lots: Sequence[dict] | None = None,
         episode_years: float = 10.0,
@@ -136,6 +141,8 @@ class DirectIndexEnv(gym.Env):
             raise ValueError(f"cadence must be one of {sorted(CADENCE_DAYS)}, got {cadence!r}")
         if lag < 1:
             raise ValueError("lag must be at least one trading day (no look-ahead)")
+        if decision not in DECISION_CORES:
+            raise ValueError(f"decision must be one of {DECISION_CORES}, got {decision!r}")
         if benchmark_rebalance not in (None, "monthly", "quarterly", "annual"):
             raise ValueError("benchmark_rebalance must be None, 'monthly', 'quarterly' or "
                              f"'annual', got {benchmark_rebalance!r}")
@@ -159,6 +166,11 @@ class DirectIndexEnv(gym.Env):
                                    float(swap_back_max_gain), float(min_trade))
         self._warmup_rules = DecisionRules(None, self.te_limit, 1.0, float(swap_back_max_gain),
                                            float(min_trade))
+        self.decision = decision
+        if decision == "optimizer":
+            bound = self.guardrail.te_limit if self.guardrail is not None else UNGUARDED_TE
+            self.rules = OptimizerRules(TaxAwareOptimizer(Settings(te_limit=bound),
+                                                          method="fast"), float(min_trade))
         self.exclusions = tuple(exclusions)
         self.initial_lots = list(initial_lots) if initial_lots is not None else None
         self.episode_years = float(episode_years)
@@ -286,9 +298,14 @@ class DirectIndexEnv(gym.Env):
         execute_at = min(self.t + self.lag, self.end)
         blocks = self.broker.blocks(int(self.world.days[execute_at]))
         warming_up = self.t < self.decisions_from
-        rules = self._warmup_rules if warming_up else self.rules
-        decision = rules.decide(action & (not warming_up), self.broker, blocks, self._bench_weights(),
-                                self.risk, self._rates[1], execute_at)
+        if isinstance(self.rules, OptimizerRules) and not warming_up:
+            decision = self.rules.decide(action, self.broker, blocks, self._bench_weights(),
+                                         self.risk, self._tax_position(), execute_at,
+                                         int(self.world.days[execute_at]))
+        else:
+            rules = self._warmup_rules if warming_up else self.rules
+            decision = rules.decide(action & (not warming_up), self.broker, blocks,
+                                    self._bench_weights(), self.risk, self._rates[1], execute_at)
         self.decision_te = decision.te
         if decision.order is not None:
             self.broker.orders.append(decision.order)
@@ -306,6 +323,24 @@ class DirectIndexEnv(gym.Env):
         return flowed, sales
 
     # --- tax -----------------------------------------------------------------------------
+
+    def _tax_position(self) -> TaxPosition:
+        """What a dollar realized now is worth: the year's marginal rates up to the gains
+        (plus the ordinary offset) the client still has this year, less the carryforward
+        the portfolio already added; a discounted carryforward beyond (IRC §1211(b), §1212(b)).
+        Short- and long-term losses are valued against their own character (cross-netting
+        is left to the year's settlement)."""
+        income = self.profile.for_year(self.year)
+        law = default_tables().law(self.profile.filing, self.year, self.profile.indexing,
+                                   self.profile.inflation)
+        short, long = self.ledger.realized(self.year)
+        extra = np.subtract(self.tracker.carry_with, self.tracker.carry_base)
+        short_rate, long_rate = self._rates
+        return TaxPosition(
+            short_rate=short_rate, long_rate=long_rate,
+            carry_rate=self.rules.carry_discount * min(short_rate, long_rate),
+            capacity_short=income.outside_short_gain + law.loss_limit + short - extra[0],
+            capacity_long=income.outside_long_gain + long - extra[1])
 
     def _new_year(self, year: int) -> None:
         self.year = year
