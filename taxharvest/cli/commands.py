@@ -10,7 +10,18 @@ import sys
 
 import typer
 
-from taxharvest.cli import backtest, evaluate, ledger, options, report, shadow, stress, train
+from taxharvest.cli import (
+    backtest,
+    breakeven,
+    evaluate,
+    ledger,
+    options,
+    profile,
+    report,
+    shadow,
+    stress,
+    train,
+)
 from taxharvest.errors import InputError
 
 app = typer.Typer(
@@ -31,10 +42,16 @@ COMMANDS = (  # in the order of ``taxharvest --help``
     shadow.shadow,
     stress.stress,
     train.sweep,
+    breakeven.breakeven,
     report.report,
 )
 for command in COMMANDS:
     app.command()(options.checked_command(command))
+
+profile_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                          help="Client tax profiles: print one as a file to start from.")
+profile_app.command()(options.checked_command(profile.show))
+app.add_typer(profile_app, name="profile")
 
 
 @app.callback()

@@ -41,7 +41,7 @@ from taxharvest.sim.metrics import ROLLING_DAYS
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.sim.steplog import StepLog
-from taxharvest.tax.law import get_profile
+from taxharvest.tax.law import TaxProfile, get_profile
 from taxharvest.workflows.markets import crash_market, historical_window, years_to_end
 
 OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full rolling window
@@ -88,7 +88,7 @@ class StressTask:
     seed: int
     policy: str
     role: str  # "policy" or "baseline"
-    profile: str
+    profile: TaxProfile
     guardrail: bool
     te_limit: float
     cadence: str
@@ -208,7 +208,7 @@ class StressTest:
 
     Args:
         policy, baseline: policy specs (:func:`~taxharvest.agents.registry.make_policy`).
-        profile: tax profile preset.
+        profile: tax profile (a preset name, a profile file or the profile).
         scenarios: template names (:func:`list_scenarios`).
         windows: ``(start, end)`` historical windows of ``market``.
         market: real data for ``windows`` (its days before ``start`` warm the risk model up).
@@ -218,13 +218,15 @@ class StressTest:
         offset: trading days between the first decision and the crash.
     """
 
-    def __init__(self, policy: str, profile: str, *, baseline: str | None = None,
+    def __init__(self, policy: str, profile: str | TaxProfile, *, baseline: str | None = None,
                  scenarios: Sequence[str] = (), windows: Sequence[tuple[str, str]] = (),
                  market: MarketData | None = None, paths: int = 4, te_limit: float = 0.01,
                  cadence: str = "weekly", n_assets: int = 200, years: float = 3.0,
                  seed_base: int = 0, offset: int = OFFSET_DAYS) -> None:
         try:
-            self.profile = get_profile(profile).name
+            self.profile = get_profile(profile)
+        except InputError:
+            raise
         except ValueError as err:
             raise InputError(str(err), field="profile") from None
         unknown = [s for s in scenarios if s not in list_scenarios()]
@@ -279,8 +281,9 @@ class StressTest:
         """Run every task through :func:`run_tasks` and summarize."""
         rows = run_tasks(run_stress_task, self.tasks(), engine=engine, address=address,
                          workers=workers, progress=progress)
-        config = {"policies": [spec for spec, _ in self.policies], "profile": self.profile,
-                  "scenarios": self.scenarios, "windows": [w[0] for w in self.windows],
+        config = {"policies": [spec for spec, _ in self.policies],
+                  "profile": self.profile.name, "scenarios": self.scenarios,
+                  "windows": [w[0] for w in self.windows],
                   "paths": self.paths, "seed_base": self.seed_base, "te_limit": self.te_limit,
                   "cadence": self.cadence, "n_assets": self.n_assets, "years": self.years,
                   "offset": self.offset, "warmup_days": WARMUP_DAYS, "engine": engine}
