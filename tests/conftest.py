@@ -7,13 +7,16 @@ tests ``taxharvest/sim/backtest.py``). Markets are built here, once a session:
   module that needs another one defines its own ``market`` fixture, which overrides it;
 - ``backtest_market``: 30 stocks over a year (seed 7);
 - ``generated``: ``SyntheticMarket(**options).generate()``, built once per options;
-- ``hand_market``: a builder of one-sector markets with given daily prices.
+- ``hand_market``: a builder of one-sector markets with given daily prices;
+- ``price_files``: a long-format prices CSV and its sectors file (22 stocks, about 1.5
+  years, one unrecorded 2-for-1 split), the files of the CLI tests on real-format data.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -68,3 +71,29 @@ def build_hand_market(prices: np.ndarray, start: str = "2025-06-02") -> MarketDa
 @pytest.fixture(scope="session")
 def hand_market():
     return build_hand_market
+
+
+SPLIT_ROW = 200  # the unrecorded split of ``price_files``
+
+
+@pytest.fixture(scope="session")
+def price_files(tmp_path_factory) -> SimpleNamespace:
+    """``prices`` (CSV: date, ticker, close, adj_close, dividend, split) and ``sectors``
+    written from ``synthetic_market(22, 1.0, seed=11)``; the first ticker's close halves on
+    row ``SPLIT_ROW`` without a recorded split (its adjusted close does not), which the
+    loader infers as a 2-for-1 split. Also ``dates``, ``tickers``, ``split`` (ticker, date)."""
+    mk = synthetic_market(22, 1.0, seed=11)
+    folder = tmp_path_factory.mktemp("price_files")
+    close = mk.prices.copy()
+    close[SPLIT_ROW:, 0] /= 2
+    adjusted = np.cumprod(1 + np.nan_to_num(mk.total_returns), axis=0)
+    lines = ["date,ticker,close,adj_close,dividend,split"]
+    for t, day in enumerate(mk.dates):
+        lines += [f"{day},{name},{close[t, i]:.6f},{adjusted[t, i]:.8f},{mk.dividends[t, i]:g},1"
+                  for i, name in enumerate(mk.tickers)]
+    prices, sectors = folder / "prices.csv", folder / "sectors.csv"
+    prices.write_text("\n".join(lines) + "\n")
+    sectors.write_text("ticker,sector\n" + "".join(
+        f"{name},{mk.sector_names[s]}\n" for name, s in zip(mk.tickers, mk.sectors, strict=True)))
+    return SimpleNamespace(prices=prices, sectors=sectors, dates=mk.dates, tickers=mk.tickers,
+                           split=(mk.tickers[0], str(mk.dates[SPLIT_ROW])))

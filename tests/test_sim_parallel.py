@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from taxharvest.errors import InputError
+from taxharvest.errors import DataError, InputError
 from taxharvest.sim.parallel import engine_of, run_tasks
 from taxharvest.workflows.stress import StressTest, run_stress_task
 from taxharvest.workflows.sweep import SweepTask, run_sweep_task
@@ -26,6 +26,21 @@ def fails(x: int) -> int:
     if x == 2:
         raise InputError("bad task", field="x")
     return x
+
+
+def bad_data(x: int) -> int:
+    """A data mistake found in a worker (a ticker without a sector, say)."""
+    if x == 1:
+        raise DataError("1 ticker(s) have no sector: MMM", path="sectors.csv", field="ticker")
+    time.sleep(0.05)
+    return x
+
+
+def assert_carried(error: BaseException) -> None:
+    """The worker's error as it was raised: its kind, its one line, no worker traceback."""
+    assert type(error) is DataError and error.path == "sectors.csv" and error.field == "ticker"
+    assert str(error) == "sectors.csv, field 'ticker': 1 ticker(s) have no sector: MMM"
+    assert error.__cause__ is None
 
 
 def stress_tasks():
@@ -64,6 +79,12 @@ def test_a_task_error_propagates_and_bad_options_are_input_errors():
         engine_of(" ")
 
 
+def test_a_workers_input_error_arrives_as_the_same_one_line_error():
+    with pytest.raises(DataError) as err:
+        run_tasks(bad_data, range(4), workers=2)
+    assert_carried(err.value)
+
+
 def test_missing_ray_is_a_clear_input_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(InputError, match=r"pip install 'taxharvest\[ray\]'"):
@@ -100,3 +121,15 @@ def test_ray_engine_equals_local_on_stress_and_sweep_tasks(ray_instance):
     assert set(remote["files"]) == {"model.zip", "vecnormalize.pkl"}
     local = run_sweep_task(sweep_task())
     assert remote["rows"] == local["rows"]  # same seeds, same numbers, whichever engine
+
+
+def test_a_ray_tasks_input_error_arrives_as_the_same_one_line_error(ray_instance):
+    from taxharvest.workflows.evaluate import EvalMarket, EvalTask, run_eval_task
+
+    tasks = [EvalTask("mfj-800k", (("hold", "hold"),), EvalMarket("s", assets=assets, years=0.2))
+             for assets in (20, 5)]  # 5 stocks: refused inside the worker
+    with pytest.raises(InputError) as err:
+        run_tasks(run_eval_task, tasks, engine="ray")
+    assert type(err.value) is InputError and err.value.field == "assets"
+    assert str(err.value) == "field 'assets': need 11 (one per sector) to 3,000 stocks, got 5"
+    assert err.value.__cause__ is None

@@ -14,7 +14,7 @@ from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.sim.measures import BACKTEST_SUMMARY, MEASURES
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.holdings import read_initial_lots
-from taxharvest.workflows.markets import window, years_to_end
+from taxharvest.workflows.markets import check_size, window, years_to_end
 
 
 def backtest(
@@ -60,9 +60,8 @@ def backtest(
     tax_profile = options.profile(profile)
     options.cadence(cadence)
     options.rebalance(rebalance)
-    options.check({"te-limit": te_limit > 0, "years": years is None or years > 0,
-                   "assets": assets is None or assets >= 11, "fee": 0 <= fee < 1},
-                  "te-limit > 0, years > 0, assets >= 11 (one per sector), 0 <= fee < 1")
+    options.check({"te-limit": te_limit > 0, "fee": 0 <= fee < 1}, "te-limit > 0, 0 <= fee < 1")
+    check_size(assets, years)
     out = options.outputs({"json": json_out, "form8949": form8949},
                           inputs=(prices, sectors, initial_lots))
     options.policy(policy, tax_profile)  # a bad spec fails before the data are read

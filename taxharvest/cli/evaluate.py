@@ -51,14 +51,16 @@ def evaluate(
         summarize,
     )
     from taxharvest.workflows.evaluate import evaluate as run_evaluation
-    from taxharvest.workflows.markets import window
+    from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size, window
 
     names = list(PROFILES) if profiles.strip() == "all" else _items(profiles, "profiles")
     clients = {name: options.profile(name) for name in names}  # presets or profile files
     specs = _items(policies, "policies")
-    options.check({"paths": paths >= 0, "assets": assets >= 11, "years": years > 0,
-                   "te-limit": te_limit > 0, "workers": workers is None or workers >= 1},
-                  "paths >= 0, assets >= 11, years > 0, te-limit > 0, workers >= 1")
+    options.check({"paths": 0 <= paths <= len(EVALUATION_SEEDS), "te-limit": te_limit > 0,
+                   "workers": workers is None or workers >= 1},
+                  f"0 <= paths <= {len(EVALUATION_SEEDS)} (the seeds reserved for evaluation), "
+                  "te-limit > 0, workers >= 1")
+    check_size(assets, years)
     options.only_with("prices", prices is not None, {"start": start, "rebalance": rebalance})
     options.rebalance(rebalance)
     paths_out = options.outputs({"json": json_out, "markdown": markdown},
@@ -84,8 +86,12 @@ def evaluate(
     summary = summarize(rows)
     table = markdown_table(summary)
     if paths_out["json"] is not None:
-        write_atomic(paths_out["json"], json_text({"kind": "evaluation", "rows": rows,
-                                                   "summary": summary}))
+        config = {"profiles": names, "policies": specs, "paths": paths, "assets": assets,
+                  "years": years, "te_limit": te_limit, "prices": prices and str(prices),
+                  "start": markets[-1].start if prices is not None else None,
+                  "rebalance": rebalance}
+        write_atomic(paths_out["json"], json_text({"kind": "evaluation", "config": config,
+                                                   "rows": rows, "summary": summary}))
     if paths_out["markdown"] is not None:
         write_atomic(paths_out["markdown"], table)
     sys.stdout.write(table)

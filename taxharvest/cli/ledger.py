@@ -11,6 +11,7 @@ from rich.table import Table
 
 from taxharvest.cli import options
 from taxharvest.cli.options import console
+from taxharvest.errors import InputError
 
 
 class Relief(str, Enum):
@@ -38,7 +39,12 @@ def ledger(
     from taxharvest.tax.trades import read_trades, replay
 
     out = options.outputs({"json": json_out, "form8949": form8949}, inputs=(trades,))
-    groups = [[t.strip().upper() for t in g.split(",") if t.strip()] for g in equivalent or []]
+    groups = [list(dict.fromkeys(t.strip().upper() for t in g.split(",") if t.strip()))
+              for g in equivalent or []]
+    for group in groups:
+        if len(group) < 2:
+            raise InputError(f"an equivalence group needs two or more tickers, got "
+                             f"{','.join(group) or 'none'}", field="equivalent")
     book = replay(read_trades(trades), relief=lots.value, equivalents=groups)
     summary = totals(book)
     if json_out is not None:
@@ -62,8 +68,12 @@ def _print_summary(summary: dict, n_sales: int, n_open: int) -> None:
     for year, block in rows.items():
         table.add_row(
             year,
-            f"{block['short_term_gain']:,.2f}",
-            f"{block['long_term_gain']:,.2f}",
-            f"{block['wash_sale_disallowed']:,.2f}",
+            *(_cents(block[key]) for key in ("short_term_gain", "long_term_gain",
+                                               "wash_sale_disallowed")),
         )
     console.print(table)
+
+
+def _cents(value: float) -> str:
+    """Dollars to the cent, a rounding remainder shown as 0.00 (not -0.00)."""
+    return f"{round(value, 2) + 0.0:,.2f}"

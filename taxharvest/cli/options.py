@@ -177,6 +177,11 @@ def exclusions(text: str | None, mk: MarketData) -> list[str]:
                                  f"{', '.join(mk.sector_names)}", field="exclude")
         elif item.upper() not in tickers:
             raise InputError(f"unknown ticker {item!r} (not in the market)", field="exclude")
+    from taxharvest.envs.world import exclusion_mask
+
+    if exclusion_mask(mk, items).all():
+        raise InputError("excludes every stock of the market; nothing is left to hold",
+                         field="exclude")
     return items
 
 

@@ -15,7 +15,7 @@ from taxharvest.io import csv_text, json_text
 from taxharvest.sim.measures import SHADOW
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.holdings import read_initial_lots
-from taxharvest.workflows.markets import decision_window, window
+from taxharvest.workflows.markets import check_size, decision_window, window
 
 SHOWN_DIFFERENCES = 20  # rows of the differing-trades table (all of them in --json/--csv)
 
@@ -57,9 +57,8 @@ def shadow(
     options.only_with("start", start is not None, {"end": end})
     options.only_with("market synthetic", prices is None, {"years": years})
     options.cadence(cadence)
-    options.check({"te-limit": te_limit > 0, "assets": assets is None or assets >= 11,
-                   "years": years is None or years > 0},
-                  "te-limit > 0, assets >= 11 (one per sector), years > 0")
+    options.check({"te-limit": te_limit > 0}, "te-limit > 0")
+    check_size(assets, years)
     out = options.outputs({"json": json_out, "csv": csv_out}, inputs=(lots, prices, sectors))
     for spec, option in ((policy, "policy"), (baseline, "baseline")):
         options.policy(spec, tax_profile, option)

@@ -68,9 +68,9 @@ def tune(
     """Grid-search the tuned policy's threshold and cadence on training paths."""
     from taxharvest.agents.rules import TUNED_PATH
     from taxharvest.tax.law import PROFILES
-    from taxharvest.workflows.markets import EVALUATION_SEEDS
+    from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size
+    from taxharvest.workflows.tune import check_tuned_file, write_tuned
     from taxharvest.workflows.tune import tune as tune_profile
-    from taxharvest.workflows.tune import write_tuned
 
     clients = list(PROFILES.values()) if profile == "all" else [options.profile(profile)]
     options.check({"paths": paths >= 1, "seed-start": seed_start >= 0}, "paths >= 1, seed-start >= 0")
@@ -78,9 +78,9 @@ def tune(
     if set(seeds) & set(EVALUATION_SEEDS):
         raise InputError(f"seeds {seed_start}..{seed_start + paths - 1} overlap 0-99, reserved "
                          "for evaluation; give a --seed-start of 100 or more", field="seed-start")
-    options.check({"assets": assets >= 11, "years": years > 0, "te-limit": te_limit > 0,
-                   "jobs": jobs >= 1}, "assets >= 11, years > 0, te-limit > 0, jobs >= 1")
-    path = options.output(out or TUNED_PATH, "out")
+    check_size(assets, years)
+    options.check({"te-limit": te_limit > 0, "jobs": jobs >= 1}, "te-limit > 0, jobs >= 1")
+    path = check_tuned_file(options.output(out or TUNED_PATH, "out"))
     command = (f"taxharvest tune --profile {profile} --paths {paths} --seed-start {seed_start} "
                f"--assets {assets} --years {years:g} --te-limit {te_limit:g}")
     entries = {}

@@ -99,7 +99,8 @@ class _Table:
     def __init__(self, path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise DataError("file not found", path=path)
+            raise DataError("is a folder, not a file" if self.path.is_dir() else "file not found",
+                            path=path)
         with self.path.open("rb") as file:
             head = file.read(4096)
         if not head:

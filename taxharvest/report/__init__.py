@@ -34,13 +34,17 @@ BACKTEST = (backtest.sections, (), "taxharvest report")
 def render_report(document: dict, out: str | Path, *, title: str | None = None) -> Path:
     """Write the HTML report of ``document`` to ``out`` (written whole or not at all)."""
     kind = document.get("kind") if isinstance(document, dict) else None
-    kind = kind if isinstance(kind, str) else None
+    if kind is not None and (not isinstance(kind, str) or kind not in ("comparison", *KINDS)):
+        raise InputError(f"unknown document kind {kind!r}; the report reads backtests and "
+                         f"{', '.join(('comparison', *KINDS))}", field="kind")
     render, keys, default = KINDS.get(kind, BACKTEST)
     if keys:
         need(document, keys, kind)
     try:
         body = render(document)
         title = str(title or document.get("title") or default)
+    except InputError:
+        raise
     except KeyError as err:
         raise InputError(f"the {kind or 'backtest'} document is damaged: no {err.args[0]!r} "
                          "where the report needs one", field=str(err.args[0])) from None

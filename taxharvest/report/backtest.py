@@ -35,6 +35,7 @@ def sections(document: dict) -> list[str]:
         for key in ("series", "yearly", "config"):
             if key not in run:
                 raise InputError(f"run {name!r} has no {key!r}", field=key)
+        _check_series(name, run["series"])
     first = next(iter(runs.values()))["config"]
     limit = float(first.get("te_limit", 0.01))
     figures = [
@@ -56,6 +57,23 @@ def sections(document: dict) -> list[str]:
         "Ex-ante TE is the risk model's at each decision; rolling TE is realized over "
         "63 trading days.</p>",
     ]
+
+
+SERIES = ("dates", "portfolio", "benchmark", "savings", "ex_ante_te", "rolling_te",
+          "guardrail_status")
+
+
+def _check_series(name: str, series: dict) -> None:
+    """Every series of a run present, a list, and as long as its dates."""
+    if not isinstance(series, dict):
+        raise InputError(f"run {name!r}: 'series' must be an object", field="series")
+    for key in SERIES:
+        values = series.get(key)
+        if not isinstance(values, list):
+            raise InputError(f"run {name!r} has no {key!r} list in its series", field=key)
+        if len(values) != len(series["dates"]):
+            raise InputError(f"run {name!r}: {len(values)} values of {key!r} for "
+                             f"{len(series['dates'])} dates", field=key)
 
 
 def _describe(config: dict) -> str:

@@ -34,11 +34,26 @@ from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.market.universe import MarketData
 
 EVALUATION_SEEDS = range(100)
+MIN_ASSETS, MAX_ASSETS = 11, 3000  # one stock per sector; what memory holds over MAX_YEARS
+MIN_YEARS, MAX_YEARS = 1 / TRADING_DAYS, 30.0  # one trading day; what memory holds
+
+
+def check_size(assets: int | None = None, years: float | None = None) -> None:
+    """Refuse a synthetic universe of ``assets`` stocks or an episode of ``years`` outside
+    what a run can hold (None: not given), naming ``--assets`` or ``--years``."""
+    if assets is not None and not MIN_ASSETS <= assets <= MAX_ASSETS:
+        raise InputError(f"need {MIN_ASSETS} (one per sector) to {MAX_ASSETS:,} stocks, got "
+                         f"{assets}", field="assets")
+    if years is not None and not MIN_YEARS <= years <= MAX_YEARS:
+        raise InputError(f"need {MIN_YEARS:.3f} (one trading day) to {MAX_YEARS:g} years, "
+                         f"got {years:g}", field="years")
 
 
 def synthetic_market(n_assets: int, years: float, seed: int) -> MarketData:
     """The synthetic market of ``seed``, long enough for the risk model's warm-up
-    (``WARMUP_DAYS``) and a ``years`` episode starting right after it."""
+    (``WARMUP_DAYS``) and a ``years`` episode starting right after it (sizes checked by
+    :func:`check_size`)."""
+    check_size(n_assets, years)
     return SyntheticMarket(n_assets=n_assets, years=years + WARMUP_DAYS / TRADING_DAYS + 0.05,
                            seed=seed).generate()
 

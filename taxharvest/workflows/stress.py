@@ -42,7 +42,12 @@ from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.sim.steplog import StepLog
 from taxharvest.tax.law import TaxProfile, get_profile
-from taxharvest.workflows.markets import crash_market, historical_window, years_to_end
+from taxharvest.workflows.markets import (
+    check_size,
+    crash_market,
+    historical_window,
+    years_to_end,
+)
 
 OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full rolling window
 RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``
@@ -239,13 +244,12 @@ class StressTest:
             "paths": (paths >= 1, "need at least one path"),
             "te-limit": (te_limit > 0, "must be positive"),
             "cadence": (cadence in CADENCE_DAYS, f"must be one of {', '.join(CADENCE_DAYS)}"),
-            "assets": (n_assets >= 11, "need at least 11 stocks (one per sector)"),
-            "years": (years > 0, "must be positive"),
             "offset": (offset >= 0, "must be at least 0"),
         }
         for name, (ok, message) in checks.items():
             if not ok:
                 raise InputError(message, field=name)
+        check_size(n_assets, years)
         self.policies = [(policy, "policy")] + ([(baseline, "baseline")] if baseline else [])
         for spec, _ in self.policies:
             if not spec.startswith("ppo:"):  # a PPO folder is checked against its environment

@@ -35,7 +35,7 @@ from taxharvest.sim.measures import SWEEP, keys
 from taxharvest.sim.parallel import connect
 from taxharvest.tax.law import PROFILES
 from taxharvest.workflows.evaluate import EvalMarket, EvalTask, run_eval_task
-from taxharvest.workflows.markets import EVALUATION_SEEDS
+from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size
 from taxharvest.workflows.train import CLI_FLAGS, reproduce_command, train, write_card
 
 RULES = ("tuned", "monthly-all")
@@ -154,11 +154,11 @@ def sweep(
                        f"need seeds x eval-paths between 1 and {len(EVALUATION_SEEDS)} "
                        "(the synthetic seeds reserved for evaluation)"),
         "assets": (eval_assets >= 20, "need at least 20 stocks"),
-        "years": (eval_years > 0, "must be positive"),
     }
     for name, (ok, message) in checks.items():
         if not ok:
             raise InputError(message, field=name)
+    check_size(eval_assets, eval_years)
     check_folder(out, "out")
     for profile in profiles:
         make_policy("tuned", profile)  # an untuned profile fails now, not after training

@@ -83,6 +83,7 @@ from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import CARD
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.tax.law import get_profile
+from taxharvest.workflows.markets import MAX_ASSETS
 
 PPO_HYPERPARAMETERS: dict[str, Any] = {
     "n_steps": 256,
@@ -253,7 +254,8 @@ def _validate(profile: str, timesteps: int, seed: int, n_assets: int, n_envs: in
         ("timesteps", timesteps >= 1, "must be at least 1"),
         ("seed", 0 <= seed and seed + n_envs <= EVAL_SEED_BASE,
          f"must be in [0, {EVAL_SEED_BASE - n_envs}] (seeds from {EVAL_SEED_BASE} are held out)"),
-        ("assets", n_assets >= MIN_ASSETS, f"must be at least {MIN_ASSETS} (11 sectors)"),
+        ("assets", MIN_ASSETS <= n_assets <= MAX_ASSETS,
+         f"must be {MIN_ASSETS} (a few per sector) to {MAX_ASSETS:,}"),
         ("envs", 1 <= n_envs <= 64, "must be between 1 and 64"),
         ("years", 0 < episode_years <= 30, "must be in (0, 30]"),
         ("cadence", cadence in CADENCE_DAYS, f"must be one of {', '.join(CADENCE_DAYS)}"),

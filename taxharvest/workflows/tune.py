@@ -30,6 +30,7 @@ import yaml
 
 from taxharvest.agents.rules import TUNED_PATH, ThresholdPolicy, read_tuned
 from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.errors import InputError
 from taxharvest.io import write_atomic
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.tax.law import TaxProfile, get_profile
@@ -104,6 +105,19 @@ def tune(
         "seeds": list(seeds), "n_assets": n_assets, "years": years, "te_limit": te_limit,
         "grid": grid,
     }
+
+
+def check_tuned_file(path: str | Path) -> Path:
+    """``path`` as a tuned file to update, checked before tuning: new, or a readable tuned
+    file (a mapping whose ``profiles`` is a mapping)."""
+    try:
+        data = read_tuned(path)
+    except UnicodeDecodeError:
+        raise InputError("not a text (YAML) tuned file", path=path, field="out") from None
+    if not isinstance(data.get("profiles") or {}, dict):
+        raise InputError("'profiles' must be a mapping of profile names", path=path,
+                         field="out")
+    return Path(path)
 
 
 def write_tuned(entries: dict[str, dict], command: str, path: str | Path = TUNED_PATH) -> None:
