@@ -113,3 +113,21 @@ def test_one_stock_one_harvest_known_tax_saving(hand_market):
     assert [d["ticker"] for d in result.decisions] == ["S0"]
     assert result.form_8949[0]["gain"] == -200_000.0 and result.form_8949[0]["part"] == "I"
     assert result.yearly["2025"]["form_8949_rows"] == len(result.form_8949)
+
+
+def test_cash_flows_are_not_returns():
+    """A deposit and a withdrawal on both sides: time-weighted, the book that grows like its
+    benchmark has no active return and no decoupling, and its own growth is what it earned."""
+    flows = np.array([0.0, 0.0, 500_000.0, 0.0, -300_000.0])
+    bench = np.array([1e6, 1.1e6, 1.1e6 * 1.05 + 5e5, (1.1e6 * 1.05 + 5e5) * 1.02, 0.0])
+    bench[4] = bench[3] * 0.99 - 3e5
+    t = trajectory(bench.copy(), bench, cash_flow=flows)
+    measures = compute_metrics(t, long_rate=0.2, te_limit=0.01)
+    assert measures["active_return"] == pytest.approx(0.0, abs=1e-12)
+    assert measures["decoupling"] == pytest.approx(0.0, abs=1e-12)
+    assert t.index(t.portfolio)[-1] == pytest.approx(1.1 * 1.05 * 1.02 * 0.99)
+    ahead = bench.copy()
+    ahead[2:] += 10_000.0  # 10,000 earned in step 2 and kept
+    shifted = compute_metrics(trajectory(ahead, bench, cash_flow=flows), long_rate=0.2,
+                              te_limit=0.01)
+    assert shifted["decoupling"] > 0 and shifted["active_return"] > 0

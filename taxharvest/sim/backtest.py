@@ -24,7 +24,7 @@ _INFO_SERIES = {  # Trajectory field <- info key
     "portfolio": "portfolio_value", "benchmark": "benchmark_value", "savings": "savings_account",
     "ex_ante_te": "ex_ante_te", "tax_savings": "tax_savings", "harvested_losses": "harvested_loss",
     "n_trades": "n_trades", "wash_sale_disallowed": "wash_sale_disallowed",
-    "guardrail_status": "guardrail_status",
+    "guardrail_status": "guardrail_status", "cash_flow": "cash_flow",
 }
 _BENCH = ASSET_FEATURES.index("benchmark_weight")
 
@@ -143,7 +143,8 @@ def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory
     """The measured series from the step infos, and the account's end state."""
     series = {field: np.array([i[key] for i in infos]) for field, key in _INFO_SERIES.items()}
     dates = np.array([i["date"] for i in infos], "datetime64[D]")
-    dividends = _benchmark_dividends(raw.market, dates, series["benchmark"], bench_weights)
+    basis = _benchmark_basis(raw.market, dates, series["benchmark"], bench_weights,
+                             series["cash_flow"])
     sales = raw.ledger.sales()
     # a sale on day d belongs to the first step ending on or after d
     step = np.searchsorted(dates[1:].astype(np.int64), sales["sold"]) + 1
@@ -156,20 +157,24 @@ def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory
         unrealized_gain=unrealized,
         realized_gain=realized,
         carryforward=carryforward,
-        benchmark_basis=float(series["benchmark"][0] + dividends),
+        benchmark_basis=basis,
         **series,
     )
 
 
-def _benchmark_dividends(market: MarketData, dates: np.ndarray, value: np.ndarray,
-                         weights: np.ndarray) -> float:
-    """Dividends the benchmark reinvested (its basis grows by them), each step's dividend
-    yields applied to the value and weights the benchmark had at the step's decision."""
-    if not market.dividends.any():
-        return 0.0
+def _benchmark_basis(market: MarketData, dates: np.ndarray, value: np.ndarray,
+                     weights: np.ndarray, flows: np.ndarray) -> float:
+    """The benchmark's cost basis at the horizon: its initial cost, plus the distributions it
+    reinvested (each step's yields on the value and weights it had at the step's decision)
+    and the deposits; a withdrawal sells a slice of it, basis pro rata."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        yields = np.nan_to_num(market.dividends[1:] * market.splits[1:] / market.prices[:-1])
+        yields = np.nan_to_num((market.dividends[1:] + market.distributions[1:])
+                               * market.splits[1:] / market.prices[:-1])
     cumulative = np.vstack([np.zeros(market.n_assets), np.cumsum(yields, axis=0)])
     rows = np.searchsorted(market.dates, dates)
-    per_step = cumulative[rows[1:]] - cumulative[rows[:-1]]
-    return float((value[:-1] * (weights * per_step).sum(axis=1)).sum())
+    reinvested = value[:-1] * (weights * (cumulative[rows[1:]] - cumulative[rows[:-1]])).sum(1)
+    basis = float(value[0])
+    for step, (added, flow) in enumerate(zip(reinvested, flows[1:], strict=True), start=1):
+        basis += added
+        basis = basis + flow if flow >= 0 else basis * (1.0 + flow / (value[step] - flow))
+    return basis

@@ -48,6 +48,9 @@ class Trajectory:
         realized_gain: net gain realized over the run, dollars.
         carryforward: loss carryforward the portfolio leaves unused at the horizon, dollars.
         benchmark_basis: the benchmark's cost basis at the horizon (default: its initial cost).
+        cash_flow: ``(T + 1,)`` deposits (+) and withdrawals (-) during each step, paid into
+            the account and the benchmark alike (zeros without flows). Returns are
+            time-weighted: each step's growth excludes its flow.
     """
 
     dates: np.ndarray
@@ -66,6 +69,7 @@ class Trajectory:
     realized_gain: float
     carryforward: float = 0.0
     benchmark_basis: float | None = None
+    cash_flow: np.ndarray | None = None
 
     @property
     def years(self) -> float:
@@ -75,9 +79,18 @@ class Trajectory:
     def steps_per_year(self) -> float:
         return TRADING_DAYS / self.step_days
 
+    def growth(self, values: np.ndarray) -> np.ndarray:
+        """``(T,)`` time-weighted growth per step of a value series (its flows taken out)."""
+        flows = np.zeros(len(values)) if self.cash_flow is None else self.cash_flow
+        return (values[1:] - flows[1:]) / values[:-1]
+
+    def index(self, values: np.ndarray) -> np.ndarray:
+        """``(T + 1,)`` time-weighted index of a value series, 1 at the start."""
+        return np.concatenate([[1.0], np.cumprod(self.growth(values))])
+
     def active_returns(self) -> np.ndarray:
-        """``(T,)`` per-step portfolio minus benchmark return."""
-        return self.portfolio[1:] / self.portfolio[:-1] - self.benchmark[1:] / self.benchmark[:-1]
+        """``(T,)`` per-step portfolio minus benchmark return (time-weighted)."""
+        return self.growth(self.portfolio) - self.growth(self.benchmark)
 
 
 def annualized(growth: float, years: float) -> float:
@@ -114,7 +127,8 @@ def liquidated_excess(trajectory: Trajectory, long_rate: float) -> float:
     ours = t.portfolio[-1] + t.savings[-1] - long_rate * taxable
     basis = t.benchmark[0] if t.benchmark_basis is None else t.benchmark_basis
     bench = t.benchmark[-1] - long_rate * max(0.0, t.benchmark[-1] - basis)
-    return annualized(ours / t.portfolio[0] / (bench / t.benchmark[0]), t.years)
+    # both sides started equal and saw the same flows: their after-tax wealth compares directly
+    return annualized(ours / bench * t.benchmark[0] / t.portfolio[0], t.years)
 
 
 def net_of_fee(annual: float, fee: float) -> float:
@@ -144,17 +158,17 @@ def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float
     status = np.asarray(t.guardrail_status)
     te = realized_te(t.active_returns(), t.steps_per_year)
     rolling = rolling_te(t)
-    relative = t.portfolio / t.portfolio[0] - t.benchmark / t.benchmark[0]
+    ours, bench = t.index(t.portfolio), t.index(t.benchmark)
+    relative = ours - bench
     liquidated = liquidated_excess(t, long_rate)
     return {
         "tax_alpha": alpha,
         "tax_alpha_net_of_fee": net_of_fee(alpha, fee),
-        "active_return": annualized(t.portfolio[-1] / t.portfolio[0], years)
-        - annualized(t.benchmark[-1] / t.benchmark[0], years),
+        "active_return": annualized(ours[-1], years) - annualized(bench[-1], years),
         "after_tax_excess_liquidated": liquidated,
         "after_tax_excess_liquidated_net_of_fee": net_of_fee(liquidated, fee),
         "after_tax_excess_step_up": annualized(
-            (t.portfolio[-1] + t.savings[-1]) / t.portfolio[0] / (t.benchmark[-1] / t.benchmark[0]),
+            (t.portfolio[-1] + t.savings[-1]) / t.benchmark[-1] * t.benchmark[0] / t.portfolio[0],
             years),
         "harvest_yield": -t.realized_gain / years / mean_value,
         "harvested_losses": float(t.harvested_losses.sum()),
