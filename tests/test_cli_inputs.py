@@ -274,6 +274,18 @@ def test_messages_name_the_option_typed(tmp_path):
     refused(cli("ledger", tmp_path / "t.csv", "--equivalent", "GOOG"), "equivalent")
 
 
+@pytest.mark.parametrize(("args", "text"), [
+    (["backtest", "--policy", "hold", "--profile", "mfj-800k", "--assets", "many"], "'--assets'"),
+    (["backtest", "--policy", "hold"], "Missing option '--profile'"),
+    (["stress", "--policy", "hold", "--profile", "mfj-800k", "--bogus", "1"], "--bogus"),
+    (["ledger", "t.csv", "--lots", "lifo"], "'lifo'"),
+    (["nosuchcommand"], "nosuchcommand"),
+])
+def test_a_command_line_the_parser_refuses_is_one_line(args, text, monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and text in err and "--help)" in err
+
+
 def test_printed_text_keeps_its_brackets(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     code, err = run_main(monkeypatch, capsys, "stress", "--policy", "hold", "--profile",

@@ -60,9 +60,22 @@ def _root() -> None:
 
 
 def main() -> None:
-    """Console entry point: runs the app, turning user mistakes into one line and exit 2."""
+    """Console entry point: runs the app, turning user mistakes into one line and exit 2:
+    an :class:`InputError`, or a command line the parser refuses (a wrong type, a missing
+    or unknown option), with the command's ``--help`` to see."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except InputError as err:
         options.print_error(err)
         sys.exit(2)
+    except typer.TyperException as err:  # the parser's (click's) errors
+        if type(err).__name__ == "NoArgsIsHelpError":
+            err.show()  # the help itself
+        else:
+            ctx = getattr(err, "ctx", None)
+            where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            options.print_error(InputError(err.format_message() + where))
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
