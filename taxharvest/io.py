@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -85,7 +86,19 @@ def write_atomic(path: str | Path, text: str) -> None:
 
 
 def json_text(data: object) -> str:
-    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+    """``data`` as strict JSON (what every reader takes: jq, browsers): a NaN or infinite
+    number, which JSON has not, is written as null."""
+    return json.dumps(_finite(data), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def csv_text(rows: Iterable[dict], columns: Sequence[str]) -> str:

@@ -145,6 +145,17 @@ def test_outputs_are_checked_together(tmp_path, price_files):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trades.csv"]
 
 
+def test_stdout_only_where_an_output_can_go_there(tmp_path):
+    refused(cli("backtest", "--policy", "hold", "--profile", "mfj-800k", *SMALL,
+                "--form8949", "-"), "form8949", "cannot go to stdout")
+    refused(cli("report", tmp_path / "run.json", "--out", "-"), "out", "cannot go to stdout")
+    result = cli("evaluate", "--profiles", "mfj-800k", "--policies", "hold", "--paths", "1",
+                 *SMALL, "--workers", "1", "--json", "-")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout, parse_constant=pytest.fail)  # strict: NaN written as null
+    assert doc["kind"] == "evaluation" and doc["summary"][0]["real_tax_alpha"] is None
+
+
 def test_no_run_folder_without_an_engine(tmp_path):
     refused(cli("sweep", "--profiles", "mfj-800k", "--seeds", "1", "--timesteps", "10",
                 "--ray", "127.0.0.1:1", "--out", tmp_path / "runs"), "ray", "cannot reach Ray")

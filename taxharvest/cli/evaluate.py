@@ -33,15 +33,15 @@ def evaluate(
     models: Annotated[Path, typer.Option(help="Folder of the shipped policies.")
     ] = Path("models"),
     te_limit: Annotated[float, typer.Option(help="Tracking-error limit.")] = 0.01,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Rows and summary as JSON.")
-    ] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Rows and summary as JSON (- for stdout).")] = None,
     markdown: Annotated[Path | None, typer.Option(help="The summary as a Markdown table.")
     ] = None,
     ray: options.RayOption = None,
     workers: options.WorkersOption = None,
 ) -> None:
     """Compare policies per profile on the same unseen paths (synthetic, and real data)."""
-    from taxharvest.io import json_text, write_atomic
+    from taxharvest.io import json_text
     from taxharvest.sim.parallel import engine_of
     from taxharvest.tax.law import PROFILES
     from taxharvest.workflows.evaluate import (
@@ -85,16 +85,15 @@ def evaluate(
                               progress=lambda done, total: bar.update(task, completed=done))
     summary = summarize(rows)
     table = markdown_table(summary)
-    if paths_out["json"] is not None:
-        config = {"profiles": names, "policies": specs, "paths": paths, "assets": assets,
-                  "years": years, "te_limit": te_limit, "prices": prices and str(prices),
-                  "start": markets[-1].start if prices is not None else None,
-                  "rebalance": rebalance}
-        write_atomic(paths_out["json"], json_text({"kind": "evaluation", "config": config,
-                                                   "rows": rows, "summary": summary}))
-    if paths_out["markdown"] is not None:
-        write_atomic(paths_out["markdown"], table)
-    sys.stdout.write(table)
+    config = {"profiles": names, "policies": specs, "paths": paths, "assets": assets,
+              "years": years, "te_limit": te_limit, "prices": prices and str(prices),
+              "start": markets[-1].start if prices is not None else None,
+              "rebalance": rebalance}
+    options.write(json_text({"kind": "evaluation", "config": config, "rows": rows,
+                             "summary": summary}), paths_out["json"], json_out)
+    options.write(table, paths_out["markdown"], None)
+    if json_out is None or str(json_out) != "-":
+        sys.stdout.write(table)
 
 
 def _items(text: str, option: str) -> list[str]:

@@ -136,14 +136,16 @@ def output(path: str | Path | None, option: str) -> Path | None:
     return check_output(path, option)
 
 
-def outputs(paths: dict[str, str | Path | None], inputs: Iterable[Path | None] = ()
-            ) -> dict[str, Path | None]:
+def outputs(paths: dict[str, str | Path | None], inputs: Iterable[Path | None] = (),
+            stdout: Iterable[str] = ("json",)) -> dict[str, Path | None]:
     """Every output of a command (option -> path), each checked by :func:`output` before
     anything runs or is written; no two the same file, none one of the command's
-    ``inputs``."""
+    ``inputs``; ``-`` (stdout, None here) only for the options of ``stdout``."""
     checked, seen = {}, {}
     given = {Path(p).resolve(): p for p in inputs if p is not None}
     for option, value in paths.items():
+        if value is not None and str(value) == "-" and option not in stdout:
+            raise InputError("cannot go to stdout (-); give a file", field=option)
         path = checked[option] = output(value, option)
         if path is None:
             continue
@@ -157,9 +159,9 @@ def outputs(paths: dict[str, str | Path | None], inputs: Iterable[Path | None] =
     return checked
 
 
-def write(text: str, path: Path | None, option: str | None) -> None:
+def write(text: str, path: Path | None, option: str | Path | None) -> None:
     """``text`` to ``path`` (atomically), or to stdout when the option was ``-``."""
-    if option == "-":
+    if option is not None and str(option) == "-":
         sys.stdout.write(text)
     elif path is not None:
         write_atomic(path, text)

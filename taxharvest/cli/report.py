@@ -22,7 +22,7 @@ def report(
     """Render a run's JSON as a self-contained HTML report."""
     from taxharvest.report import render_report
 
-    path = options.outputs({"out": out}, inputs=(run,))["out"]
+    path = options.outputs({"out": out}, inputs=(run,), stdout=())["out"]
     try:
         document = json.loads(run.read_text(encoding="utf-8"))
     except OSError as err:

@@ -80,7 +80,7 @@ def tune(
                          "for evaluation; give a --seed-start of 100 or more", field="seed-start")
     check_size(assets, years)
     options.check({"te-limit": te_limit > 0, "jobs": jobs >= 1}, "te-limit > 0, jobs >= 1")
-    path = check_tuned_file(options.output(out or TUNED_PATH, "out"))
+    path = check_tuned_file(options.outputs({"out": out or TUNED_PATH}, stdout=())["out"])
     command = (f"taxharvest tune --profile {profile} --paths {paths} --seed-start {seed_start} "
                f"--assets {assets} --years {years:g} --te-limit {te_limit:g}")
     entries = {}
