@@ -118,3 +118,20 @@ def test_real_data_smoke(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["series"]["dates"][0] == "2011-01-03" and np.isfinite(data["tax_alpha"])
+
+
+def test_backtest_takes_cash_flows_and_names_a_bad_row(tmp_path):
+    flows = tmp_path / "flows.csv"
+    flows.write_text("date,amount\n2026-03-02,25000\n2026-09-01,-10000\n")
+    out = tmp_path / "run.json"
+    args = ["backtest", "--policy", "hold", "--profile", "mfj-800k", "--assets", "30",
+            "--years", "1.5", "--market", "synthetic:seed=4", "--contributions", "1000/month",
+            "--cash-flows", str(flows), "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = json.loads(out.read_text())
+    assert abs(run["active_return"]) < 2e-3 and run["decoupling"] < 5e-3  # flows: no returns
+    flows.write_text("date,amount\n2026-03-02,lots\n")
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, InputError)
+    assert "line 2, field 'amount'" in str(result.exception)

@@ -13,7 +13,7 @@ from taxharvest.cli.options import console
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.sim.measures import BACKTEST_SUMMARY, MEASURES
 from taxharvest.sim.quiet import quiet_guardrail
-from taxharvest.workflows.holdings import read_initial_lots
+from taxharvest.workflows.holdings import read_cash_flows, read_initial_lots
 from taxharvest.workflows.markets import check_size, window, years_to_end
 
 
@@ -50,6 +50,9 @@ def backtest(
         help="Benchmark reconstitution: monthly, quarterly or annual (late listings join "
              "then); default buy-and-hold.")] = None,
     strict_data: options.StrictDataOption = False,
+    contributions: options.ContributionsOption = None,
+    withdrawals: options.WithdrawalsOption = None,
+    cash_flows: options.CashFlowsOption = None,
 ) -> None:
     """Backtest a harvesting policy on real or synthetic prices."""
     from taxharvest.envs.direct_index import DirectIndexEnv
@@ -63,7 +66,8 @@ def backtest(
     options.check({"te-limit": te_limit > 0, "fee": 0 <= fee < 1}, "te-limit > 0, 0 <= fee < 1")
     check_size(assets, years)
     out = options.outputs({"json": json_out, "form8949": form8949},
-                          inputs=(prices, sectors, initial_lots))
+                          inputs=(prices, sectors, initial_lots, cash_flows))
+    flows = read_cash_flows(contributions, withdrawals, cash_flows)
     options.policy(policy, tax_profile)  # a bad spec fails before the data are read
     mk, seed = options.market(prices, sectors, market, assets, years, strict_data=strict_data)
     mk, first_decision = window(mk, start, end)
@@ -77,7 +81,7 @@ def backtest(
         guardrail=not no_guardrail, exclusions=exclusions, initial_lots=lots,
         initial_value=initial_value, random_start=False, warmup_days=WARMUP_DAYS,
         episode_years=years if years is not None else years_to_end(mk),
-        benchmark_rebalance=rebalance)
+        benchmark_rebalance=rebalance, cash_flows=flows)
     harvester = options.policy(policy, tax_profile, env=env)
 
     with quiet_guardrail(), options.progress() as bar:

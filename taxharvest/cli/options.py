@@ -42,6 +42,13 @@ WorkersOption = Annotated[int | None, typer.Option(
 StrictDataOption = Annotated[bool, typer.Option(
     "--strict-data", help="Refuse --prices data whose raw and adjusted prices disagree on a "
                           "day (an inferred split or distribution) instead of inferring it.")]
+ContributionsOption = Annotated[str | None, typer.Option(
+    help="Deposits: AMOUNT/PERIOD or PERCENT%/PERIOD, PERIOD month, quarter or year "
+         "(e.g. 5000/month); invested toward the benchmark.")]
+WithdrawalsOption = Annotated[str | None, typer.Option(
+    help="Withdrawals, as --contributions (e.g. 2%/year); sold tax-aware.")]
+CashFlowsOption = Annotated[Path | None, typer.Option(
+    help="Dated cash flows: CSV date,amount (positive deposits, negative withdrawals).")]
 REBALANCE = ("monthly", "quarterly", "annual")
 ACTION_LABELS = {  # corporate-action kind -> (one, many), for the terminal count
     "split": ("split", "splits"),

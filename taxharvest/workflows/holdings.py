@@ -1,4 +1,5 @@
-"""The client's lots: a ``ticker,shares,date_acquired,cost_basis`` file checked against a market."""
+"""The client's account: its lots (a ``ticker,shares,date_acquired,cost_basis`` file checked
+against a market) and its cash flows."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taxharvest.envs.cashflows import CashFlow, parse_periodic
 from taxharvest.errors import InputError
 from taxharvest.io import read_csv_rows
 from taxharvest.market.universe import MarketData
@@ -54,3 +56,34 @@ def read_initial_lots(path: Path, mk: MarketData, start: str) -> tuple[list[dict
                      "date_acquired": str(acquired), "cost_basis": numbers["cost_basis"]})
         value += numbers["shares"] * float(price)
     return lots, value
+
+
+def read_cash_flows(contributions: str | None, withdrawals: str | None,
+                    path: Path | None) -> tuple[CashFlow, ...]:
+    """The account's cash flows from ``--contributions 5000/month``, ``--withdrawals 2%/year``
+    and a ``date,amount`` file (a positive amount a deposit, a negative one a withdrawal)."""
+    flows = []
+    for option, spec, sign in (("contributions", contributions, 1.0),
+                               ("withdrawals", withdrawals, -1.0)):
+        if spec is not None:
+            try:
+                flows.append(parse_periodic(spec, sign))
+            except ValueError as err:
+                raise InputError(str(err), field=option) from None
+    if path is not None:
+        for line, row in enumerate(read_csv_rows(path, ("date", "amount"), "cash flows"), start=2):
+            cells = {k: (row.get(k) or "").strip() for k in ("date", "amount")}
+            try:
+                date = str(np.datetime64(cells["date"], "D"))
+            except ValueError:
+                raise InputError(f"cannot parse date {cells['date']!r} (expected YYYY-MM-DD)",
+                                 path=path, row=line, field="date") from None
+            try:
+                amount = float(cells["amount"])
+            except ValueError:
+                amount = math.nan
+            if not math.isfinite(amount) or amount == 0:
+                raise InputError(f"amount must be a non-zero number of dollars, got "
+                                 f"{cells['amount']!r}", path=path, row=line, field="amount")
+            flows.append(CashFlow(amount=amount, date=date))
+    return tuple(flows)
