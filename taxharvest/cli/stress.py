@@ -15,6 +15,7 @@ from taxharvest.cli.options import PolicyOption, ProfileOption, RayOption, Worke
 from taxharvest.errors import InputError
 from taxharvest.io import json_text
 from taxharvest.sim.quiet import quiet_guardrail
+from taxharvest.workflows.holdings import read_cash_flows
 
 
 def stress(
@@ -40,6 +41,9 @@ def stress(
         "--json", help="Write every row and the headline as JSON (- for stdout).")] = None,
     ray: RayOption = None,
     workers: WorkersOption = None,
+    contributions: options.ContributionsOption = None,
+    withdrawals: options.WithdrawalsOption = None,
+    cash_flows: options.CashFlowsOption = None,
 ) -> None:
     """Stress a policy through crash templates, guardrail on and off."""
     from taxharvest.sim.parallel import engine_of
@@ -47,7 +51,8 @@ def stress(
 
     tax_profile = options.profile(profile)
     names, windows = parse_scenarios(scenarios)
-    out = options.outputs({"json": json_out}, inputs=(prices, sectors))
+    out = options.outputs({"json": json_out}, inputs=(prices, sectors, cash_flows))
+    flows = read_cash_flows(contributions, withdrawals, cash_flows)
     options.only_with("prices", prices is not None, {"strict-data": strict_data})
     options.check({"seed-base": seed_base >= 0, "workers": workers is None or workers >= 1},
                   "seed-base >= 0, workers >= 1")
@@ -64,7 +69,8 @@ def stress(
         options.window_note(market)
     test = StressTest(policy, tax_profile, baseline=baseline, scenarios=names,
                       windows=windows, market=market, paths=paths, te_limit=te_limit,
-                      cadence=cadence, n_assets=assets, years=years, seed_base=seed_base)
+                      cadence=cadence, n_assets=assets, years=years, seed_base=seed_base,
+                      cash_flows=flows)
     with quiet_guardrail(), options.progress() as bar:
         result = test.run(engine=engine, address=address, workers=workers,
                           progress=options.progress_task(bar, f"stress ({engine})"))

@@ -23,11 +23,12 @@ the backtest's measures under the backtest JSON's names (:data:`MEASURES`) and a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from taxharvest.agents.registry import make_policy
+from taxharvest.envs.cashflows import CashFlow
 from taxharvest.envs.direct_index import CADENCE_DAYS, DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
@@ -102,6 +103,7 @@ class StressTask:
     offset: int
     market: MarketData | None = None  # a historical window (with its warm-up); None: synthetic
     start: str | None = None  # first decision of a historical window
+    cash_flows: tuple[CashFlow, ...] = ()  # the account's deposits and withdrawals
 
 
 def episode_years(scenario: str, years: float, offset: int) -> float:
@@ -124,7 +126,8 @@ def run_stress_task(task: StressTask) -> dict:
         options = {"start": task.start}
     env = DirectIndexEnv(market=market, profile=task.profile, cadence=task.cadence,
                          te_limit=task.te_limit, guardrail=task.guardrail, random_start=False,
-                         episode_years=years, warmup_days=WARMUP_DAYS)
+                         episode_years=years, warmup_days=WARMUP_DAYS,
+                         cash_flows=task.cash_flows)
     policy = make_policy(task.policy, task.profile, env)
     log = StepLog(env, probe=account.proxied)
     with quiet_guardrail():
@@ -221,13 +224,16 @@ class StressTest:
         te_limit, cadence: the environment's.
         n_assets, years: synthetic universe and (minimum) episode length.
         offset: trading days between the first decision and the crash.
+        cash_flows: the account's deposits and withdrawals in every run
+            (:class:`~taxharvest.envs.cashflows.CashFlow`; the benchmark sees the same).
     """
 
     def __init__(self, policy: str, profile: str | TaxProfile, *, baseline: str | None = None,
                  scenarios: Sequence[str] = (), windows: Sequence[tuple[str, str]] = (),
                  market: MarketData | None = None, paths: int = 4, te_limit: float = 0.01,
                  cadence: str = "weekly", n_assets: int = 200, years: float = 3.0,
-                 seed_base: int = 0, offset: int = OFFSET_DAYS) -> None:
+                 seed_base: int = 0, offset: int = OFFSET_DAYS,
+                 cash_flows: Sequence[CashFlow] = ()) -> None:
         try:
             self.profile = get_profile(profile)
         except InputError:
@@ -258,6 +264,7 @@ class StressTest:
         self.windows = [self._window(lo, hi) for lo, hi in windows]
         self.te_limit, self.cadence, self.n_assets, self.years = te_limit, cadence, n_assets, years
         self.seed_base, self.offset = seed_base, offset
+        self.cash_flows = tuple(cash_flows)
 
     def _window(self, start: str, end: str) -> tuple[str, MarketData, str]:
         """``(name, market cut to the warm-up before start .. end, first decision)``."""
@@ -270,7 +277,8 @@ class StressTest:
     def tasks(self) -> list[StressTask]:
         """Every run, in the order of the rows: scenario, path, policy, guardrail on/off."""
         common = {"profile": self.profile, "te_limit": self.te_limit, "cadence": self.cadence,
-                  "n_assets": self.n_assets, "years": self.years, "offset": self.offset}
+                  "n_assets": self.n_assets, "years": self.years, "offset": self.offset,
+                  "cash_flows": self.cash_flows}
         runs = [(name, i, self.seed_base + i, None, None)
                 for name in self.scenarios for i in range(self.paths)]
         runs += [(name, 0, 0, market, start) for name, market, start in self.windows]
@@ -290,7 +298,8 @@ class StressTest:
                   "windows": [w[0] for w in self.windows],
                   "paths": self.paths, "seed_base": self.seed_base, "te_limit": self.te_limit,
                   "cadence": self.cadence, "n_assets": self.n_assets, "years": self.years,
-                  "offset": self.offset, "warmup_days": WARMUP_DAYS, "engine": engine}
+                  "offset": self.offset, "warmup_days": WARMUP_DAYS, "engine": engine,
+                  "cash_flows": [asdict(flow) for flow in self.cash_flows]}
         return StressResult(rows, config, headline(rows, self.te_limit))
 
 
