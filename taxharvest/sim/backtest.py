@@ -104,18 +104,36 @@ def run_backtest(
         if progress is not None:
             progress(len(infos) - 1, total)
 
-    trajectory = _trajectory(raw, infos, np.array(bench_weights))
+    config = {
+        "policy": policy.name, "profile": raw.profile.name, "market": raw.market.source,
+        "te_limit": raw.te_limit, "cadence": raw.cadence,
+        "guardrail": raw.guardrail is not None, "seed": seed,
+        "corporate_actions": corporate_action_records(raw.market),
+    }
+    return measured_run(_trajectory(raw, infos, np.array(bench_weights)), raw.ledger,
+                        account.settled_savings(raw), profile=raw.profile, config=config,
+                        fee=fee, decisions=decisions, reward=float(reward),
+                        runtime_s=time.perf_counter() - started)
+
+
+def measured_run(trajectory: Trajectory, ledger, savings: dict[str, float], *, profile,
+                 config: dict, fee: float = 0.0, decisions: list[dict] | None = None,
+                 reward: float = 0.0, runtime_s: float = 0.0) -> BacktestResult:
+    """The measures, yearly table, series and Form 8949 rows of one run: its ``trajectory``,
+    its account's ``ledger`` and the tax saving settled each year (``savings``, by year);
+    ``config`` holds at least ``te_limit`` (a replayed book, e.g. a firm's, is measured
+    by the same rules as a backtest)."""
     last_year = int(trajectory.dates[-1].astype("datetime64[Y]").astype(int)) + 1970
-    long_rate = marginal_gain_rates(raw.profile, last_year)[1]
-    metrics = compute_metrics(trajectory, long_rate=long_rate, te_limit=raw.te_limit, fee=fee)
-    rows = form_8949(raw.ledger)
+    long_rate = marginal_gain_rates(profile, last_year)[1]
+    metrics = compute_metrics(trajectory, long_rate=long_rate, te_limit=config["te_limit"],
+                              fee=fee)
+    rows = form_8949(ledger)
     steps = yearly_measures(trajectory)
-    savings = account.settled_savings(raw)
     empty = {"harvested_losses": 0.0, "sold": 0.0, "te": 0.0}
     yearly = {year: {**steps.get(year, empty), "tax_savings": savings.get(year, 0.0),
                      "form_8949_rows": sum(row["date_sold"][:4] == year for row in rows)}
               for year in sorted(steps.keys() | savings.keys())}
-    metrics["runtime_s"] = time.perf_counter() - started
+    metrics["runtime_s"] = runtime_s
     return BacktestResult(
         metrics=metrics,
         yearly=yearly,
@@ -126,16 +144,11 @@ def run_backtest(
             "rolling_te": [None if np.isnan(x) else float(x) for x in rolling_te(trajectory)],
             "guardrail_status": list(trajectory.guardrail_status),
         },
-        config={
-            "policy": policy.name, "profile": raw.profile.name, "market": raw.market.source,
-            "te_limit": raw.te_limit, "cadence": raw.cadence,
-            "guardrail": raw.guardrail is not None, "seed": seed,
-            "corporate_actions": corporate_action_records(raw.market),
-        },
-        decisions=decisions,
+        config=config,
+        decisions=decisions or [],
         form_8949=rows,
         trajectory=trajectory,
-        reward=float(reward),
+        reward=reward,
     )
 
 
