@@ -110,12 +110,14 @@ def csv_text(rows: Iterable[dict], columns: Sequence[str]) -> str:
 
 
 def read_csv_rows(path: str | Path, required: Sequence[str], what: str,
-                  optional: Sequence[str] = ()) -> list[dict[str, str]]:
+                  optional: Sequence[str] = (), *, empty_ok: bool = False
+                  ) -> list[dict[str, str]]:
     """The rows of a user's CSV file, keyed by lower-cased header names.
 
     Raises :class:`InputError` naming the file when it cannot be read (missing, a folder,
-    not UTF-8 text, not CSV), a required column is missing (line 1), or it has no rows.
-    Data rows are lines 2, 3, ... of the file.
+    not UTF-8 text, not CSV), a required column is missing (line 1), or it has no rows
+    (unless ``empty_ok``: a header alone is then no rows). Data rows are lines 2, 3, ...
+    of the file.
     """
     path = Path(path)
     try:
@@ -140,6 +142,6 @@ def read_csv_rows(path: str | Path, required: Sequence[str], what: str,
                              row=reader.line_num or None) from None
         except OSError as err:
             raise InputError(f"cannot read {what}: {err.strerror}", path=path) from None
-    if not rows:
+    if not rows and not empty_ok:
         raise InputError(f"no {what} rows", path=path)
     return rows
