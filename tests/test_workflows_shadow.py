@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from taxharvest.cli import app
+from taxharvest.envs.cashflows import CashFlow
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.sim.account import wash_status
@@ -115,6 +116,26 @@ def test_history_runs_both_policies_on_the_same_path(market):
     assert runs["policy"]["series"]["dates"] == runs["baseline"]["series"]["dates"]
     assert runs["policy"]["schedule_d"] and runs["baseline"]["schedule_d"] == {}
     json.dumps(history.to_json(), allow_nan=False)
+
+
+def test_history_pays_the_cash_flows_into_both_accounts_and_their_benchmark(market):
+    lots = holdings(market, 130)
+    value = sum(lot["shares"] * market.prices[130, market.tickers.index(lot["ticker"])]
+                for lot in lots)
+    cut = market.slice(market.dates[4], market.dates[-1])
+    flows = (CashFlow(amount=20_000.0, period="month"),)
+    docs = [Shadow("hold", "threshold:0.1", "mfj-800k", cut, lots, initial_value=value,
+                   te_limit=0.05, cash_flows=given).history(str(market.dates[130])).to_json()
+            for given in ((), flows)]
+    assert docs[1]["config"]["cash_flows"] == [
+        {"amount": 20_000.0, "fraction": 0.0, "period": "month", "date": None}]
+    dates = docs[0]["runs"]["policy"]["series"]["dates"]
+    months = len({d[:7] for d in dates}) - 1  # a deposit on the first trading day of each
+    for role in ("policy", "baseline"):
+        before, after = (doc["runs"][role]["series"] for doc in docs)
+        assert after["benchmark"] == docs[1]["runs"]["policy"]["series"]["benchmark"]
+        for key in ("portfolio", "benchmark"):  # the deposits, invested since
+            assert after[key][-1] - before[key][-1] == pytest.approx(20_000.0 * months, rel=0.2)
 
 
 @pytest.mark.parametrize(("text", "where"), [

@@ -12,18 +12,23 @@ lots, their wash-sale windows and the guardrail are the real ones:
   profile's marginal rates of ``D``'s year (:func:`marginal_value`).
 - :meth:`Shadow.history`: both policies through the same market from ``start`` (same data,
   same seed), decision by decision: which names each harvested, the dollars traded
-  differently, and the measures of each run (:mod:`taxharvest.sim.metrics`).
+  differently, and the measures of each run (:mod:`taxharvest.sim.metrics`). Both accounts
+  (and their benchmark) receive the same ``cash_flows``.
+
+Against the trades a firm's own engine made (its blotter) rather than one of the project's
+policies: :mod:`taxharvest.workflows.blotter`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from taxharvest.agents.registry import make_policy
+from taxharvest.envs.cashflows import CashFlow
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
@@ -77,15 +82,18 @@ def flat_next_day(market: MarketData) -> MarketData:
         regime=np.append(market.regime, market.regime[-1]))
 
 
-def _key(trade: dict) -> tuple[str, str]:
+def trade_key(trade: dict) -> tuple[str, str]:
+    """A trade's ``(ticker, side)``: what two sides' trades are matched by."""
     return trade["ticker"], trade["side"]
 
 
-def _differs(a: float, b: float) -> bool:
+def shares_differ(a: float, b: float) -> bool:
+    """Whether two share counts differ by more than :data:`SHARE_TOLERANCE` of the larger."""
     return abs(a - b) > SHARE_TOLERANCE * max(abs(a), abs(b), 1e-9)
 
 
-def _base_reason(reason: str) -> str:
+def base_reason(reason: str) -> str:
+    """The environment's reason without its guardrail adjustment."""
     return reason.split(" (guardrail", 1)[0]
 
 
@@ -123,7 +131,8 @@ class ShadowDecision:
 
     def csv_rows(self) -> list[dict]:
         """Every traded (ticker, side), both proposals side by side (:data:`TRADE_COLUMNS`)."""
-        by_role = {role: {_key(t): t for t in p["trades"]} for role, p in self.proposals.items()}
+        by_role = {role: {trade_key(t): t for t in p["trades"]}
+                   for role, p in self.proposals.items()}
         keys = sorted(set().union(*by_role.values()))
         rows = []
         for key in keys:
@@ -134,7 +143,7 @@ class ShadowDecision:
                 row[f"{role}_value"] = trade.get("value", 0.0)
                 row[f"{role}_reason"] = trade.get("reason", "")
                 row["wash"] = row["wash"] or trade.get("wash", "")
-            row["differs"] = _differs(row["policy_shares"], row["baseline_shares"])
+            row["differs"] = shares_differ(row["policy_shares"], row["baseline_shares"])
             rows.append(row)
         return rows
 
@@ -176,7 +185,9 @@ class Shadow:
     """A candidate ``policy`` and the ``baseline`` in production, on the client's lots.
 
     Args:
-        policy, baseline: policy specs (:func:`~taxharvest.agents.registry.make_policy`).
+        policy, baseline: policy specs (:func:`~taxharvest.agents.registry.make_policy`);
+            ``baseline`` None when the production side is a firm's blotter
+            (:mod:`taxharvest.workflows.blotter`).
         profile: the client's tax profile.
         market: the market (real or synthetic), cut to the data the runs may see.
         lots: the client's lots (``ticker``, ``shares``, ``date_acquired``, ``cost_basis``),
@@ -185,31 +196,39 @@ class Shadow:
             there).
         te_limit, cadence: the environment's.
         seed: the reset seed of both runs.
+        cash_flows: the account's deposits and withdrawals in a historical shadow
+            (:class:`~taxharvest.envs.cashflows.CashFlow`).
     """
 
-    def __init__(self, policy: str, baseline: str, profile: str, market: MarketData,
+    def __init__(self, policy: str, baseline: str | None, profile: str, market: MarketData,
                  lots: list[dict], *, initial_value: float, te_limit: float = 0.01,
-                 cadence: str = "weekly", seed: int = 0) -> None:
-        self.specs = {"policy": policy, "baseline": baseline}
+                 cadence: str = "weekly", seed: int = 0,
+                 cash_flows: Sequence[CashFlow] = ()) -> None:
+        self.specs = {"policy": policy, **({"baseline": baseline} if baseline else {})}
         self.profile = get_profile(profile)
         for spec in self.specs.values():
             if not spec.startswith("ppo:"):  # a PPO folder is checked against its environment
                 make_policy(spec, self.profile)
         self.market, self.lots, self.initial_value = market, list(lots), float(initial_value)
         self.te_limit, self.cadence, self.seed = float(te_limit), cadence, int(seed)
+        self.cash_flows = tuple(cash_flows)
 
-    def _env(self, market: MarketData) -> DirectIndexEnv:
+    def environment(self, market: MarketData, cash_flows: Sequence[CashFlow] = ()
+                    ) -> DirectIndexEnv:
+        """The client's account on ``market`` (its lots, an audit trail of every trade)."""
         return DirectIndexEnv(market=market, profile=self.profile, cadence=self.cadence,
                               te_limit=self.te_limit, initial_lots=self.lots,
                               initial_value=self.initial_value, random_start=False,
                               warmup_days=WARMUP_DAYS, record_trades=True,
-                              episode_years=years_to_end(market))
+                              episode_years=years_to_end(market), cash_flows=cash_flows)
 
-    def _config(self, **extra) -> dict:
+    def config(self, **extra) -> dict:
+        """What the runs are built from, with ``extra``."""
         return {**self.specs,
                 "profile": self.profile.name, "market": self.market.source,
                 "te_limit": self.te_limit, "cadence": self.cadence, "seed": self.seed,
-                "lots": len(self.lots), "initial_value": self.initial_value, **extra}
+                "lots": len(self.lots), "initial_value": self.initial_value,
+                "cash_flows": [asdict(flow) for flow in self.cash_flows], **extra}
 
     def decision(self, date: str) -> ShadowDecision:
         """Both policies' trades for ``date`` (a trading day of the market; data after it are
@@ -219,11 +238,11 @@ class Shadow:
         with quiet_guardrail():
             proposals = {role: self._propose(spec, market, str(market.dates[-2]))
                          for role, spec in self.specs.items()}
-        by_role = {role: {_key(t): t for t in p["trades"]} for role, p in proposals.items()}
+        by_role = {role: {trade_key(t): t for t in p["trades"]} for role, p in proposals.items()}
         differences = []
         for key in sorted(set(by_role["policy"]) | set(by_role["baseline"])):
             a, b = (by_role[role].get(key, {}) for role in ROLES)
-            if _differs(a.get("shares", 0.0), b.get("shares", 0.0)):
+            if shares_differ(a.get("shares", 0.0), b.get("shares", 0.0)):
                 differences.append({
                     "ticker": key[0], "side": key[1],
                     **{f"{role}_{field}": trade.get(field, default)
@@ -231,10 +250,10 @@ class Shadow:
                        for field, default in (("shares", 0.0), ("value", 0.0), ("reason", ""))}})
         differences.sort(key=lambda d: -abs(d["policy_value"] - d["baseline_value"]))
         return ShadowDecision(str(market.dates[-2]), proposals, differences,
-                              self._config(priced_at="the close of the decision date"))
+                              self.config(priced_at="the close of the decision date"))
 
     def _propose(self, spec: str, market: MarketData, date: str) -> dict:
-        env = self._env(market)
+        env = self.environment(market)
         observation, info = env.reset(seed=self.seed, options={"start": date})
         policy = make_policy(spec, self.profile, env)
         policy.reset()
@@ -267,7 +286,7 @@ class Shadow:
         decision; ``progress(role, done, total)`` after each step."""
         logs, results = {}, {}
         for role, spec in self.specs.items():
-            env = self._env(self.market)
+            env = self.environment(self.market, self.cash_flows)
             logs[role] = StepLog(env)
             with quiet_guardrail():
                 results[role] = run_backtest(
@@ -282,14 +301,14 @@ class Shadow:
             value, shares = [Counter() for _ in ROLES], [Counter() for _ in ROLES]
             for dollars, count, block in zip(value, shares, trades, strict=True):
                 for t in block:
-                    dollars[_key(t)] += t["shares"] * t["price"]
-                    count[_key(t)] += t["shares"]
+                    dollars[trade_key(t)] += t["shares"] * t["price"]
+                    count[trade_key(t)] += t["shares"]
             divergent = 0
             for role, mine, theirs, block in zip(ROLES, shares, shares[::-1], trades,
                                                  strict=True):
                 for t in block:
-                    if _differs(mine[_key(t)], theirs.get(_key(t), 0.0)):
-                        unmatched[role][_base_reason(t["reason"])] += 1
+                    if shares_differ(mine[trade_key(t)], theirs.get(trade_key(t), 0.0)):
+                        unmatched[role][base_reason(t["reason"])] += 1
                         divergent += 1
             names = [sorted(_harvested(block)) for block in trades]
             decisions.append({
@@ -319,4 +338,4 @@ class Shadow:
         }
         runs = {role: {**results[role].to_json(),
                        "schedule_d": schedule_d(results[role].form_8949)} for role in ROLES}
-        return ShadowHistory(decisions, summary, runs, self._config(start=start))
+        return ShadowHistory(decisions, summary, runs, self.config(start=start))
