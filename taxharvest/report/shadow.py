@@ -1,5 +1,6 @@
 """The page of a shadow run (``taxharvest shadow --json``): both proposals of a decision,
-or a historical shadow's divergence, measures and Schedule D per policy."""
+a historical shadow's divergence, measures and Schedule D per policy, or the agent beside a
+firm's blotter (the trades that differ, the firm's wash sales, tax saving and TE of each)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,18 @@ SCHEDULE_D = (("proceeds", "Proceeds", "money"), ("cost_basis", "Cost basis", "m
 def sections(doc: dict) -> list[str]:
     config = doc["config"]
     header = meta(config, ("policy", "baseline", "profile", "market", "te_limit", "cadence",
-                          "lots", "start", "priced_at"))
+                          "lots", "start", "end", "baseline_trades", "priced_at"))
     if doc["mode"] == "decision":
         need(doc, ("date", "proposals", "differences"), "shadow")
         return [header, *_shadow_decision(doc)]
     if doc["mode"] == "history":
         need(doc, ("summary", "decisions", "runs"), "shadow")
         return [header, *_shadow_history(doc)]
-    raise InputError(f"unknown shadow mode {doc['mode']!r}; expected decision or history",
-                     field="mode")
+    if doc["mode"] == "blotter":
+        need(doc, ("summary", "decisions", "runs"), "shadow")
+        return [header, *_shadow_blotter(doc)]
+    raise InputError(f"unknown shadow mode {doc['mode']!r}; expected decision, history or "
+                     "blotter", field="mode")
 
 
 def _shadow_decision(doc: dict) -> list[str]:
@@ -135,6 +139,92 @@ def _shadow_history(doc: dict) -> list[str]:
         if run.get("schedule_d"):
             sections += [f"<h2>Schedule D: {html.escape(name)}</h2>", _schedule_d(run["schedule_d"])]
     return sections
+
+
+def _shadow_blotter(doc: dict) -> list[str]:
+    summary, decisions, runs = doc["summary"], doc["decisions"], doc["runs"]
+    need(runs, ("policy", "baseline"), "runs")
+    need(summary, ("agreement_rate", "decisions", "decisions_with_trades",
+                   "agreement_when_trading", "differing_trades", "policy", "baseline"),
+         "summary")
+    named = {f"{role}: {summary[role]['name']}": runs[role] for role in ("policy", "baseline")}
+    limit = float(doc["config"].get("te_limit", 0.01))
+    washes = [w for d in decisions for w in d["wash_sales"]]
+    differing = [(d, x) for d in decisions for x in d["differences"]]
+    sections = [
+        f"<p>{summary['decisions']} decisions; no trade differs at "
+        f"{fmt(summary['agreement_rate'], 'pct')} of them, "
+        f"{fmt(summary['agreement_when_trading'], 'pct')} of the "
+        f"{summary['decisions_with_trades']} where either side traded. The firm's trades are "
+        "replayed at each date's close through the same ledger and wash-sale rule; both books "
+        "are measured as held at each decision's last execution day, under the same risk "
+        "model and benchmark.</p>",
+        "<h2>Measures</h2>", measures_table(named), table(
+            ("", *named), [(label, *[fmt(summary[role][key], kind)
+                                     for role in ("policy", "baseline")])
+                           for label, key, kind in (
+                               ("tax savings, settled ($)", "tax_savings_total", "money"),
+                               ("mean ex-ante TE as held", "mean_te_held", "pct"),
+                               ("max ex-ante TE as held", "max_te_held", "pct"))]),
+        figure("Tax saving and ex-ante TE at each decision", _blotter_steps, decisions, rows=2),
+        figure("After-tax wealth against the benchmark", wealth, named),
+        figure("Tracking error against the limit", lambda axes, r: te_plot(axes, r, limit), named,
+                rows=2),
+    ]
+    if differing:
+        sections += [f"<h2>Trades that differ ({len(differing)})</h2>", table(
+            ("decided", "executed through", "ticker", "side", "policy shares", "firm shares",
+             "policy $", "firm $", "policy reason", "firm reason"),
+            [(d["date"], d["through"], x["ticker"], x["side"], f"{x['policy_shares']:,.2f}",
+              f"{x['baseline_shares']:,.2f}", fmt(x["policy_value"], "money"),
+              fmt(x["baseline_value"], "money"), x["policy_reason"], x["baseline_reason"])
+             for d, x in differing], small=True)]
+    else:
+        sections.append("<p>The firm's trades and the policy's agree at every decision.</p>")
+    sections += ["<h2>Trades without a match in the other book, by reason</h2>", table(
+        ("reason", *summary["differing_trades"]),
+        [(reason, *[fmt(summary["differing_trades"][role].get(reason, 0), "int")
+                    for role in summary["differing_trades"]])
+         for reason in dict.fromkeys(r for block in summary["differing_trades"].values()
+                                     for r in block)])]
+    sections.append(f"<h2>Wash sales the firm's trades created ({len(washes)})</h2>")
+    sections.append(table(
+        ("date", "blotter line", "trade", "loss sold (line)", "loss ($)", "disallowed ($)",
+         "replacement purchase"),
+        [(w["date"], w["line"], w["trade"],
+          "; ".join(f"{x['shares']:,.2f} {x['ticker']} sold {x['date_sold']}, acquired "
+                    f"{x['date_acquired']}" + (f" (line {x['line']})" if x.get("line") else "")
+                    for x in w["sales"]),
+          fmt(sum(x["loss"] for x in w["sales"]), "money"), fmt(w["disallowed"], "money"),
+          "; ".join(f"{r['shares']:,.2f} {r['ticker']} bought {r['bought']} ({r['origin']}), "
+                    f"basis +{r['basis_added']:,.0f}" for r in w["replacements"]))
+         for w in washes], small=True) if washes else "<p>None.</p>")
+    sections += ["<h2>Per year</h2>", yearly_table(named)]
+    for name, run in named.items():
+        if run.get("schedule_d"):
+            sections += [f"<h2>Schedule D: {html.escape(name)}</h2>", _schedule_d(run["schedule_d"])]
+    return sections
+
+
+def _blotter_steps(axes, decisions: list[dict]) -> None:
+    """Top: each side's cumulative tax saving; bottom: each side's ex-ante TE as held, red
+    ticks where trades differ."""
+    dates = np.array([d["through"] for d in decisions], dtype="datetime64[D]")
+    for color, role, label in zip(COLORS, ("policy", "baseline"), ("policy", "firm"),
+                                  strict=False):
+        axes[0].plot(dates, np.cumsum([d[f"{role}_tax_saving"] for d in decisions]) / 1e3,
+                     color=color, label=label)
+        axes[1].plot(dates, [100 * d[f"{role}_te"] for d in decisions], color=color,
+                     label=label)
+    differ = np.array([not d["agree"] for d in decisions], bool)
+    if differ.any():
+        axes[1].plot(dates[differ], np.zeros(differ.sum()), "|", color="red", ms=12,
+                     label="trades differ")
+    axes[0].set_ylabel("tax saving, $ thousands")
+    axes[1].set_ylabel("ex-ante TE as held, %")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        date_axis(ax)
 
 
 def _divergence(axes, decisions: list[dict]) -> None:
