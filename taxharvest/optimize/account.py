@@ -128,7 +128,7 @@ class AccountState:
             object.__setattr__(self, name, array)
         if (self.price <= 0).any():
             raise ValueError("price must be positive")
-        for name in ("shares", "basis", "benchmark"):
+        for name in ("shares", "basis", "benchmark") + (("group",) if self.group is not None else ()):
             _non_negative(name, getattr(self, name))
         if not (np.isfinite(self.cash) and self.cash >= 0):
             raise ValueError(f"cash must be finite and non-negative, got {self.cash}")

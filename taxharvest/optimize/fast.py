@@ -4,19 +4,22 @@ The same problem as :mod:`taxharvest.optimize.reference`, with TE as the convex 
 constraint ``a' Sigma a <= te_cap^2`` (``a = w - benchmark``). Mehrotra's predictor-corrector
 on the primal-dual system; each Newton matrix is
 
-    N = D + 2 lambda M' diag(d) M + U U'
+    N = D + M' (diag(alpha) + Psi W Psi') M + E' V E
 
 with ``D`` the bound barriers (diagonal), ``M`` the map from trades to post-trade weights (one
-``+-1`` per variable: the variables of a security form one block, diagonal plus rank one) and
-``U`` of rank ``k + 1 + rows``: the factor part of ``Sigma``, the TE constraint's gradient and
-the few dense rows (carry epigraphs, cash band, gain budget, turnover). Sherman-Morrison per
-security and one Woodbury capacitance of that rank solve it in ``O(n rows + m k^2)``, where a
-generic solver factors a sparse system with dense rows. Variables are scaled to their natural
-size (a lot's sale as a share of the lot), rows to unit coefficients, the objective to a unit
-gradient.
+coefficient per variable; the variables of a security are contiguous), ``alpha`` the specific
+risk, ``Psi`` the security-level columns (the factor loadings, the TE constraint's gradient,
+the cash-band rows) and ``E`` the few other dense rows (carry epigraphs, gain budget,
+turnover). ``D + M' diag(alpha) M`` is one diagonal-plus-rank-one block per security
+(Sherman-Morrison); one Woodbury capacitance of rank ``k + 3 + rows`` does the rest, in
+``O(n rows + m k^2)`` per iteration, where a generic solver factors a sparse system with dense
+rows. Variables are scaled to their natural size (a lot's sale as a share of the lot), rows to
+unit coefficients, the objective to a unit gradient.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
@@ -27,45 +30,93 @@ from taxharvest.optimize.reference import Attempt
 #: Specific variance floor (annualized): keeps each security's block strictly convex.
 SPECIFIC_FLOOR = 1e-10
 MAX_ITERATIONS = 80
+#: Converged: scaled dual residual and mean complementarity within TOLERANCE, scaled primal
+#: residuals within 10 x TOLERANCE.
 TOLERANCE = 1e-8
-#: The best iterate is accepted when its scaled residuals and gap are within this.
+#: Otherwise the best iterate is accepted when its measure is within this.
 ACCEPTABLE = 1e-6
-#: Iterative refinement steps of each Newton solve, at most, while its relative residual is
-#: above REFINE_BELOW.
+#: Iterations without a better iterate, from an acceptable one, before it is taken.
+STALLED = 5
+#: Iterative refinement of the corrector's Newton solve once the mean complementarity is below
+#: REFINE_FROM: at most REFINEMENTS steps, while its relative residual is above REFINE_BELOW.
+REFINE_FROM = 1e-6
 REFINEMENTS = 3
-REFINE_BELOW = 1e-10
+REFINE_BELOW = 1e-8
 #: Share of the low-rank part's diagonal added to the barrier diagonal in the factorization.
-REGULARIZATION = 1e-8
+REGULARIZATION = 1e-10
+#: A solve keeps its first iterate with a mean complementarity below this as the start of a
+#: related solve (the second pass).
+WARM_BELOW = 1e-3
 
 
 @nb.njit(cache=True)
-def _name_sums(values, coef, name, m):
-    """Per security ``sum_v coef_v values_v`` over its variables."""
+def _dot(rows, x):
+    """``rows @ x`` for a few rows (loops beat BLAS call overhead at this size)."""
+    out = np.zeros(rows.shape[0])
+    for r in range(rows.shape[0]):
+        total = 0.0
+        for v in range(rows.shape[1]):
+            total += rows[r, v] * x[v]
+        out[r] = total
+    return out
+
+
+@nb.njit(cache=True)
+def _combine(weights, rows):
+    """``weights @ rows`` for a few rows."""
+    out = np.zeros(rows.shape[1])
+    for r in range(rows.shape[0]):
+        for v in range(rows.shape[1]):
+            out[v] += weights[r] * rows[r, v]
+    return out
+
+
+@nb.njit(cache=True)
+def _to_securities(values, start, coef):
+    """``M values``: per security, ``sum_v coef_v values_v`` over its segment."""
+    m = len(start) - 1
     out = np.zeros(m)
-    for v in range(len(values)):
-        if name[v] >= 0:
-            out[name[v]] += coef[v] * values[v]
+    for i in range(m):
+        total = 0.0
+        for v in range(start[i], start[i + 1]):
+            total += coef[v] * values[v]
+        out[i] = total
     return out
 
 
 @nb.njit(cache=True)
-def _b_inverse(p, inv_d, coef, name, alpha, zeta, m):
-    """``B^-1 p`` with ``B = D + M' diag(alpha) M``, one Sherman-Morrison per security."""
-    scaled = inv_d * p
-    sums = _name_sums(scaled, coef, name, m)
-    out = scaled.copy()
-    for v in range(len(p)):
-        i = name[v]
-        if i >= 0:
-            out[v] -= inv_d[v] * coef[v] * alpha[i] * sums[i] / zeta[i]
+def _from_securities(per_security, start, coef, n):
+    """``M' per_security``: ``coef_v per_security_i`` on security ``i``'s segment, 0 beyond."""
+    out = np.zeros(n)
+    for i in range(len(start) - 1):
+        for v in range(start[i], start[i + 1]):
+            out[v] = coef[v] * per_security[i]
     return out
+
+
+@nb.njit(cache=True)
+def _b_inverse(p, inv_d, weighted, start, shrink):
+    """``B^-1 p`` with ``B = D + M' diag(alpha) M``, one Sherman-Morrison per security
+    (``weighted = D^-1 coef``, ``shrink = alpha / zeta``), and ``M D^-1 p`` per security."""
+    out = inv_d * p
+    m = len(start) - 1
+    sums = np.empty(m)
+    for i in range(m):
+        total = 0.0
+        for v in range(start[i], start[i + 1]):
+            total += weighted[v] * p[v]
+        sums[i] = total
+        factor = shrink[i] * total
+        for v in range(start[i], start[i + 1]):
+            out[v] -= weighted[v] * factor
+    return out, sums
 
 
 @nb.njit(cache=True)
 def _risk(a, loadings, specific):
     """``Sigma a`` and ``a' Sigma a``."""
     exposure = loadings @ a
-    sigma_a = loadings.T @ exposure + specific * a
+    sigma_a = exposure @ loadings + specific * a
     return sigma_a, exposure @ exposure + a @ (specific * a)
 
 
@@ -86,61 +137,96 @@ def _cholesky_solve(chol, u):
 
 
 @nb.njit(cache=True)
-def _woodbury(rhs, inv_d, coef, name, alpha, zeta, psi, psi_weight, rows, row_weight, chol, m):
+def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, rows, row_weight):
+    """Lower Cholesky factor of ``I + U' B^-1 U``, ``U = [M' Psi sqrt(W), E' sqrt(V)]``;
+    ``M B^-1 M' = diag(beta)`` and ``M B^-1 p = M D^-1 p / zeta``."""
+    n_psi, n_rows = psi.shape[1], rows.shape[0]
+    b_rows = np.empty_like(rows)
+    per_security = np.empty((n_rows, len(zeta)))
+    for r in range(n_rows):
+        b_rows[r], sums = _b_inverse(rows[r], inv_d, weighted, start, shrink)
+        per_security[r] = sums / zeta
+    inner = np.empty((n_psi + n_rows, n_psi + n_rows))
+    inner[:n_psi, :n_psi] = psi.T @ (psi * beta.reshape(-1, 1))
+    cross = psi.T @ per_security.T
+    inner[:n_psi, n_psi:] = cross
+    inner[n_psi:, :n_psi] = cross.T
+    for r in range(n_rows):
+        inner[n_psi:, n_psi + r] = _dot(rows, b_rows[r])
+    root = np.sqrt(np.concatenate((psi_weight, row_weight)))
+    return np.linalg.cholesky(np.eye(n_psi + n_rows) + inner * np.outer(root, root))
+
+
+@nb.njit(cache=True)
+def _woodbury(rhs, inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, rows,
+              row_weight, chol):
     """``N^-1 rhs`` through ``B^-1`` and the capacitance factor ``chol``."""
-    g = _b_inverse(rhs, inv_d, coef, name, alpha, zeta, m)
-    per_name = _name_sums(inv_d * rhs, coef, name, m) / zeta
+    g, sums = _b_inverse(rhs, inv_d, weighted, start, shrink)
     n_psi = psi.shape[1]
     root_psi, root_rows = np.sqrt(psi_weight), np.sqrt(row_weight)
-    u = np.concatenate((root_psi * (psi.T @ per_name), root_rows * (rows @ g)))
+    u = np.concatenate((root_psi * ((sums / zeta) @ psi), root_rows * _dot(rows, g)))
     coefficient = _cholesky_solve(chol, u)
+    p = _combine(root_rows * coefficient[n_psi:], rows)
     combined = psi @ (root_psi * coefficient[:n_psi])
-    p = rows.T @ (root_rows * coefficient[n_psi:])
-    for v in range(len(rhs)):
-        if name[v] >= 0:
-            p[v] += coef[v] * combined[name[v]]
-    return g - _b_inverse(p, inv_d, coef, name, alpha, zeta, m)
+    for i in range(len(zeta)):
+        for v in range(start[i], start[i + 1]):
+            p[v] += coef[v] * combined[i]
+    return g - _b_inverse(p, inv_d, weighted, start, shrink)[0]
 
 
 @nb.njit(cache=True)
-def _newton_apply(p, d_diag, coef, name, alpha, psi, psi_weight, rows, row_weight, m):
-    """``N p``, for iterative refinement."""
-    weights = _name_sums(p, coef, name, m)
-    per_name = alpha * weights + psi @ (psi_weight * (psi.T @ weights))
-    out = d_diag * p + rows.T @ (row_weight * (rows @ p))
-    for v in range(len(p)):
-        if name[v] >= 0:
-            out[v] += coef[v] * per_name[name[v]]
+def _apply(p, d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
+    """``N p``."""
+    moved = _to_securities(p, start, coef)
+    per_security = alpha * moved + psi @ (psi_weight * (moved @ psi))
+    out = d_diag * p + _combine(row_weight * _dot(rows, p), rows)
+    for i in range(len(moved)):
+        for v in range(start[i], start[i + 1]):
+            out[v] += coef[v] * per_security[i]
     return out
 
 
 @nb.njit(cache=True)
-def _low_rank_diagonal(coef, name, alpha, psi, psi_weight, rows, row_weight):
-    """The diagonal of ``N - D``."""
-    per_name = alpha + (psi * psi) @ psi_weight
-    out = (rows * rows).T @ row_weight
-    for v in range(len(coef)):
-        if name[v] >= 0:
-            out[v] += coef[v] * coef[v] * per_name[name[v]]
-    return out
+def _factor_terms(d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
+    """``D^-1`` of the factorization (``D`` plus REGULARIZATION times the diagonal of ``N -
+    D``), ``D^-1 coef`` and ``M D^-1 coef`` per security."""
+    n = len(d_diag)
+    per_security = alpha + (psi * psi) @ psi_weight
+    inv_d, weighted, sigma = np.empty(n), np.empty(n), np.zeros(len(alpha))
+    for v in range(n):
+        low = 0.0
+        for r in range(rows.shape[0]):
+            low += row_weight[r] * rows[r, v] * rows[r, v]
+        inv_d[v] = low
+    for i in range(len(alpha)):
+        for v in range(start[i], start[i + 1]):
+            inv_d[v] += coef[v] * coef[v] * per_security[i]
+    for v in range(n):
+        inv_d[v] = 1.0 / (d_diag[v] + REGULARIZATION * inv_d[v])
+        weighted[v] = inv_d[v] * coef[v]
+    for i in range(len(alpha)):
+        for v in range(start[i], start[i + 1]):
+            sigma[i] += weighted[v] * coef[v]
+    return inv_d, weighted, sigma
 
 
 @nb.njit(cache=True)
-def _newton_solve(rhs, d_diag, inv_d, coef, name, alpha, zeta, psi, psi_weight, rows,
-                  row_weight, chol, m):
-    """Solve ``N dx = rhs``: Woodbury, then iterative refinement while it helps."""
-    dx = _woodbury(rhs, inv_d, coef, name, alpha, zeta, psi, psi_weight, rows, row_weight,
-                   chol, m)
-    error = rhs - _newton_apply(dx, d_diag, coef, name, alpha, psi, psi_weight, rows,
-                                row_weight, m)
+def _newton_solve(rhs, d_diag, inv_d, weighted, start, coef, alpha, shrink, zeta, psi,
+                  psi_weight, rows, row_weight, chol, refine):
+    """Solve ``N dx = rhs``: Woodbury, then (``refine``) iterative refinement while it helps."""
+    factors = (inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, rows, row_weight, chol)
+    dx = _woodbury(rhs, *factors)
+    if not refine:
+        return dx
+    error = rhs - _apply(dx, d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight)
     size = np.abs(error).max()
+    threshold = REFINE_BELOW * (1.0 + np.abs(rhs).max())
     for _ in range(REFINEMENTS):
-        if size <= REFINE_BELOW * (1.0 + np.abs(rhs).max()):
+        if size <= threshold:
             break
-        candidate = dx + _woodbury(error, inv_d, coef, name, alpha, zeta, psi, psi_weight, rows,
-                                   row_weight, chol, m)
-        candidate_error = rhs - _newton_apply(candidate, d_diag, coef, name, alpha, psi,
-                                              psi_weight, rows, row_weight, m)
+        candidate = dx + _woodbury(error, *factors)
+        candidate_error = rhs - _apply(candidate, d_diag, start, coef, alpha, psi, psi_weight,
+                                       rows, row_weight)
         candidate_size = np.abs(candidate_error).max()
         if candidate_size >= size:
             break
@@ -149,30 +235,8 @@ def _newton_solve(rhs, d_diag, inv_d, coef, name, alpha, zeta, psi, psi_weight, 
 
 
 @nb.njit(cache=True)
-def _capacitance(inv_d, coef, name, alpha, zeta, psi, psi_weight, rows, row_weight, m):
-    """Lower Cholesky factor of ``I + U' B^-1 U``, ``U = [M' psi sqrt(psi_weight), rows'
-    sqrt(row_weight)]``; ``M B^-1 M' = diag(beta)`` and ``M B^-1 p`` are per-security sums."""
-    beta = _name_sums(inv_d * coef, coef, name, m) / zeta
-    n_psi, n_rows = psi.shape[1], rows.shape[0]
-    b_rows = np.empty_like(rows)
-    per_name = np.empty((n_rows, m))
-    for r in range(n_rows):
-        b_rows[r] = _b_inverse(rows[r], inv_d, coef, name, alpha, zeta, m)
-        per_name[r] = _name_sums(inv_d * rows[r], coef, name, m) / zeta
-    root = np.concatenate((np.sqrt(psi_weight), np.sqrt(row_weight)))
-    inner = np.empty((n_psi + n_rows, n_psi + n_rows))
-    inner[:n_psi, :n_psi] = psi.T @ (psi * beta.reshape(-1, 1))
-    cross = psi.T @ per_name.T
-    inner[:n_psi, n_psi:] = cross
-    inner[n_psi:, :n_psi] = cross.T
-    inner[n_psi:, n_psi:] = rows @ b_rows.T
-    return np.linalg.cholesky(np.eye(n_psi + n_rows) + inner * np.outer(root, root))
-
-
-@nb.njit(cache=True)
-def _step_to_boundary(values, deltas):
-    """Largest step in ``(0, 1]`` keeping ``values + step * deltas`` non-negative."""
-    step = 1.0
+def _step_to_boundary(values, deltas, step):
+    """Largest step up to ``step`` keeping ``values + step * deltas`` non-negative."""
     for i in range(len(values)):
         if deltas[i] < 0:
             step = min(step, -values[i] / deltas[i])
@@ -180,204 +244,379 @@ def _step_to_boundary(values, deltas):
 
 
 @nb.njit(cache=True)
-def _interior_point(c, coef, name, upper, rows, bound, a0, loadings, specific, kappa,
-                    quad_scale, max_iterations, tolerance):
-    """Minimize ``c'x + kappa q(x)`` s.t. ``0 <= x <= upper``, ``rows x <= bound`` and, when
-    ``quad_scale > 0``, ``quad_scale * q(x) <= 1``; ``q = a' Sigma a``, ``a = a0 + M x``.
+def _dual_terms(x, z, zu, upper, c, start, coef, per_security, row_duals):
+    """``upper - x``, the dual residual ``c + M' per_security + row_duals - z + zu``, the
+    barrier diagonal ``z / x + zu / (upper - x)`` and the bound pairs' complementarity."""
+    n = len(x)
+    gap, residual, d_diag = np.empty(n), np.empty(n), np.empty(n)
+    complementarity = 0.0
+    for v in range(n):
+        gap[v] = upper[v] - x[v]
+        residual[v] = c[v] + row_duals[v] - z[v] + zu[v]
+        d_diag[v] = z[v] / x[v] + zu[v] / gap[v]
+        complementarity += x[v] * z[v] + gap[v] * zu[v]
+    for i in range(len(start) - 1):
+        for v in range(start[i], start[i + 1]):
+            residual[v] += coef[v] * per_security[i]
+    return gap, residual, d_diag, complementarity
 
-    Every inequality is a pair (primal ``P_j(x) >= 0``, dual ``dual_j >= 0``), in the order
-    lower bounds, finite upper bounds, rows (with slacks), the quadratic (with a slack).
-    Returns ``(x, converged, iterations)``.
+
+@nb.njit(cache=True)
+def _bound_rhs(x, gap, z, zu, dx, dz, dzu, centre, corrector, base, start, coef, per_security):
+    """The bound pairs' complementarity targets (affine, or corrected with the affine
+    directions) and the Newton rhs: ``base + M' per_security`` plus their part."""
+    n = len(x)
+    target_lo, target_up, rhs = np.empty(n), np.empty(n), np.empty(n)
+    for v in range(n):
+        target_lo[v] = -x[v] * z[v]
+        target_up[v] = -gap[v] * zu[v]
+        if corrector:
+            target_lo[v] += centre - dx[v] * dz[v]
+            target_up[v] += centre + dx[v] * dzu[v]
+        rhs[v] = base[v] + target_lo[v] / x[v] - target_up[v] / gap[v]
+    for i in range(len(start) - 1):
+        for v in range(start[i], start[i + 1]):
+            rhs[v] += coef[v] * per_security[i]
+    return target_lo, target_up, rhs
+
+
+@nb.njit(cache=True)
+def _bound_directions(x, gap, z, zu, dx, target_lo, target_up):
+    """``dz`` and ``dzu`` from ``dx``."""
+    n = len(x)
+    dz, dzu = np.empty(n), np.empty(n)
+    for v in range(n):
+        dz[v] = (target_lo[v] - z[v] * dx[v]) / x[v]
+        dzu[v] = (target_up[v] + zu[v] * dx[v]) / gap[v]
+    return dz, dzu
+
+
+@nb.njit(cache=True)
+def _bound_step(x, gap, z, zu, dx, dz, dzu, step):
+    """Largest step up to ``step`` keeping the bound pairs positive."""
+    for v in range(len(x)):
+        if dx[v] < 0:
+            step = min(step, -x[v] / dx[v])
+        elif dx[v] > 0:
+            step = min(step, gap[v] / dx[v])
+        if dz[v] < 0:
+            step = min(step, -z[v] / dz[v])
+        if dzu[v] < 0:
+            step = min(step, -zu[v] / dzu[v])
+    return step
+
+
+@nb.njit(cache=True)
+def _bound_complementarity(x, gap, z, zu, dx, dz, dzu, step):
+    """The bound pairs' complementarity after ``step``."""
+    total = 0.0
+    for v in range(len(x)):
+        total += ((x[v] + step * dx[v]) * (z[v] + step * dz[v])
+                  + (gap[v] - step * dx[v]) * (zu[v] + step * dzu[v]))
+    return total
+
+
+@nb.njit(cache=True)
+def _advance(step, *pairs):
+    """``value += step * delta`` in place for each ``(value, delta)``."""
+    for value, delta in pairs:
+        for v in range(len(value)):
+            value[v] += step * delta[v]
+
+
+@nb.njit(cache=True)
+def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, security_rows, rows,
+                    bound, a0, loadings, specific, kappa, quad_scale, max_iterations, tolerance):
+    """Minimize ``c'x + kappa q(x)`` s.t. ``0 <= x <= upper``, ``[security_rows M; rows] x <=
+    bound`` and, when ``quad_scale > 0``, ``quad_scale q(x) <= 1``; ``q = a' Sigma a`` with
+    ``a = a0 + M x``. Variables ``start[i]:start[i + 1]`` move security ``i``; those from
+    ``start[m]`` on move none. Every bound is finite.
+
+    Each inequality is a pair of a primal slack and a dual, both kept positive: ``(x, z)``,
+    ``(upper - x, zu)``, ``(slack, y)`` for the rows and ``(omega, mu)`` for the quadratic;
+    the start gives them all (``x`` strictly inside its bounds). Returns ``(x, converged,
+    iterations, snapshot)``, the snapshot ``(x, z, zu, slack, y, omega, mu, mean
+    complementarity)`` of the first iterate whose mean complementarity is below WARM_BELOW (a
+    start for a related problem; the last iterate when none is).
     """
-    n, m, n_rows, k = len(c), len(a0), len(bound), loadings.shape[0]
+    n, k, n_security_rows = len(c), loadings.shape[0], security_rows.shape[0]
     has_quad = quad_scale > 0
-    capped = np.flatnonzero(np.isfinite(upper))
-    n_up = len(capped)
-    n_pairs = n + n_up + n_rows + (1 if has_quad else 0)
-    x = np.ones(n)
-    x[capped] = 0.1 * upper[capped]
-    slack = np.maximum(bound - rows @ x, 1.0)
-    omega = 1.0
-    dual = np.ones(n_pairs)
-    residual = np.zeros(n_pairs)  # what a pair's slack misses of its constraint
-    psi = np.empty((m, k + 1))  # security-level columns of U: the factors, the TE gradient
+    n_pairs = 2 * n + len(bound) + (1 if has_quad else 0)
+    x, z, zu, slack, y = x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy()
+    if not has_quad:
+        mu = 0.0
+
+    def row_values(x, moved):
+        return np.concatenate((_dot(security_rows, moved), _dot(rows, x)))
+
+    # security-level columns: factor loadings, TE gradient, security rows
+    psi = np.empty((len(a0), k + 1 + n_security_rows))
     psi[:, :k] = loadings.T
+    psi[:, k + 1:] = security_rows.T
     scale_c = 1.0 + np.abs(c).max()
-    scale_b = 1.0 + (np.abs(bound).max() if n_rows else 0.0)
-    best_x, best_error = x.copy(), np.inf
+    scale_b = 1.0 + (np.abs(bound).max() if len(bound) else 0.0)
+    best_x, best_error, best_iteration = x.copy(), np.inf, 0
+    snapshot = (x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy(), omega, mu, 1.0)
+    snapped = False
     for iteration in range(max_iterations):
-        z, zu = dual[:n], dual[n:n + n_up]
-        y = dual[n + n_up:n + n_up + n_rows]
-        mu = dual[n_pairs - 1] if has_quad else 0.0
-        a = a0 + _name_sums(x, coef, name, m)
-        sigma_a, q = _risk(a, loadings, specific)
-        grad_q = np.zeros(n)
-        for v in range(n):
-            if name[v] >= 0:
-                grad_q[v] = 2.0 * coef[v] * sigma_a[name[v]]
-        grad_qs = quad_scale * grad_q
-        primal = np.empty(n_pairs)
-        primal[:n] = x
-        primal[n:n + n_up] = upper[capped] - x[capped]
-        primal[n + n_up:n + n_up + n_rows] = slack
-        residual[n + n_up:n + n_up + n_rows] = rows @ x + slack - bound
+        moved = _to_securities(x, start, coef)
+        sigma_a, q = _risk(a0 + moved, loadings, specific)
+        residual_e = row_values(x, moved) + slack - bound
+        residual_q = 0.0
         if has_quad:
             if quad_scale * q < 1.0:  # feasible: the slack is what the constraint leaves
                 omega = 1.0 - quad_scale * q
-            primal[n_pairs - 1] = omega
-            residual[n_pairs - 1] = quad_scale * q + omega - 1.0
-        residual_d = c + kappa * grad_q + mu * grad_qs - z + rows.T @ y
-        residual_d[capped] += zu
-        mu_bar = primal @ dual / n_pairs
-        error = max(np.abs(residual_d).max() / scale_c,
-                    np.abs(residual[n + n_up:]).max() / scale_b, mu_bar)
+            residual_q = quad_scale * q + omega - 1.0
+        per_security = (2.0 * (kappa + mu * quad_scale) * sigma_a
+                        + _combine(y[:n_security_rows], security_rows))
+        gap, residual_d, d_diag, complementarity = _dual_terms(
+            x, z, zu, upper, c, start, coef, per_security, _combine(y[n_security_rows:], rows))
+        mu_bar = (complementarity + slack @ y + omega * mu) / n_pairs
+        error = max(np.abs(residual_d).max() / scale_c, mu_bar,
+                    0.1 * max(np.abs(residual_e).max() if len(bound) else 0.0,
+                              abs(residual_q)) / scale_b)
         if error < best_error:
-            best_x, best_error = x.copy(), error
+            best_x, best_error, best_iteration = x.copy(), error, iteration
+        if not snapped:
+            snapshot = (x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy(), omega, mu, mu_bar)
+            snapped = mu_bar <= WARM_BELOW
         if error <= tolerance:
-            return x, True, iteration + 1
-        if error > 1e3 * best_error:  # accuracy lost (or no interior): the best iterate stands
-            break
+            return x, True, iteration + 1, snapshot
+        stalled = best_error <= ACCEPTABLE and iteration - best_iteration >= STALLED
+        if not error <= 1e3 * best_error or stalled:
+            break  # accuracy lost, or no progress from an acceptable iterate: it stands
 
         lam = kappa + mu * quad_scale
-        d_diag = z / x
-        d_diag[capped] += zu / primal[n:n + n_up]
         alpha = 2.0 * lam * specific
-        psi[:, k] = 2.0 * quad_scale * sigma_a
-        psi_weight = np.full(k + 1, 2.0 * lam)
-        psi_weight[k] = mu / omega if has_quad else 0.0
-        row_weight = y / slack
+        gradient = 2.0 * quad_scale * sigma_a  # of the scaled quadratic, per security
+        psi[:, k] = gradient
+        psi_weight = np.concatenate((np.full(k, 2.0 * lam),
+                                     np.array([mu / omega if has_quad else 0.0]),
+                                     y[:n_security_rows] / slack[:n_security_rows]))
+        row_weight = y[n_security_rows:] / slack[n_security_rows:]
         # the factorization sees D plus a share of N's own diagonal: no direction of D is so
         # small against the low-rank part that Woodbury cancels; refinement solves with N
-        inv_d = 1.0 / (d_diag + REGULARIZATION * _low_rank_diagonal(
-            coef, name, alpha, psi, psi_weight, rows, row_weight))
-        zeta = 1.0 + alpha * _name_sums(inv_d * coef, coef, name, m)
-        chol = _capacitance(inv_d, coef, name, alpha, zeta, psi, psi_weight, rows, row_weight, m)
+        inv_d, weighted, sigma = _factor_terms(d_diag, start, coef, alpha, psi, psi_weight,
+                                               rows, row_weight)
+        zeta = 1.0 + alpha * sigma
+        shrink = alpha / zeta
+        chol = _capacitance(inv_d, weighted, start, shrink, zeta, sigma / zeta, psi, psi_weight,
+                            rows, row_weight)
 
-        target = -primal * dual
-        d_primal = np.zeros(n_pairs)
-        d_dual = np.zeros(n_pairs)
-        dx = np.zeros(n)
+        dx, dz, dzu = np.zeros(n), np.zeros(n), np.zeros(n)
+        d_slack, dy = np.zeros(len(bound)), np.zeros(len(bound))
+        d_omega, d_mu = 0.0, 0.0
+        centre = 0.0
         for corrector in range(2):
             if corrector == 1:
-                step = min(_step_to_boundary(primal, d_primal), _step_to_boundary(dual, d_dual))
-                mu_aff = (primal + step * d_primal) @ (dual + step * d_dual) / n_pairs
-                target = (mu_aff / mu_bar) ** 3 * mu_bar - primal * dual - d_primal * d_dual
-            weight = (target + dual * residual) / primal
-            rhs = -residual_d + weight[:n] - rows.T @ weight[n + n_up:n + n_up + n_rows]
-            rhs[capped] -= weight[n:n + n_up]
+                step = _bound_step(x, gap, z, zu, dx, dz, dzu, 1.0)
+                step = _step_to_boundary(slack, d_slack, _step_to_boundary(y, dy, step))
+                if has_quad:
+                    step = _step_to_boundary(np.array([omega, mu]), np.array([d_omega, d_mu]), step)
+                mu_aff = (_bound_complementarity(x, gap, z, zu, dx, dz, dzu, step)
+                          + (slack + step * d_slack) @ (y + step * dy)
+                          + (omega + step * d_omega) * (mu + step * d_mu)) / n_pairs
+                centre = (mu_aff / mu_bar) ** 3 * mu_bar
+            target_e = centre - slack * y - corrector * d_slack * dy
+            target_q = centre - omega * mu - corrector * d_omega * d_mu
+            weight_e = (target_e + y * residual_e) / slack
+            per_security = -_combine(weight_e[:n_security_rows], security_rows)
             if has_quad:
-                rhs -= grad_qs * weight[n_pairs - 1]
-            dx = _newton_solve(rhs, d_diag, inv_d, coef, name, alpha, zeta, psi, psi_weight,
-                               rows, row_weight, chol, m)
-            d_primal[:n] = dx
-            d_primal[n:n + n_up] = -dx[capped]
-            d_primal[n + n_up:n + n_up + n_rows] = -residual[n + n_up:n + n_up + n_rows] - rows @ dx
+                per_security -= gradient * (target_q + mu * residual_q) / omega
+            target_lo, target_up, rhs = _bound_rhs(
+                x, gap, z, zu, dx, dz, dzu, centre, corrector,
+                -residual_d - _combine(weight_e[n_security_rows:], rows), start, coef, per_security)
+            dx = _newton_solve(rhs, d_diag, inv_d, weighted, start, coef, alpha, shrink, zeta,
+                               psi, psi_weight, rows, row_weight, chol,
+                               corrector == 1 and mu_bar < REFINE_FROM)
+            moved_dx = _to_securities(dx, start, coef)
+            dz, dzu = _bound_directions(x, gap, z, zu, dx, target_lo, target_up)
+            d_slack = -residual_e - row_values(dx, moved_dx)
+            dy = (target_e - y * d_slack) / slack
             if has_quad:
-                d_primal[n_pairs - 1] = -residual[n_pairs - 1] - grad_qs @ dx
-            d_dual = (target - dual * d_primal) / primal
-        step = min(1.0, 0.99 * min(_step_to_boundary(primal, d_primal),
-                                   _step_to_boundary(dual, d_dual)))
-        x = x + step * dx
-        slack = slack + step * d_primal[n + n_up:n + n_up + n_rows]
+                d_omega = -residual_q - gradient @ moved_dx
+                d_mu = (target_q - mu * d_omega) / omega
+        step = _bound_step(x, gap, z, zu, dx, dz, dzu, 1.0 / 0.99)
+        step = _step_to_boundary(slack, d_slack, _step_to_boundary(y, dy, step))
         if has_quad:
-            omega += step * d_primal[n_pairs - 1]
-        dual = dual + step * d_dual
-    return best_x, best_error <= ACCEPTABLE, iteration + 1
+            step = _step_to_boundary(np.array([omega, mu]), np.array([d_omega, d_mu]), step)
+        step *= 0.99
+        _advance(step, (x, dx), (z, dz), (zu, dzu), (slack, d_slack), (y, dy))
+        omega += step * d_omega
+        mu += step * d_mu
+    return best_x, best_error <= ACCEPTABLE, iteration + 1, snapshot
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """An interior point of a solve in weight units, by variable: a warm start for a related
+    problem (same rows, variables matched by ``keys``: lot ``i L + j``, buy ``m L + i``,
+    carry ``m L + m + c``)."""
+
+    keys: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+    zu: np.ndarray
+    slack: np.ndarray
+    y: np.ndarray
+    omega: float
+    mu: float
+    mean_complementarity: float
 
 
 class FastSolver:
     """Solves a :class:`Problem` (or its minimum-TE twin) with :func:`_interior_point`.
 
-    Free variables: the sale of each lot that may be sold but is not forced (as a share of the
-    lot), the buy of each buyable security (in units of its benchmark or held weight, at least
-    ``1/m``) and, for the decision, the two carry epigraphs; forced sales (exclusions) are
-    constants. When the decision does not converge, the minimum-TE twin tells an infeasible TE
-    cap from a failure.
+    Free variables, security by security: the sale of each lot that may be sold but is not
+    forced (as a share of the lot), then the buy of the security when it may be bought (in
+    units of its benchmark or held weight, at least ``1/m``); then, for the decision, the two
+    carry epigraphs. Forced sales (exclusions) are constants. A decision's attempt carries an
+    :class:`Iterate` that warm-starts a related decision (``start``). When the decision does
+    not converge, the minimum-TE twin tells an infeasible TE cap from a failure.
     """
 
     def __init__(self, max_iterations: int = MAX_ITERATIONS, tolerance: float = TOLERANCE) -> None:
         self.max_iterations = max_iterations
         self.tolerance = tolerance
 
-    def solve(self, problem: Problem, *, min_te: bool = False) -> Attempt:
-        sells, buys = self._run(problem, min_te)
+    def solve(self, problem: Problem, *, min_te: bool = False, start: Iterate | None = None) -> Attempt:
+        sells, buys, iterate = self._run(problem, min_te, start)
         if sells is not None:
-            return Attempt(sells, buys, False, "", "fast")
+            return Attempt(sells, buys, False, "", "fast", iterate)
         if not min_te:
-            floor_sells, floor_buys = self._run(problem, True)
+            floor_sells, floor_buys, _ = self._run(problem, True, None)
             if floor_sells is not None:
                 floor = problem.tracking_error(problem.weights(floor_sells, floor_buys))
                 if floor >= problem.te_cap:
                     return Attempt(None, None, True, f"fast: minimum TE {floor:.4%} above the cap", None)
         return Attempt(None, None, False, "fast: did not converge", None)
 
-    def _run(self, problem: Problem, min_te: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Trades in weight units, or ``(None, None)`` when the interior point did not converge."""
-        m = problem.shape[0]
+    def _run(self, problem: Problem, min_te: bool, warm: Iterate | None):
+        """Trades in weight units and the iterate to warm-start from, or ``None`` trades when
+        the interior point did not converge."""
+        m, slots, _ = problem.shape
         free = problem.sell_upper > problem.sell_lower
-        lot_size = problem.sell_upper[free]
+        lot_security = np.nonzero(free)[0]
         buyable = np.flatnonzero(problem.buy_upper > 0)
         buy_size = np.maximum(np.maximum(problem.benchmark, problem.held), 1.0 / m)[buyable]
+        order = np.argsort(np.concatenate([lot_security, buyable]), kind="stable")
+        security = np.concatenate([lot_security, buyable])[order]
+        is_lot = order < len(lot_security)
         carry = 0 if min_te else 2
-        n_lots, n_buys = len(lot_size), len(buyable)
+        size = np.concatenate([np.concatenate([problem.sell_upper[free], buy_size])[order],
+                               np.ones(carry)])
+        keys = np.concatenate([np.concatenate([np.flatnonzero(free), m * slots + buyable])[order],
+                               m * slots + m + np.arange(carry)])
+        n_trades = len(order)
+        start = np.searchsorted(security, np.arange(m + 1)).astype(np.int64)
+        coef = np.concatenate([np.where(is_lot, -size[:n_trades], size[:n_trades]),
+                               np.zeros(carry)])
+        # bounds that never bind: a buy of the whole book, a carry of every loss and capacity
+        most_carry = 1.0 + np.abs(problem.capacity).max() + np.abs(problem.realized).max()
+        upper = np.concatenate([np.where(is_lot, 1.0, 1.0 / size[:n_trades]),
+                                np.full(carry, most_carry)])
+
+        def per_lot(values: np.ndarray) -> np.ndarray:
+            """A per-lot array of the problem on the trades (0 on buys)."""
+            out = np.zeros(n_trades)
+            out[is_lot] = values[free]
+            return out
+
         forced = problem.sell_lower
-        rows = _Rows(lot_size, buy_size, carry)
+        kept = problem.held.sum() - forced.sum()
+        rows = _Rows(size)
+        band = 1.0 - problem.cash_band
+        rows.add(np.where(is_lot, -1.0, 1.0), np.zeros(carry), 1.0 - kept)  # invested <= 1
+        rows.add(np.where(is_lot, 1.0, -1.0), np.zeros(carry), kept - band)  # >= 1 - band
         if not min_te:
             for c, coefficient in enumerate((problem.coefficient_short, problem.coefficient_long)):
-                rows.add(-coefficient[free], 0.0, -np.eye(2)[c],
+                rows.add(-per_lot(coefficient), -np.eye(2)[c],
                          problem.capacity[c] + (coefficient * forced).sum())
-        kept = problem.held.sum() - forced.sum()
-        rows.add(-1.0, 1.0, 0.0, 1.0 - kept)
-        rows.add(1.0, -1.0, 0.0, kept - (1.0 - problem.cash_band))
         if problem.gain_budget is not None:
-            rows.add(problem.realized[free], 0.0, 0.0,
+            rows.add(per_lot(problem.realized), np.zeros(carry),
                      problem.gain_budget - (problem.realized * forced).sum())
         if problem.turnover is not None:
-            rows.add(1.0, 1.0, 0.0, problem.turnover - forced.sum())
+            rows.add(np.ones(n_trades), np.zeros(carry), problem.turnover - forced.sum())
+        row_matrix, bound, row_scale = rows.arrays()
+        # the cash-band rows are +-M' / scale: security-level columns of the Newton matrix
+        security_rows = np.outer(np.array([1.0, -1.0]) / row_scale[:2], np.ones(m))
+        general_rows = row_matrix[2:]
 
-        name = np.concatenate([np.nonzero(free)[0], buyable, np.full(carry, -1)]).astype(np.int64)
-        coef = np.concatenate([-lot_size, buy_size, np.zeros(carry)])
-        upper = np.concatenate([np.ones(n_lots), np.full(n_buys + carry, np.inf)])
-        cost = np.zeros(len(name)) if min_te else np.concatenate([
-            (problem.lot_tax[free] + problem.trade_cost) * lot_size,
-            problem.trade_cost * buy_size,
-            problem.excess,
-        ])
+        cost = np.zeros(len(coef)) if min_te else np.concatenate([
+            (per_lot(problem.lot_tax) + problem.trade_cost) * size[:n_trades], problem.excess])
         a0 = problem.held - forced.sum(axis=1) - problem.benchmark
         specific = np.maximum(problem.specific_sd**2, SPECIFIC_FLOOR)
         kappa = 1.0 if min_te else problem.risk_price
         sigma_a0 = problem.loadings.T @ (problem.loadings @ a0) + specific * a0
         scale = max(np.abs(cost).max(initial=0.0),
                     2 * kappa * np.abs(sigma_a0).max() * np.abs(coef).max(initial=0.0), 1e-12)
-        x, converged, _ = _interior_point(
-            cost / scale, coef, name, upper, *rows.arrays(), a0,
+        initial = self._start(problem, warm, keys, size, upper, is_lot, carry, kept,
+                              row_matrix, bound, row_scale, scale)
+        x, converged, _, snap = _interior_point(
+            *initial, cost / scale, start, coef, upper, security_rows, general_rows, bound, a0,
             np.ascontiguousarray(problem.loadings), specific, kappa / scale,
             0.0 if min_te else 1.0 / problem.te_cap**2, self.max_iterations, self.tolerance,
         )
+        iterate = Iterate(keys, snap[0] * size, snap[1] * scale / size, snap[2] * scale / size,
+                          snap[3] * row_scale, snap[4] * scale / row_scale, snap[5],
+                          snap[6] * scale, snap[7] * scale)
         if not converged:
-            return None, None
+            return None, None, None
+        traded = np.clip(x[:n_trades], 0.0, None) * size[:n_trades]
         sells = forced.copy()
-        sells[free] += np.clip(x[:n_lots], 0.0, 1.0) * lot_size
+        sells[free] += np.minimum(traded[is_lot], problem.sell_upper[free])
         buys = np.zeros(m)
-        buys[buyable] = np.clip(x[n_lots:n_lots + n_buys], 0.0, None) * buy_size
-        return sells, buys
+        buys[security[~is_lot]] = traded[~is_lot]
+        return sells, buys, iterate
+
+    @staticmethod
+    def _start(problem, warm, keys, size, upper, is_lot, carry, kept, row_matrix, bound,
+               row_scale, scale):
+        """``(x, z, zu, slack, y, omega, mu)`` of the scaled problem: cold (a tenth of every
+        lot sold, the buys, alike in their units, investing to the middle of the cash band,
+        unit duals) or from ``warm`` (its values where the variables match, centred ones at its
+        complementarity elsewhere)."""
+        n_trades = len(is_lot)
+        to_invest = 1.0 - problem.cash_band / 2 - kept + 0.1 * size[:n_trades][is_lot].sum()
+        buy_start = max(to_invest / max(size[:n_trades][~is_lot].sum(), 1e-12), 1e-3)
+        x = np.concatenate([np.where(is_lot, 0.1, np.minimum(buy_start, 0.5 * upper[:n_trades])),
+                            np.full(carry, 0.5)])
+        if warm is None or len(warm.slack) != len(bound):
+            slack = np.maximum(bound - row_matrix @ x, 1.0)
+            return x, np.ones(len(x)), np.ones(len(x)), slack, np.ones(len(bound)), 1.0, 1.0
+        mean = warm.mean_complementarity / scale
+        z, zu = mean / x, mean / (upper - x)
+        position = np.full(keys.max(initial=0) + 1, -1)
+        position[keys] = np.arange(len(keys))
+        found = warm.keys < len(position)
+        here = position[warm.keys[found]]
+        there = np.flatnonzero(found)[here >= 0]
+        here = here[here >= 0]
+        x[here] = np.clip(warm.x[there] / size[here], 1e-3 * upper[here], (1 - 1e-3) * upper[here])
+        z[here] = warm.z[there] * size[here] / scale
+        zu[here] = warm.zu[there] * size[here] / scale
+        return (x, z, zu, np.maximum(warm.slack / row_scale, 1e-12), warm.y * row_scale / scale,
+                warm.omega, warm.mu / scale)
 
 
 class _Rows:
-    """Dense rows ``row x <= bound`` over (lots, buys, carries), each scaled to a unit maximum."""
+    """Dense rows ``row x <= bound`` over the trades then the carries, scaled to unit maximum."""
 
-    def __init__(self, lot_size: np.ndarray, buy_size: np.ndarray, carry: int) -> None:
-        self.sizes = (lot_size, buy_size, np.ones(carry))
+    def __init__(self, size: np.ndarray) -> None:
+        self.size = size
         self.rows: list[np.ndarray] = []
         self.bounds: list[float] = []
+        self.scales: list[float] = []
 
-    def add(self, lots, buys, carries, bound: float) -> None:
-        """Coefficients per unit weight (scalars broadcast) for lots, buys and carries."""
-        row = np.concatenate([np.broadcast_to(coefficient, size.shape) * size
-                              for coefficient, size in zip((lots, buys, carries), self.sizes, strict=True)])
+    def add(self, trades: np.ndarray, carries: np.ndarray, bound: float) -> None:
+        """Coefficients per unit weight traded (lots and buys) and per unit carry."""
+        row = np.concatenate([trades, carries]) * self.size
         scale = max(np.abs(row).max(initial=0.0), 1e-12)
         self.rows.append(row / scale)
         self.bounds.append(bound / scale)
+        self.scales.append(scale)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.array(self.rows), np.array(self.bounds)
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, bounds and the scale each was divided by."""
+        return (np.array(self.rows).reshape(-1, len(self.size)), np.array(self.bounds),
+                np.array(self.scales))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -124,14 +124,15 @@ class TaxAwareOptimizer:
         outcome = self._pass(problem)
         if outcome.status != "fallback":
             released = problem.released(outcome.attempt.sells)
-            second = self._pass(released) if released is not None else outcome
+            second = (self._pass(released, start=outcome.attempt.start) if released is not None
+                      else outcome)
             if second.status != "fallback" and _rank(second) <= _rank(outcome):
                 outcome = second
         return self._result(state, outcome, start)
 
-    def _pass(self, problem: Problem) -> _Outcome:
-        """Solve at ``problem.te_cap``, or relax it when it is unreachable."""
-        attempt = self._solve(problem)
+    def _pass(self, problem: Problem, start: object | None = None) -> _Outcome:
+        """Solve at ``problem.te_cap`` (warm from ``start``), or relax it when unreachable."""
+        attempt = self._solve(problem, start=start)
         if attempt.sells is not None:
             return _Outcome(problem, attempt, "optimal")
         if not attempt.infeasible:
@@ -159,12 +160,21 @@ class TaxAwareOptimizer:
         )
         return _Outcome(relaxed, attempt, "relaxed" if cap > limit else "optimal", reason, te_min)
 
-    def _solve(self, problem: Problem, *, min_te: bool = False, reference: bool = False) -> Attempt:
-        """Solve (the fast path first unless ``reference``) and accept only a trade that keeps
-        every constraint; the reference solves what the fast path cannot."""
+    def _solve(
+        self,
+        problem: Problem,
+        *,
+        min_te: bool = False,
+        reference: bool = False,
+        start: object | None = None,
+    ) -> Attempt:
+        """Solve (the fast path first, warm from ``start``, unless ``reference``) and accept
+        only a trade that keeps every constraint; the reference solves what the fast path
+        cannot."""
         solved = problem.with_te_cap(problem.te_cap * (1 - TE_MARGIN))
         if self.method == "fast" and not reference:
-            attempt = _checked(problem, self._fast.solve(solved, min_te=min_te), min_te)
+            fast = self._fast.solve(solved, min_te=min_te, start=start)
+            attempt = _checked(problem, fast, min_te)
             if attempt.sells is not None or attempt.infeasible:
                 return attempt
         return _checked(problem, self.program(problem.shape).solve(solved, min_te=min_te), min_te)
@@ -226,7 +236,7 @@ def _checked(problem: Problem, attempt: Attempt, min_te: bool) -> Attempt:
     broken = violations(problem, attempt.sells, buys, te=not min_te)
     if broken:
         return Attempt(None, None, False, f"{attempt.solver}: {'; '.join(broken)}", None)
-    return Attempt(attempt.sells, buys, False, attempt.error, attempt.solver)
+    return replace(attempt, buys=buys)
 
 
 def violations(problem: Problem, sells: np.ndarray, buys: np.ndarray, *, te: bool = True) -> list[str]:

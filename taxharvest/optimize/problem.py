@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -128,7 +129,7 @@ class Problem:
         """``(m, L, k)``."""
         return (*self.lot_weight.shape, self.loadings.shape[0])
 
-    @property
+    @cached_property
     def lot_tax(self) -> np.ndarray:
         """Linear tax per unit weight sold at the full marginal rates."""
         return self.rates[0] * self.coefficient_short + self.rates[1] * self.coefficient_long
@@ -165,11 +166,11 @@ class Problem:
         ``min_harvest`` at a loss, may be bought, and its class keeps its loss lots; ``None``
         when there is none. A purchase then never meets a loss sale of its class in one decision (IRC §1091)."""
         harvested = (sells * self.loss_sale).sum(axis=1) > self.min_harvest
-        kept_frozen = np.isin(self.group, self.group[harvested])
+        kept_frozen = _classes_of(self.group, harvested)
         freed = self.buy_frozen_by_harvest & ~kept_frozen
         if not freed.any():
             return None
-        loss_lots = np.isin(self.group, self.group[freed])[:, None] & self.loss_sale
+        loss_lots = _classes_of(self.group, freed)[:, None] & self.loss_sale
         return replace(
             self,
             sell_upper=np.where(loss_lots, 0.0, self.sell_upper),
@@ -227,6 +228,13 @@ class Problem:
         return "; ".join(parts) or "no frozen positions"
 
 
+def _classes_of(group: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """The securities whose class holds one of ``members`` (a mask)."""
+    marked = np.zeros(group.max() + 1, dtype=bool)
+    marked[group[members]] = True
+    return marked[group]
+
+
 def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Problem:
     """Translate an account, an intent and the settings into one :class:`Problem`."""
     m = state.n_securities
@@ -254,7 +262,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
     coefficient = weight * realized
     loss_sale = harvestable | (excluded & loss & ~washed)
     group = state.group if state.group is not None else np.arange(m)
-    harvest_block = np.isin(group, group[loss_sale.any(axis=1)])
+    harvest_block = _classes_of(group, loss_sale.any(axis=1))
     wash_block = state.buy_blocked & ~state.excluded
     buy_upper = np.where(state.excluded | state.buy_blocked | harvest_block, 0.0, 1.0)
     tax = state.tax

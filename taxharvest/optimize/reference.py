@@ -28,13 +28,15 @@ Compiled = tuple[cp.Expression | float, list[cp.Constraint]]
 
 @dataclass(frozen=True)
 class Attempt:
-    """What a solver gave: trades in weight units, or why not."""
+    """What a solver gave: trades in weight units, or why not; ``start``: what warm-starts a
+    related solve (the fast path's :class:`~taxharvest.optimize.fast.Iterate`), if anything."""
 
     sells: np.ndarray | None
     buys: np.ndarray | None
     infeasible: bool
     error: str
     solver: str | None
+    start: object | None = None
 
 
 class Trade:
