@@ -13,7 +13,7 @@ from taxharvest.cli import options
 from taxharvest.cli.options import PolicyOption, ProfileOption, console
 from taxharvest.errors import InputError
 from taxharvest.io import csv_text, json_text
-from taxharvest.sim.measures import SHADOW
+from taxharvest.sim.measures import MEASURES, SHADOW
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.holdings import read_cash_flows, read_initial_lots
 from taxharvest.workflows.markets import check_size, decision_window, window
@@ -192,9 +192,9 @@ def _print_blotter(doc: dict) -> None:
         table.add_column(f"{role}: {s[role]['name']}", justify="right")
     for m in SHADOW:
         table.add_row(m.label, *[m.format(s[role][m.key]) for role in roles])
-    table.add_row("tax savings (settled)", *[f"${s[role]['tax_savings_total']:,.0f}"
-                                             for role in roles])
-    table.add_row("max ex-ante TE as held", *[f"{s[role]['max_te_held']:.2%}" for role in roles])
+    for label, key, measure in (("tax savings (settled)", "tax_savings_total", "tax_savings"),
+                                ("max ex-ante TE as held", "max_te_held", "max_ex_ante_te")):
+        table.add_row(label, *[MEASURES[measure].format(s[role][key]) for role in roles])
     console.print(table)
     rows = [(d, x) for d in doc["decisions"] for x in d["differences"]]
     if rows:

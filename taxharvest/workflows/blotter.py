@@ -26,6 +26,7 @@ book is measured by the same rules as a backtest (:func:`~taxharvest.sim.backtes
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ from taxharvest.sim.backtest import BacktestResult, measured_run, run_backtest
 from taxharvest.sim.measures import SHADOW
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.sim.steplog import StepLog
-from taxharvest.tax.calendar import to_date, year_of
+from taxharvest.tax.calendar import WASH_WINDOW_DAYS, to_date, year_of
 from taxharvest.tax.law import TaxSavingsTracker, tax_saving
 from taxharvest.tax.ledger import Ledger
 from taxharvest.tax.reporting import schedule_d
@@ -201,11 +202,12 @@ class SavingsClock:
                                            t.carry_base, t.carry_with).saving
 
 
-def _adjustments(ledger: Ledger) -> dict[tuple[int, int], float]:
-    """Wash-sale basis adjustment held per ``(security row, purchase id)``."""
+def _adjustments(ledger: Ledger, rows: np.ndarray) -> dict[tuple[int, int], float]:
+    """Wash-sale basis adjustment held per ``(security row, purchase id)`` of ``rows``."""
     out: dict[tuple[int, int], float] = defaultdict(float)
-    for r, j in zip(*np.nonzero((ledger.shares > 0) & (ledger.wash_adj > 0)), strict=True):
-        out[(int(r), int(ledger.purchase[r, j]))] += float(ledger.wash_adj[r, j])
+    held = (ledger.shares[rows] > 0) & (ledger.wash_adj[rows] > 0)
+    for r, j in zip(*np.nonzero(held), strict=True):
+        out[(int(rows[r]), int(ledger.purchase[rows[r], j]))] += float(ledger.wash_adj[rows[r], j])
     return out
 
 
@@ -247,6 +249,8 @@ class FirmBook:
         self.savings_units = 0.0  # the tax savings account, in benchmark units
         self.bought: dict[int, int] = {}  # purchase id -> blotter line
         self.sold: dict[int, int] = {}  # sales-log row -> blotter line
+        # per day replayed, the sales before it: a trade washes only sales of its last 30 days
+        self._days, self._sales_before = [int(self.world.days[self.row])], [self.ledger.n_sales]
 
     @property
     def ledger(self) -> Ledger:
@@ -266,6 +270,8 @@ class FirmBook:
         trades, washes, settled = [], [], 0.0
         while self.row < to_row:
             self.row += 1
+            self._days.append(int(self.world.days[self.row]))
+            self._sales_before.append(self.ledger.n_sales)
             self.broker.advance()
             saving = self.clock.advance(self.ledger, int(self.world.days[self.row]))
             if index is not None:
@@ -282,8 +288,11 @@ class FirmBook:
         price = float(self.world.prices[self.row, ledger.ticker_index[name]])
         if not np.isfinite(price):
             raise self.blotter.error(trade, "ticker", f"{name} has no price on {trade.date}")
-        n_sales, disallowed = ledger.n_sales, ledger.sales()["wash_sale_disallowed"].copy()
-        adjustments = _adjustments(ledger)
+        n_sales, day = ledger.n_sales, self._days[-1]
+        recent = self._sales_before[bisect_left(self._days, day - WASH_WINDOW_DAYS)]
+        disallowed = ledger.sales(start=recent)["wash_sale_disallowed"].copy()
+        group = np.flatnonzero(ledger.group == ledger.group[ledger.ticker_index[name]])
+        adjustments = _adjustments(ledger, group)
         try:
             if trade.side == "buy":
                 self.bought[ledger.next_purchase] = trade.line
@@ -293,13 +302,13 @@ class FirmBook:
         except InputError as err:  # an oversell, or a lot sold already or bought before start
             raise self.blotter.error(trade, "lot_id" if trade.lot_id else "shares",
                                      err.message) from None
-        sales = ledger.sales()
+        sales = ledger.sales(start=recent)  # row k is sales-log row recent + k
         record = {"date": trade.date, "line": trade.line, "ticker": name, "side": trade.side,
                   "shares": trade.shares, "price": price, "value": trade.shares * price,
                   "reason": trade.reason}
         if trade.side == "sell":
-            mine = np.arange(n_sales, ledger.n_sales)
-            self.sold.update(dict.fromkeys(mine.tolist(), trade.line))
+            mine = np.arange(n_sales, ledger.n_sales) - recent
+            self.sold.update(dict.fromkeys((mine + recent).tolist(), trade.line))
             record["lots"] = _sold_lots(sales, mine)
             record["realized_gain"] = float(sales["gain"][mine].sum())
         grown = sales["wash_sale_disallowed"].copy()
@@ -307,15 +316,17 @@ class FirmBook:
         washed = np.flatnonzero(grown > _EPS)
         if washed.size == 0:
             return record, []
-        return record, [self._wash(trade, sales, washed, grown, adjustments)]
+        return record, [self._wash(trade, sales, recent, washed, grown, group, adjustments)]
 
-    def _wash(self, trade: BlotterTrade, sales: dict, washed: np.ndarray, grown: np.ndarray,
-              before: dict[tuple[int, int], float]) -> dict:
-        """The wash sale ``trade`` created: the sales whose loss it disallowed and the
-        replacement purchases that took the loss into their basis."""
+    def _wash(self, trade: BlotterTrade, sales: dict, recent: int, washed: np.ndarray,
+              grown: np.ndarray, group: np.ndarray, before: dict[tuple[int, int], float]
+              ) -> dict:
+        """The wash sale ``trade`` created: the sales whose loss it disallowed (rows
+        ``recent + washed`` of the sales log) and the replacement purchases that took the
+        loss into their basis."""
         ledger = self.ledger
         replacements = []
-        for (row, purchase), amount in _adjustments(ledger).items():
+        for (row, purchase), amount in _adjustments(ledger, group).items():
             added = amount - before.get((row, purchase), 0.0)
             if added > _EPS:
                 held = ledger.purchase[row] == purchase
@@ -330,7 +341,7 @@ class FirmBook:
             "date": trade.date, "line": trade.line,
             "trade": f"{trade.side} {trade.shares:g} {self.names[trade.ticker]}",
             "disallowed": float(grown[washed].sum()),
-            "sales": [{"ticker": sales["ticker"][k], "line": self.sold.get(int(k)),
+            "sales": [{"ticker": sales["ticker"][k], "line": self.sold.get(recent + int(k)),
                        "date_sold": to_date(sales["sold"][k]),
                        "date_acquired": to_date(sales["acquired"][k]),
                        "shares": float(sales["shares"][k]),
