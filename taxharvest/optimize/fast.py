@@ -27,6 +27,10 @@ import numpy as np
 from taxharvest.optimize.problem import Problem
 from taxharvest.optimize.reference import Attempt
 
+#: Compiled once to the cache; numpy's error model: a division by zero gives inf or nan (the
+#: iteration then stops on its measure) instead of raising, and no checks slow the loops.
+_jit = nb.njit(cache=True, error_model="numpy")
+
 #: Specific variance floor (annualized): keeps each security's block strictly convex.
 SPECIFIC_FLOOR = 1e-10
 MAX_ITERATIONS = 80
@@ -49,7 +53,7 @@ REGULARIZATION = 1e-10
 WARM_BELOW = 1e-3
 
 
-@nb.njit(cache=True)
+@_jit
 def _dot(rows, x):
     """``rows @ x`` for a few rows (loops beat BLAS call overhead at this size)."""
     out = np.zeros(rows.shape[0])
@@ -61,7 +65,7 @@ def _dot(rows, x):
     return out
 
 
-@nb.njit(cache=True)
+@_jit
 def _combine(weights, rows):
     """``weights @ rows`` for a few rows."""
     out = np.zeros(rows.shape[1])
@@ -71,7 +75,7 @@ def _combine(weights, rows):
     return out
 
 
-@nb.njit(cache=True)
+@_jit
 def _to_securities(values, start, coef):
     """``M values``: per security, ``sum_v coef_v values_v`` over its segment."""
     m = len(start) - 1
@@ -84,7 +88,7 @@ def _to_securities(values, start, coef):
     return out
 
 
-@nb.njit(cache=True)
+@_jit
 def _from_securities(per_security, start, coef, n):
     """``M' per_security``: ``coef_v per_security_i`` on security ``i``'s segment, 0 beyond."""
     out = np.zeros(n)
@@ -94,7 +98,7 @@ def _from_securities(per_security, start, coef, n):
     return out
 
 
-@nb.njit(cache=True)
+@_jit
 def _b_inverse(p, inv_d, weighted, start, shrink):
     """``B^-1 p`` with ``B = D + M' diag(alpha) M``, one Sherman-Morrison per security
     (``weighted = D^-1 coef``, ``shrink = alpha / zeta``), and ``M D^-1 p`` per security."""
@@ -112,7 +116,7 @@ def _b_inverse(p, inv_d, weighted, start, shrink):
     return out, sums
 
 
-@nb.njit(cache=True)
+@_jit
 def _risk(a, loadings, specific):
     """``Sigma a`` and ``a' Sigma a``."""
     exposure = loadings @ a
@@ -120,7 +124,7 @@ def _risk(a, loadings, specific):
     return sigma_a, exposure @ exposure + a @ (specific * a)
 
 
-@nb.njit(cache=True)
+@_jit
 def _cholesky_solve(chol, u):
     """``(L L')^-1 u`` for a lower-triangular ``L`` by two substitutions."""
     size = len(u)
@@ -136,7 +140,7 @@ def _cholesky_solve(chol, u):
     return y
 
 
-@nb.njit(cache=True)
+@_jit
 def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, rows, row_weight):
     """Lower Cholesky factor of ``I + U' B^-1 U``, ``U = [M' Psi sqrt(W), E' sqrt(V)]``;
     ``M B^-1 M' = diag(beta)`` and ``M B^-1 p = M D^-1 p / zeta``."""
@@ -157,7 +161,7 @@ def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, ro
     return np.linalg.cholesky(np.eye(n_psi + n_rows) + inner * np.outer(root, root))
 
 
-@nb.njit(cache=True)
+@_jit
 def _woodbury(rhs, inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, rows,
               row_weight, chol):
     """``N^-1 rhs`` through ``B^-1`` and the capacitance factor ``chol``."""
@@ -174,7 +178,7 @@ def _woodbury(rhs, inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, 
     return g - _b_inverse(p, inv_d, weighted, start, shrink)[0]
 
 
-@nb.njit(cache=True)
+@_jit
 def _apply(p, d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
     """``N p``."""
     moved = _to_securities(p, start, coef)
@@ -186,7 +190,7 @@ def _apply(p, d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
     return out
 
 
-@nb.njit(cache=True)
+@_jit
 def _factor_terms(d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
     """``D^-1`` of the factorization (``D`` plus REGULARIZATION times the diagonal of ``N -
     D``), ``D^-1 coef`` and ``M D^-1 coef`` per security."""
@@ -210,7 +214,7 @@ def _factor_terms(d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight)
     return inv_d, weighted, sigma
 
 
-@nb.njit(cache=True)
+@_jit
 def _newton_solve(rhs, d_diag, inv_d, weighted, start, coef, alpha, shrink, zeta, psi,
                   psi_weight, rows, row_weight, chol, refine):
     """Solve ``N dx = rhs``: Woodbury, then (``refine``) iterative refinement while it helps."""
@@ -234,7 +238,7 @@ def _newton_solve(rhs, d_diag, inv_d, weighted, start, coef, alpha, shrink, zeta
     return dx
 
 
-@nb.njit(cache=True)
+@_jit
 def _step_to_boundary(values, deltas, step):
     """Largest step up to ``step`` keeping ``values + step * deltas`` non-negative."""
     for i in range(len(values)):
@@ -243,7 +247,7 @@ def _step_to_boundary(values, deltas, step):
     return step
 
 
-@nb.njit(cache=True)
+@_jit
 def _dual_terms(x, z, zu, upper, c, start, coef, per_security, row_duals):
     """``upper - x``, the dual residual ``c + M' per_security + row_duals - z + zu``, the
     barrier diagonal ``z / x + zu / (upper - x)`` and the bound pairs' complementarity."""
@@ -261,7 +265,7 @@ def _dual_terms(x, z, zu, upper, c, start, coef, per_security, row_duals):
     return gap, residual, d_diag, complementarity
 
 
-@nb.njit(cache=True)
+@_jit
 def _bound_rhs(x, gap, z, zu, dx, dz, dzu, centre, corrector, base, start, coef, per_security):
     """The bound pairs' complementarity targets (affine, or corrected with the affine
     directions) and the Newton rhs: ``base + M' per_security`` plus their part."""
@@ -280,7 +284,7 @@ def _bound_rhs(x, gap, z, zu, dx, dz, dzu, centre, corrector, base, start, coef,
     return target_lo, target_up, rhs
 
 
-@nb.njit(cache=True)
+@_jit
 def _bound_directions(x, gap, z, zu, dx, target_lo, target_up):
     """``dz`` and ``dzu`` from ``dx``."""
     n = len(x)
@@ -291,7 +295,7 @@ def _bound_directions(x, gap, z, zu, dx, target_lo, target_up):
     return dz, dzu
 
 
-@nb.njit(cache=True)
+@_jit
 def _bound_step(x, gap, z, zu, dx, dz, dzu, step):
     """Largest step up to ``step`` keeping the bound pairs positive."""
     for v in range(len(x)):
@@ -306,7 +310,7 @@ def _bound_step(x, gap, z, zu, dx, dz, dzu, step):
     return step
 
 
-@nb.njit(cache=True)
+@_jit
 def _bound_complementarity(x, gap, z, zu, dx, dz, dzu, step):
     """The bound pairs' complementarity after ``step``."""
     total = 0.0
@@ -316,7 +320,7 @@ def _bound_complementarity(x, gap, z, zu, dx, dz, dzu, step):
     return total
 
 
-@nb.njit(cache=True)
+@_jit
 def _advance(step, *pairs):
     """``value += step * delta`` in place for each ``(value, delta)``."""
     for value, delta in pairs:
@@ -324,7 +328,7 @@ def _advance(step, *pairs):
             value[v] += step * delta[v]
 
 
-@nb.njit(cache=True)
+@_jit
 def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, security_rows, rows,
                     bound, a0, loadings, specific, kappa, quad_scale, max_iterations, tolerance):
     """Minimize ``c'x + kappa q(x)`` s.t. ``0 <= x <= upper``, ``[security_rows M; rows] x <=
