@@ -499,19 +499,21 @@ class FastSolver:
         """Trades in weight units and the iterate to warm-start from, or ``None`` trades when
         the interior point did not converge."""
         m, slots, _ = problem.shape
-        free = problem.sell_upper > problem.sell_lower
-        lot_security = np.nonzero(free)[0]
+        lots = np.flatnonzero(problem.sell_upper > problem.sell_lower)  # free lots, flat
         buyable = np.flatnonzero(problem.buy_upper > 0)
         buy_size = np.maximum(np.maximum(problem.benchmark, problem.held), 1.0 / m)[buyable]
-        order = np.argsort(np.concatenate([lot_security, buyable]), kind="stable")
-        security = np.concatenate([lot_security, buyable])[order]
-        is_lot = order < len(lot_security)
+        order = np.argsort(np.concatenate([lots // slots, buyable]), kind="stable")
+        security = np.concatenate([lots // slots, buyable])[order]
+        is_lot = order < len(lots)
+        lot_at = np.flatnonzero(is_lot)  # where the free lots sit among the trades, in order
         carry = 0 if min_te else 2
-        size = np.concatenate([np.concatenate([problem.sell_upper[free], buy_size])[order],
-                               np.ones(carry)])
-        keys = np.concatenate([np.concatenate([np.flatnonzero(free), m * slots + buyable])[order],
+        size = np.concatenate([
+            np.concatenate([problem.sell_upper.ravel()[lots], buy_size])[order], np.ones(carry)])
+        keys = np.concatenate([np.concatenate([lots, m * slots + buyable])[order],
                                m * slots + m + np.arange(carry)])
         n_trades = len(order)
+        if n_trades + carry == 0:  # nothing may trade: the forced sales are the answer
+            return problem.sell_lower.copy(), np.zeros(m), None
         start = np.searchsorted(security, np.arange(m + 1)).astype(np.int64)
         coef = np.concatenate([np.where(is_lot, -size[:n_trades], size[:n_trades]),
                                np.zeros(carry)])
@@ -523,7 +525,7 @@ class FastSolver:
         def per_lot(values: np.ndarray) -> np.ndarray:
             """A per-lot array of the problem on the trades (0 on buys)."""
             out = np.zeros(n_trades)
-            out[is_lot] = values[free]
+            out[lot_at] = values.ravel()[lots]
             return out
 
         forced = problem.sell_lower
@@ -558,7 +560,7 @@ class FastSolver:
                               row_matrix, bound, row_scale, scale)
         x, converged, _, snap = _interior_point(
             *initial, cost / scale, start, coef, upper, security_rows, general_rows, bound, a0,
-            np.ascontiguousarray(problem.loadings), specific, kappa / scale,
+            problem.loadings, specific, kappa / scale,
             0.0 if min_te else 1.0 / problem.te_cap**2, self.max_iterations, self.tolerance,
         )
         iterate = Iterate(keys, snap[0] * size, snap[1] * scale / size, snap[2] * scale / size,
@@ -568,7 +570,7 @@ class FastSolver:
             return None, None, None
         traded = np.clip(x[:n_trades], 0.0, None) * size[:n_trades]
         sells = forced.copy()
-        sells[free] += np.minimum(traded[is_lot], problem.sell_upper[free])
+        sells.ravel()[lots] += np.minimum(traded[lot_at], problem.sell_upper.ravel()[lots])
         buys = np.zeros(m)
         buys[security[~is_lot]] = traded[~is_lot]
         return sells, buys, iterate
@@ -622,5 +624,5 @@ class _Rows:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows, bounds and the scale each was divided by."""
-        return (np.array(self.rows).reshape(-1, len(self.size)), np.array(self.bounds),
-                np.array(self.scales))
+        return (np.array(self.rows).reshape(len(self.rows), len(self.size)),
+                np.array(self.bounds), np.array(self.scales))

@@ -134,7 +134,7 @@ class Problem:
         """Linear tax per unit weight sold at the full marginal rates."""
         return self.rates[0] * self.coefficient_short + self.rates[1] * self.coefficient_long
 
-    @property
+    @cached_property
     def gain_bound(self) -> float:
         """``gain_budget``, or a bound no sale can reach when there is none."""
         if self.gain_budget is not None:
@@ -280,7 +280,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         excess=tax.rates - tax.carry_rate,
         capacity=tax.capacities / value,
         benchmark=state.benchmark,
-        loadings=loadings,
+        loadings=np.ascontiguousarray(loadings),
         specific_sd=np.sqrt(np.asarray(state.risk.specific_var, dtype=float)),
         te_cap=intent.te_budget * settings.te_limit,
         risk_price=settings.risk_price,
