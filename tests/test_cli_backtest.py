@@ -54,7 +54,7 @@ BAD_ARGS = [
     (["--end", "2025-01-03"], "end"),
     (["--exclude", "NOPE"], "exclude"),
     (["--exclude", "sector:Tobacco"], "exclude"),
-    (["--json", "/no/such/folder/out.json"], "json"),
+    (["--json", "/dev/null/no-folder/out.json"], "json"),
 ]
 
 

@@ -29,7 +29,7 @@ BAD = [
     (shadow_args("LOTS", "--start", "2025-08-01", "--end", "2025-07-01"), "end"),
     (shadow_args("LOTS", "--date", "2025-10-20", "--te-limit", "-1"), "te-limit"),
     (shadow_args("LOTS", "--date", "2025-10-20", "--cadence", "hourly"), "cadence"),
-    (shadow_args("LOTS", "--date", "2025-10-20", "--json", "/no/such/dir/x.json"), "json"),
+    (shadow_args("LOTS", "--date", "2025-10-20", "--json", "/dev/null/no-folder/x.json"), "json"),
     (["shadow", "--policy", "threshold:x", "--baseline", "hold", "--lots", "LOTS",
       "--profile", "mfj-800k", *SYNTHETIC, "--date", "2025-10-20"], "policy"),
     (["shadow", "--policy", "hold", "--baseline", "hold", "--lots", "LOTS",
@@ -51,9 +51,9 @@ BAD = [
     (["sweep", "--profiles", "all", "--seeds", "0"], "seeds"),
     (["sweep", "--profiles", "all", "--timesteps", "0"], "timesteps"),
     (["sweep", "--profiles", "all", "--seeds", "30", "--eval-paths", "4"], "eval-paths"),
-    (["sweep", "--profiles", "all", "--out", "/no/such/dir/runs"], "out"),
+    (["sweep", "--profiles", "all", "--out", "/dev/null/no-folder/runs"], "out"),
     (["report", "missing.json", "--out", "r.html"], None),
-    (["report", "LOTS", "--out", "/no/such/dir/r.html"], "out"),
+    (["report", "LOTS", "--out", "/dev/null/no-folder/r.html"], "out"),
 ]
 
 
