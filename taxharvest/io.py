@@ -49,13 +49,18 @@ def check_output(path: str | Path, option: str | None = None) -> Path:
     return path
 
 
-def check_folder(path: str | Path, option: str | None = None) -> Path:
-    """``path`` as an output folder: an existing folder that takes files, or a new one whose
-    nearest existing parent is such a folder (created by the caller when the run starts)."""
+def check_folder(path: str | Path, option: str | None = None, *, parents: bool = False
+                 ) -> Path:
+    """``path`` as an output folder: an existing folder that takes files, or a new one (made
+    by the caller when the run starts) whose parent is such a folder; with ``parents``, whose
+    nearest existing ancestor is."""
     path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
+    existing = path if path.exists() else path.parent
+    while parents and not existing.exists() and existing != existing.parent:
         existing = existing.parent
+    if not existing.exists():
+        raise InputError(f"folder does not exist (output folder {path})", path=existing,
+                         field=option)
     if not existing.is_dir():
         raise InputError(f"is a file, not a folder (output folder {path})", path=existing,
                          field=option)

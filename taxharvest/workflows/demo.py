@@ -30,7 +30,7 @@ POLICIES = ("hold", "monthly-all", "tuned")
 def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_assets: int = 500,
              years: float = 10.0, seed: int = 0, models: Path = Path("models")) -> dict:
     """Run the comparison and write ``results.json`` and ``report.html`` into ``out``."""
-    check_folder(out, "out")
+    check_folder(out, "out", parents=True)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     market = synthetic_market(n_assets, years, seed=seed)

@@ -135,8 +135,8 @@ def sweep(
         profiles: tax profile presets.
         seeds: training seeds per profile.
         timesteps: training steps per policy.
-        out: parent folder of the run folder ``sweep-<timestamp>`` (created, with any missing
-            parents, once the engine is up).
+        out: parent folder of the run folder ``sweep-<timestamp>`` (created if its own
+            parent exists, once the engine is up).
         eval_paths, eval_assets, eval_years: evaluation paths per seed and their size.
         train_options: further keyword arguments of :func:`~taxharvest.workflows.train.train`.
         engine, address, workers, progress: see :func:`~taxharvest.sim.parallel.run_tasks`.

@@ -318,7 +318,7 @@ def train(
                "cadence": cadence, "scenario_probability": scenario_probability,
                "eval_freq": eval_freq, "eval_paths": eval_paths, "vec_env": vec_env}
     _validate(profile, timesteps, seed, **options)
-    out = check_folder(out, "out")
+    out = check_folder(out, "out", parents=True)
     out.mkdir(parents=True, exist_ok=True)
     config = env_config(profile, n_assets=n_assets, cadence=cadence, episode_years=episode_years,
                         scenario_probability=scenario_probability)
