@@ -22,6 +22,7 @@ found in a worker) reaches the caller as the same one-line error, whichever engi
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -112,7 +113,9 @@ def _run_local(fn: Callable, tasks: Sequence, workers: int | None,
             if progress is not None:
                 progress(len(results), len(tasks))
         return results
-    pool = ProcessPoolExecutor(count)
+    # Spawned, not forked: a fork after torch (or numba, or a BLAS) has started its thread
+    # pools can deadlock the child (seen: a PPO load hanging in every worker of evaluate).
+    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = [pool.submit(fn, task) for task in tasks]
         pending = set(futures)
