@@ -124,7 +124,6 @@ def test_admissible_proposal_is_returned_without_solving(
     assert result.solver is None and result.distance == 0.0 and result.reason == ""
     np.testing.assert_array_equal(result.weights, proposed)
     assert result.te_after == result.te_before < LIMIT
-    assert result.solve_ms < 5.0
     with pytest.raises(ValueError):
         result.weights[0] = 1.0  # results are immutable
 

@@ -13,7 +13,7 @@ from taxharvest.envs.broker import LOT, Broker, Execution
 from taxharvest.envs.cashflows import CashFlow, schedule
 from taxharvest.envs.decision import DecisionRules, OptimizerRules
 from taxharvest.envs.features import ASSET_FEATURE_INDEX, ASSET_FEATURES, asset_observation
-from taxharvest.envs.world import PROXY_SETS, build_world, draw_market
+from taxharvest.envs.world import PROXY_SETS, build_world, draw_market, warmup_rows
 from taxharvest.guardrails import GuardrailResult, TrackingErrorGuardrail
 from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
 from taxharvest.market.riskmodel import market_risk_model
@@ -208,12 +208,10 @@ class DirectIndexEnv(gym.Env):
         self.start = start = self._start_row(market, options)
         self.end = min(market.n_days - 1, start + int(round(self.episode_years * TRADING_DAYS)))
 
-        # Row 0 has no return; it seeds the risk model only when the episode starts there.
-        first = max(1, start - self.warmup_days) if start > 0 else 0
+        first, self.decisions_from = warmup_rows(start, self.warmup_days)
         self.risk_model = market_risk_model(market, first_row=first, proxy_sets=PROXY_SETS)
         for row in range(first, start + 1):
             self.risk_model.update(world.returns[row])
-        self.decisions_from = max(start, first + self.warmup_days - 1)
         self._risk: tuple | None = None
 
         self.benchmark = Benchmark(market, start, self.benchmark_rebalance, world.n_securities)

@@ -23,6 +23,15 @@ PROXY_SETS = 2  # replacement securities per sector: the market's proxy, an equa
 MAX_MARKET_DRAWS = 20
 
 
+def warmup_rows(start: int, warmup_days: int) -> tuple[int, int]:
+    """``(first, decides)`` of an episode starting on row ``start``: the first row its risk
+    model is fed (up to ``warmup_days`` before the start; row 0, which has no return, only
+    when the episode starts there) and the first row it decides, once the model has seen
+    ``warmup_days`` rows."""
+    first = max(1, start - warmup_days) if start > 0 else 0
+    return first, max(start, first + warmup_days - 1)
+
+
 class UnfitDraw(Exception):
     """A crash window drawn at random did not fit the market; the reset draws again."""
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from taxharvest.envs.world import warmup_rows
 from taxharvest.errors import InputError
 from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
 from taxharvest.market.scenarios import historical_scenario, inject_scenario
@@ -115,11 +116,9 @@ def market_from_options(prices: Path | None, sectors: Path | None, market: str |
 
 
 def decision_row(start: int) -> int:
-    """The first row at which an episode started on row ``start`` of its market decides:
-    the row where its risk model has seen ``WARMUP_DAYS`` days (the environment's rule: it
-    is fed from ``start - WARMUP_DAYS``, or from the first row that has a return)."""
-    first = max(1, start - WARMUP_DAYS) if start > 0 else 0
-    return max(start, first + WARMUP_DAYS - 1)
+    """The first row at which an episode started on row ``start`` of its market decides
+    (the environment's rule, :func:`~taxharvest.envs.world.warmup_rows`)."""
+    return warmup_rows(start, WARMUP_DAYS)[1]
 
 
 def decisions_from(mk: MarketData, start: str) -> str:
