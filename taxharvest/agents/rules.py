@@ -117,6 +117,8 @@ def read_tuned(path: str | Path = TUNED_PATH) -> dict:
         return {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError("not a UTF-8 text file", path=path) from None
     except yaml.YAMLError as err:
         raise InputError(f"not valid YAML: {err}".replace("\n", " "), path=path) from None
     if not isinstance(data, dict):

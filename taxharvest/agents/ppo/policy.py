@@ -85,13 +85,23 @@ def load_policy(path: str | Path, env: gym.Env) -> PPOPolicy:
     card_path = folder / CARD_FILE
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError("not a UTF-8 text file", path=card_path) from None
     except json.JSONDecodeError as err:
         raise InputError(f"not valid JSON: {err.msg}", path=card_path, row=err.lineno) from err
     check_card(card, env, card_path)
-    model = PPO.load(folder / MODEL_FILE, device="cpu", custom_objects={
-        "observation_space": env.observation_space, "action_space": env.action_space})
-    with open(folder / NORMALIZER_FILE, "rb") as handle:
-        normalizer: VecNormalize = pickle.load(handle)
+    try:
+        model = PPO.load(folder / MODEL_FILE, device="cpu", custom_objects={
+            "observation_space": env.observation_space, "action_space": env.action_space})
+    except Exception as err:  # any damage to the archive is the user's file, not a crash
+        raise InputError(f"cannot load the model ({type(err).__name__})",
+                         path=folder / MODEL_FILE) from None
+    try:
+        with open(folder / NORMALIZER_FILE, "rb") as handle:
+            normalizer: VecNormalize = pickle.load(handle)
+    except Exception as err:
+        raise InputError(f"cannot load the normalizer ({type(err).__name__})",
+                         path=folder / NORMALIZER_FILE) from None
     normalizer.training = False
     normalizer.norm_reward = False
     return PPOPolicy(model, normalizer, card=card, name=f"ppo:{folder.name}")
