@@ -451,32 +451,12 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     return best_x, best_error <= ACCEPTABLE, iteration + 1, snapshot
 
 
-@dataclass(frozen=True)
-class Iterate:
-    """An interior point of a solve in weight units, by variable: a warm start for a related
-    problem (same rows, variables matched by ``keys``: lot ``i L + j``, buy ``m L + i``,
-    carry ``m L + m + c``)."""
-
-    keys: np.ndarray
-    x: np.ndarray
-    z: np.ndarray
-    zu: np.ndarray
-    slack: np.ndarray
-    y: np.ndarray
-    omega: float
-    mu: float
-    mean_complementarity: float
-
-
 class FastSolver:
     """Solves a :class:`Problem` (or its minimum-TE twin) with :func:`_interior_point`.
 
-    Free variables, security by security: the sale of each lot that may be sold but is not
-    forced (as a share of the lot), then the buy of the security when it may be bought (in
-    units of its benchmark or held weight, at least ``1/m``); then, for the decision, the two
-    carry epigraphs. Forced sales (exclusions) are constants. A decision's attempt carries an
-    :class:`Iterate` that warm-starts a related decision (``start``). When the decision does
-    not converge, the minimum-TE twin tells an infeasible TE cap from a failure.
+    A decision's attempt carries an :class:`Iterate` that warm-starts a related decision
+    (``start``). When the decision does not converge, the minimum-TE twin tells an infeasible
+    TE cap from a failure.
     """
 
     def __init__(self, max_iterations: int = MAX_ITERATIONS, tolerance: float = TOLERANCE) -> None:
@@ -498,115 +478,168 @@ class FastSolver:
     def _run(self, problem: Problem, min_te: bool, warm: Iterate | None):
         """Trades in weight units and the iterate to warm-start from, or ``None`` trades when
         the interior point did not converge."""
-        m, slots, _ = problem.shape
-        lots = np.flatnonzero(problem.sell_upper > problem.sell_lower)  # free lots, flat
-        buyable = np.flatnonzero(problem.buy_upper > 0)
-        buy_size = np.maximum(np.maximum(problem.benchmark, problem.held), 1.0 / m)[buyable]
-        order = np.argsort(np.concatenate([lots // slots, buyable]), kind="stable")
-        security = np.concatenate([lots // slots, buyable])[order]
-        is_lot = order < len(lots)
-        lot_at = np.flatnonzero(is_lot)  # where the free lots sit among the trades, in order
-        carry = 0 if min_te else 2
-        size = np.concatenate([
-            np.concatenate([problem.sell_upper.ravel()[lots], buy_size])[order], np.ones(carry)])
-        keys = np.concatenate([np.concatenate([lots, m * slots + buyable])[order],
-                               m * slots + m + np.arange(carry)])
-        n_trades = len(order)
-        if n_trades + carry == 0:  # nothing may trade: the forced sales are the answer
-            return problem.sell_lower.copy(), np.zeros(m), None
-        start = np.searchsorted(security, np.arange(m + 1)).astype(np.int64)
-        coef = np.concatenate([np.where(is_lot, -size[:n_trades], size[:n_trades]),
-                               np.zeros(carry)])
-        # bounds that never bind: a buy of the whole book, a carry of every loss and capacity
-        most_carry = 1.0 + np.abs(problem.capacity).max() + np.abs(problem.realized).max()
-        upper = np.concatenate([np.where(is_lot, 1.0, 1.0 / size[:n_trades]),
-                                np.full(carry, most_carry)])
-
-        def per_lot(values: np.ndarray) -> np.ndarray:
-            """A per-lot array of the problem on the trades (0 on buys)."""
-            out = np.zeros(n_trades)
-            out[lot_at] = values.ravel()[lots]
-            return out
-
+        layout = _Layout(problem, carry=0 if min_te else 2)
+        if not len(layout.size):  # nothing may trade: the forced sales are the answer
+            return problem.sell_lower.copy(), np.zeros(problem.shape[0]), None
         forced = problem.sell_lower
         kept = problem.held.sum() - forced.sum()
-        rows = _Rows(size)
-        band = 1.0 - problem.cash_band
-        rows.add(np.where(is_lot, -1.0, 1.0), np.zeros(carry), 1.0 - kept)  # invested <= 1
-        rows.add(np.where(is_lot, 1.0, -1.0), np.zeros(carry), kept - band)  # >= 1 - band
+        rows = _Rows(layout.size)
+        rows.add(layout.signed(-1.0), 1.0 - kept)  # invested <= 1
+        rows.add(layout.signed(1.0), kept - (1.0 - problem.cash_band))  # >= 1 - band
         if not min_te:
             for c, coefficient in enumerate((problem.coefficient_short, problem.coefficient_long)):
-                rows.add(-per_lot(coefficient), -np.eye(2)[c],
+                rows.add(np.concatenate([-layout.per_lot(coefficient), -np.eye(2)[c]]),
                          problem.capacity[c] + (coefficient * forced).sum())
         if problem.gain_budget is not None:
-            rows.add(per_lot(problem.realized), np.zeros(carry),
+            rows.add(layout.with_carries(layout.per_lot(problem.realized)),
                      problem.gain_budget - (problem.realized * forced).sum())
         if problem.turnover is not None:
-            rows.add(np.ones(n_trades), np.zeros(carry), problem.turnover - forced.sum())
+            rows.add(layout.with_carries(np.ones(layout.n_trades)), problem.turnover - forced.sum())
         row_matrix, bound, row_scale = rows.arrays()
         # the cash-band rows are +-M' / scale: security-level columns of the Newton matrix
-        security_rows = np.outer(np.array([1.0, -1.0]) / row_scale[:2], np.ones(m))
-        general_rows = row_matrix[2:]
+        security_rows = np.outer(np.array([1.0, -1.0]) / row_scale[:2], np.ones(problem.shape[0]))
 
-        cost = np.zeros(len(coef)) if min_te else np.concatenate([
-            (per_lot(problem.lot_tax) + problem.trade_cost) * size[:n_trades], problem.excess])
+        cost = np.zeros(len(layout.size)) if min_te else np.concatenate([
+            (layout.per_lot(problem.lot_tax) + problem.trade_cost) * layout.size[:layout.n_trades],
+            problem.excess,
+        ])
         a0 = problem.held - forced.sum(axis=1) - problem.benchmark
         specific = np.maximum(problem.specific_sd**2, SPECIFIC_FLOOR)
         kappa = 1.0 if min_te else problem.risk_price
         sigma_a0 = problem.loadings.T @ (problem.loadings @ a0) + specific * a0
         scale = max(np.abs(cost).max(initial=0.0),
-                    2 * kappa * np.abs(sigma_a0).max() * np.abs(coef).max(initial=0.0), 1e-12)
-        initial = self._start(problem, warm, keys, size, upper, is_lot, carry, kept,
-                              row_matrix, bound, row_scale, scale)
-        x, converged, _, snap = _interior_point(
-            *initial, cost / scale, start, coef, upper, security_rows, general_rows, bound, a0,
-            problem.loadings, specific, kappa / scale,
+                    2 * kappa * np.abs(sigma_a0).max() * np.abs(layout.coef).max(), 1e-12)
+        units = _Units(layout.size, row_scale, scale)
+        x0 = layout.cold_start(problem.cash_band / 2 + kept - 1.0)
+        initial = (units.warm(warm, layout, x0) if warm is not None and len(warm.slack) == len(bound)
+                   else (x0, np.ones(len(x0)), np.ones(len(x0)),
+                         np.maximum(bound - row_matrix @ x0, 1.0), np.ones(len(bound)), 1.0, 1.0))
+        x, converged, _, snapshot = _interior_point(
+            *initial, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
+            row_matrix[2:], bound, a0, problem.loadings, specific, kappa / scale,
             0.0 if min_te else 1.0 / problem.te_cap**2, self.max_iterations, self.tolerance,
         )
-        iterate = Iterate(keys, snap[0] * size, snap[1] * scale / size, snap[2] * scale / size,
-                          snap[3] * row_scale, snap[4] * scale / row_scale, snap[5],
-                          snap[6] * scale, snap[7] * scale)
         if not converged:
             return None, None, None
-        traded = np.clip(x[:n_trades], 0.0, None) * size[:n_trades]
-        sells = forced.copy()
-        sells.ravel()[lots] += np.minimum(traded[lot_at], problem.sell_upper.ravel()[lots])
-        buys = np.zeros(m)
-        buys[security[~is_lot]] = traded[~is_lot]
-        return sells, buys, iterate
+        return (*layout.trades(x, problem), units.iterate(layout.keys, snapshot))
 
-    @staticmethod
-    def _start(problem, warm, keys, size, upper, is_lot, carry, kept, row_matrix, bound,
-               row_scale, scale):
-        """``(x, z, zu, slack, y, omega, mu)`` of the scaled problem: cold (a tenth of every
-        lot sold, the buys, alike in their units, investing to the middle of the cash band,
-        unit duals) or from ``warm`` (its values where the variables match, centred ones at its
-        complementarity elsewhere)."""
-        n_trades = len(is_lot)
-        to_invest = 1.0 - problem.cash_band / 2 - kept + 0.1 * size[:n_trades][is_lot].sum()
-        buy_start = max(to_invest / max(size[:n_trades][~is_lot].sum(), 1e-12), 1e-3)
-        x = np.concatenate([np.where(is_lot, 0.1, np.minimum(buy_start, 0.5 * upper[:n_trades])),
-                            np.full(carry, 0.5)])
-        if warm is None or len(warm.slack) != len(bound):
-            slack = np.maximum(bound - row_matrix @ x, 1.0)
-            return x, np.ones(len(x)), np.ones(len(x)), slack, np.ones(len(bound)), 1.0, 1.0
+
+class _Layout:
+    """The free variables of a problem, security by security (the sale of each lot that may be
+    sold but is not forced, as a share of the lot; then the buy when the security may be
+    bought, in units of its benchmark or held weight, at least ``1/m``), then ``carry``
+    epigraphs. ``start``, ``coef``: each security's segment and ``M``; ``keys``: what each
+    variable is (lot ``i L + j``, buy ``m L + i``, carry ``m L + m + c``)."""
+
+    def __init__(self, problem: Problem, carry: int) -> None:
+        m, slots, _ = problem.shape
+        self.lots = np.flatnonzero(problem.sell_upper > problem.sell_lower)  # free lots, flat
+        buyable = np.flatnonzero(problem.buy_upper > 0)
+        buy_size = np.maximum(np.maximum(problem.benchmark, problem.held), 1.0 / m)[buyable]
+        order = np.argsort(np.concatenate([self.lots // slots, buyable]), kind="stable")
+        self.security = np.concatenate([self.lots // slots, buyable])[order]
+        self.is_lot = order < len(self.lots)
+        self.lot_at = np.flatnonzero(self.is_lot)  # where the free lots sit, in their order
+        self.n_trades = len(order)
+        self.size = np.concatenate([
+            np.concatenate([problem.sell_upper.ravel()[self.lots], buy_size])[order],
+            np.ones(carry)])
+        self.keys = np.concatenate([np.concatenate([self.lots, m * slots + buyable])[order],
+                                    m * slots + m + np.arange(carry)])
+        self.start = np.searchsorted(self.security, np.arange(m + 1)).astype(np.int64)
+        trade_size = self.size[:self.n_trades]
+        self.coef = np.concatenate([np.where(self.is_lot, -trade_size, trade_size),
+                                    np.zeros(carry)])
+        # bounds that never bind: a buy of the whole book, a carry of every loss and capacity
+        most_carry = 1.0 + np.abs(problem.capacity).max() + np.abs(problem.realized).max()
+        self.upper = np.concatenate([np.where(self.is_lot, 1.0, 1.0 / trade_size),
+                                     np.full(carry, most_carry)])
+
+    def per_lot(self, values: np.ndarray) -> np.ndarray:
+        """A per-lot ``(m, L)`` array on the trades (0 on buys)."""
+        out = np.zeros(self.n_trades)
+        out[self.lot_at] = values.ravel()[self.lots]
+        return out
+
+    def with_carries(self, trades: np.ndarray) -> np.ndarray:
+        """Row coefficients on the trades, zero on the carries."""
+        return np.concatenate([trades, np.zeros(len(self.size) - self.n_trades)])
+
+    def signed(self, lot_sign: float) -> np.ndarray:
+        """``lot_sign`` per unit weight sold, ``-lot_sign`` per unit bought: invested money."""
+        return self.with_carries(np.where(self.is_lot, lot_sign, -lot_sign))
+
+    def cold_start(self, cash_to_spend: float) -> np.ndarray:
+        """A tenth of every lot sold; the buys, alike in their units, invest what that and the
+        cash leave to the middle of the cash band; carries halfway to one."""
+        sold = 0.1 * self.size[self.lot_at].sum()
+        bought = self.size[:self.n_trades][~self.is_lot].sum()
+        buy = max((sold - cash_to_spend) / max(bought, 1e-12), 1e-3)
+        return np.concatenate([
+            np.where(self.is_lot, 0.1, np.minimum(buy, 0.5 * self.upper[:self.n_trades])),
+            np.full(len(self.size) - self.n_trades, 0.5)])
+
+    def trades(self, x: np.ndarray, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+        """Sells ``(m, L)`` and buys ``(m,)`` in weight units."""
+        traded = np.clip(x[:self.n_trades], 0.0, None) * self.size[:self.n_trades]
+        sells = problem.sell_lower.copy()
+        sells.ravel()[self.lots] += np.minimum(traded[self.lot_at],
+                                               problem.sell_upper.ravel()[self.lots])
+        buys = np.zeros(problem.shape[0])
+        buys[self.security[~self.is_lot]] = traded[~self.is_lot]
+        return sells, buys
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """An interior point of a solve in weight units, by variable key (see :class:`_Layout`):
+    a warm start for a related problem with the same rows."""
+
+    keys: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+    zu: np.ndarray
+    slack: np.ndarray
+    y: np.ndarray
+    omega: float
+    mu: float
+    mean_complementarity: float
+
+
+@dataclass(frozen=True)
+class _Units:
+    """The scaling of one solve: variable sizes, row scales, the objective scale."""
+
+    size: np.ndarray
+    row_scale: np.ndarray
+    scale: float
+
+    def iterate(self, keys: np.ndarray, snapshot) -> Iterate:
+        x, z, zu, slack, y, omega, mu, mean = snapshot
+        size, rows, scale = self.size, self.row_scale, self.scale
+        return Iterate(keys, x * size, z * scale / size, zu * scale / size, slack * rows,
+                       y * scale / rows, omega, mu * scale, mean * scale)
+
+    def warm(self, warm: Iterate, layout: _Layout, x0: np.ndarray):
+        """The start ``(x, z, zu, slack, y, omega, mu)`` from ``warm``: its values where the
+        variables match (kept strictly inside), centred ones at its complementarity elsewhere."""
+        size, scale, upper = self.size, self.scale, layout.upper
         mean = warm.mean_complementarity / scale
-        z, zu = mean / x, mean / (upper - x)
-        position = np.full(keys.max(initial=0) + 1, -1)
-        position[keys] = np.arange(len(keys))
-        found = warm.keys < len(position)
-        here = position[warm.keys[found]]
-        there = np.flatnonzero(found)[here >= 0]
-        here = here[here >= 0]
+        x, z, zu = x0.copy(), mean / x0, mean / (upper - x0)
+        position = np.full(max(layout.keys.max(), warm.keys.max()) + 1, -1)
+        position[layout.keys] = np.arange(len(layout.keys))
+        here = position[warm.keys]
+        there = np.flatnonzero(here >= 0)
+        here = here[there]
         x[here] = np.clip(warm.x[there] / size[here], 1e-3 * upper[here], (1 - 1e-3) * upper[here])
         z[here] = warm.z[there] * size[here] / scale
         zu[here] = warm.zu[there] * size[here] / scale
-        return (x, z, zu, np.maximum(warm.slack / row_scale, 1e-12), warm.y * row_scale / scale,
-                warm.omega, warm.mu / scale)
+        return (x, z, zu, np.maximum(warm.slack / self.row_scale, 1e-12),
+                warm.y * self.row_scale / scale, warm.omega, warm.mu / scale)
 
 
 class _Rows:
-    """Dense rows ``row x <= bound`` over the trades then the carries, scaled to unit maximum."""
+    """Dense rows ``row x <= bound`` (coefficients per unit weight), scaled to unit maximum."""
 
     def __init__(self, size: np.ndarray) -> None:
         self.size = size
@@ -614,9 +647,8 @@ class _Rows:
         self.bounds: list[float] = []
         self.scales: list[float] = []
 
-    def add(self, trades: np.ndarray, carries: np.ndarray, bound: float) -> None:
-        """Coefficients per unit weight traded (lots and buys) and per unit carry."""
-        row = np.concatenate([trades, carries]) * self.size
+    def add(self, row: np.ndarray, bound: float) -> None:
+        row = row * self.size
         scale = max(np.abs(row).max(initial=0.0), 1e-12)
         self.rows.append(row / scale)
         self.bounds.append(bound / scale)

@@ -122,10 +122,9 @@ class TaxAwareOptimizer:
             reason = f"hard constraints infeasible: {'; '.join(conflicts)}"
             return self._result(state, _hold(problem, reason), start)
         outcome = self._pass(problem)
-        if outcome.status != "fallback":
-            released = problem.released(outcome.attempt.sells)
-            second = (self._pass(released, start=outcome.attempt.start) if released is not None
-                      else outcome)
+        released = problem.released(outcome.attempt.sells) if outcome.status != "fallback" else None
+        if released is not None:
+            second = self._pass(released, start=outcome.attempt.start)
             if second.status != "fallback" and _rank(second) <= _rank(outcome):
                 outcome = second
         return self._result(state, outcome, start)

@@ -90,7 +90,7 @@ class Problem:
         washed_loss: loss per unit weight sold that is disallowed (a forced sale of a
             sell-blocked lot at a loss), positive; zero elsewhere.
         loss_sale: lots whose sale realizes a loss and may happen this decision.
-        group: substantially-identical class of each security.
+        group: substantially-identical class of each security; excluded: must be sold out.
         buy_frozen_by_wash / buy_frozen_by_harvest: no buy because of a wash window, or
             because a loss lot of it (or of its class) may be sold this decision.
         loss_frozen: securities holding loss lots that may not be sold.
@@ -120,6 +120,7 @@ class Problem:
     washed_loss: np.ndarray
     loss_sale: np.ndarray
     group: np.ndarray
+    excluded: np.ndarray
     buy_frozen_by_wash: np.ndarray
     buy_frozen_by_harvest: np.ndarray
     loss_frozen: np.ndarray
@@ -164,7 +165,8 @@ class Problem:
         """The second pass after a first decision's ``sells``: a security that may not be
         bought only because loss lots of its class may be sold, and whose class sold less than
         ``min_harvest`` at a loss, may be bought, and its class keeps its loss lots; ``None``
-        when there is none. A purchase then never meets a loss sale of its class in one decision (IRC §1091)."""
+        when there is none. A purchase then never meets a loss sale of its class in one
+        decision (IRC §1091)."""
         harvested = (sells * self.loss_sale).sum(axis=1) > self.min_harvest
         kept_frozen = _classes_of(self.group, harvested)
         freed = self.buy_frozen_by_harvest & ~kept_frozen
@@ -216,7 +218,7 @@ class Problem:
         parts = [
             f"{int(mask.sum())} {label} ({amount[mask].sum():.2%} {side})"
             for label, mask, amount, side in (
-                ("excluded", self.sell_lower.sum(axis=1) > 0, self.benchmark, "of the benchmark"),
+                ("excluded", self.excluded, self.benchmark, "of the benchmark"),
                 ("wash-blocked from buying", self.buy_frozen_by_wash, under, "under the benchmark"),
                 ("not bought while their losses may be harvested", self.buy_frozen_by_harvest,
                  under, "under the benchmark"),
@@ -292,6 +294,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         washed_loss=np.where(washed, -gain, 0.0),
         loss_sale=loss_sale,
         group=group,
+        excluded=state.excluded,
         buy_frozen_by_wash=wash_block,
         buy_frozen_by_harvest=harvest_block & ~state.excluded & ~state.buy_blocked,
         loss_frozen=(loss & occupied & ~sellable).any(axis=1),
