@@ -144,3 +144,9 @@ def test_crash_free_chain_reproduces_the_real_sample():
     assert mean["stock_kurtosis"] == pytest.approx(targets.stock_kurtosis, rel=0.2)
     assert mean["index_kurtosis"] == pytest.approx(targets.index_kurtosis, rel=0.4)
     assert 0.5 * targets.drawdowns_per_year <= mean["drawdowns_per_year"] <= 2 * targets.drawdowns_per_year
+
+
+def test_one_stock_per_sector_gives_finite_prices():
+    """No within-sector pairs: the sector correlation target has nothing to calibrate."""
+    market = SyntheticMarket(n_assets=11, years=1.0, seed=2).generate()
+    assert np.isfinite(market.prices).all() and np.isfinite(market.total_returns).all()

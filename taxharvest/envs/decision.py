@@ -20,6 +20,8 @@ from taxharvest.market.risk import FactorRisk
 from taxharvest.optimize import AccountState, Intent, TaxAwareOptimizer, TaxPosition
 from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE
 
+TICKET_SLACK = 1e-9  # relative: float rounding must not decide whether a minimum ticket trades
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -77,7 +79,8 @@ class DecisionRules:
             )
             target = guard.weights
         delta = (target - weights) * value
-        delta[np.abs(delta) < self.min_trade * value] = 0.0
+        # a ticket of exactly ``min_trade`` (cash investment) trades at every account size
+        delta[np.abs(delta) < self.min_trade * value * (1.0 - TICKET_SLACK)] = 0.0
         with np.errstate(invalid="ignore", divide="ignore"):
             shares = np.where(price > 0, delta / price, 0.0)
         order = None
@@ -156,7 +159,7 @@ class OptimizerRules:
         # Trades below ``min_trade`` of the book are dropped: a crumb bought would block the
         # name's harvest for 30 days (a loss sale after it is washed) for no tracking gain.
         small = np.abs(result.buy_shares - result.sell_shares.sum(axis=1)) * price \
-            < self.min_trade * broker.value
+            < self.min_trade * broker.value * (1.0 - TICKET_SLACK)
         sells = np.where(small[:, None], 0.0, result.sell_shares)
         buys = np.where(small, 0.0, result.buy_shares)
         if not (sells.any() or buys.any()):

@@ -155,7 +155,8 @@ def _mixture_moments(beta: np.ndarray, scale: np.ndarray, sectors: np.ndarray,
     sector_part = sector * _pair_sum(1.0 / sd, sectors)
     ones = np.ones(len(beta))
     avg = (market * _pair_sum(beta / sd, everyone) + sector_part) / _pair_sum(ones, everyone)
-    within = (market * _pair_sum(beta / sd, sectors) + sector_part) / _pair_sum(ones, sectors)
+    pairs = _pair_sum(ones, sectors)  # none when every sector has a single member
+    within = (market * _pair_sum(beta / sd, sectors) + sector_part) / pairs if pairs else np.nan
     return float(sd.mean()), avg, within
 
 
@@ -187,7 +188,7 @@ def calibrate(config: SyntheticConfig, beta: np.ndarray, idio_scale: np.ndarray,
         if min(market, sector, idio) <= 0:
             raise ValueError("correlation targets cannot be met: need sector_corr > avg_corr")
         vol, *achieved = _mixture_moments(beta, idio_scale, sectors, market, sector, idio)
-        aim += target - np.asarray(achieved)
+        aim += np.nan_to_num(target - np.asarray(achieved))  # no pairs: nothing to refine
     level = t.stock_vol**2 / TRADING_DAYS / vol**2
     m2, s2, e2 = level * market / (pi @ a), level * sector / (pi @ b), level * idio / (pi @ c)
     weights = counts / n  # equal-weighted index: sector weights by member count
