@@ -128,14 +128,18 @@ class AccountState:
             object.__setattr__(self, name, array)
         if (self.price <= 0).any():
             raise ValueError("price must be positive")
-        for name in ("shares", "basis", "benchmark") + (("group",) if self.group is not None else ()):
-            _non_negative(name, getattr(self, name))
+        for name in ("shares", "basis", "benchmark", "group"):
+            if getattr(self, name) is not None:
+                _non_negative(name, getattr(self, name))
         if not (np.isfinite(self.cash) and self.cash >= 0):
             raise ValueError(f"cash must be finite and non-negative, got {self.cash}")
         if abs(self.benchmark.sum() - 1.0) > 1e-6:
             raise ValueError(f"benchmark must sum to 1, got {self.benchmark.sum()}")
         if self.risk.n_securities != m:
             raise ValueError(f"risk covers {self.risk.n_securities} securities, expected {m}")
+        risk = (self.risk.exposures, self.risk.factor_cov, self.risk.specific_var)
+        if not all(np.isfinite(part).all() for part in risk):
+            raise ValueError("risk must be finite")
         if self.max_gain is not None and not np.isfinite(self.max_gain):
             raise ValueError("max_gain must be finite or None")
         if self.value <= 0:
