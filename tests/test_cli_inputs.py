@@ -197,8 +197,8 @@ def damaged_model(tmp_path) -> Path:
 
 def test_a_damaged_model_is_one_line_naming_it(damaged_model):
     error = refused(cli("backtest", "--policy", f"ppo:{damaged_model}", "--profile",
-                        "mfj-800k", *SMALL), "policy", "cannot load the trained policy")
-    assert error.path == str(damaged_model)
+                        "mfj-800k", *SMALL), "policy", "cannot load the model")
+    assert error.path == str(damaged_model / "model.zip")
     refused(cli("evaluate", "--profiles", "mfj-800k", "--policies", "ppo", "--models",
                 damaged_model.parent, "--paths", "1", *SMALL), "models")
     refused(cli("stress", "--policy", "hold", "--baseline", f"ppo:{damaged_model}",
