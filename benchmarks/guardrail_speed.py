@@ -12,14 +12,18 @@ Run: ``.venv/bin/python benchmarks/guardrail_speed.py [--solves 200]``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import cvxpy as cp
 import numpy as np
 
 from taxharvest.guardrails import FactorRisk, TrackingErrorGuardrail
 from taxharvest.guardrails.program import factor_loadings
-from taxharvest.guardrails.synthetic import SyntheticUniverse, synthetic_universe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared fixtures
+from synthetic_universe import SyntheticUniverse, synthetic_universe  # noqa: E402
 
 TE_LIMIT = 0.01
 BINDING_TARGET_MS = 10.0
@@ -58,6 +62,7 @@ def naive_projection(
     current: np.ndarray,
     gain_cost: np.ndarray,
 ) -> np.ndarray:
+
     """The same projection, rebuilt from constants on every call (no parameters, no cache)."""
     loadings, specific_vol = factor_loadings(risk), np.sqrt(risk.specific_var)
     w = cp.Variable(len(proposed))

@@ -12,12 +12,16 @@ Run: ``.venv/bin/python benchmarks/optimizer_speed.py [--decisions 40]``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from taxharvest.optimize import Intent, Settings, TaxAwareOptimizer, build_problem
-from taxharvest.optimize.synthetic import synthetic_account
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the shared fixtures
+from synthetic_account import synthetic_account  # noqa: E402
 
 TARGET_MS = 10.0
 

@@ -7,10 +7,10 @@ import logging
 import cvxpy as cp
 import numpy as np
 import pytest
+from synthetic_universe import SyntheticUniverse, synthetic_universe
 
 from taxharvest.guardrails import FactorRisk, GuardrailResult, TrackingErrorGuardrail
 from taxharvest.guardrails.projection import RELAX_MARGIN
-from taxharvest.guardrails.synthetic import SyntheticUniverse, synthetic_universe
 from taxharvest.market import risk as market_risk
 
 LIMIT = 0.01

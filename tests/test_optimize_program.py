@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from scipy.optimize import linprog, minimize
+from synthetic_account import synthetic_account
 
 from taxharvest.optimize import (
     AccountState,
@@ -20,7 +21,6 @@ from taxharvest.optimize.fast import FastSolver
 from taxharvest.optimize.optimizer import TE_MARGIN
 from taxharvest.optimize.problem import Problem
 from taxharvest.optimize.reference import ReferenceProgram
-from taxharvest.optimize.synthetic import synthetic_account
 
 TINY = {"n_stocks": 4, "slots": 2, "n_sectors": 1, "n_excluded": 0, "n_buy_blocked": 1,
         "n_sell_blocked": 1}

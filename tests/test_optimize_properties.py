@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic_account import synthetic_account
 
 from taxharvest.optimize import AccountState, Decision, Intent, Settings, TaxAwareOptimizer
-from taxharvest.optimize.synthetic import synthetic_account
 
 M = 6  # four stocks, an ETF and a basket; two lot slots
 RULES = {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from synthetic_universe import synthetic_universe
 
-from taxharvest.guardrails.synthetic import synthetic_universe
 from taxharvest.market.risk import FactorRisk
 from taxharvest.optimize.account import AccountState, TaxPosition
 
