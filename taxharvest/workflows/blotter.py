@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -49,7 +50,14 @@ from taxharvest.tax.calendar import WASH_WINDOW_DAYS, to_date, year_of
 from taxharvest.tax.law import TaxSavingsTracker, tax_saving
 from taxharvest.tax.ledger import Ledger
 from taxharvest.tax.reporting import schedule_d
-from taxharvest.workflows.shadow import ROLES, TOP_DATES, Shadow, base_reason, shares_differ
+from taxharvest.workflows.shadow import (
+    ROLES,
+    TOP_DATES,
+    Shadow,
+    ShadowHistory,
+    base_reason,
+    shares_differ,
+)
 
 BLOTTER_COLUMNS = ("date", "ticker", "side", "shares")
 BLOTTER_OPTIONAL = ("lot_id", "reason")
@@ -366,7 +374,7 @@ class FirmBook:
 
 
 @dataclass(frozen=True)
-class BlotterHistory:
+class BlotterHistory(ShadowHistory):
     """The agent beside the firm's blotter, decision by decision.
 
     Attributes:
@@ -388,14 +396,7 @@ class BlotterHistory:
         config: what the runs were built from.
     """
 
-    decisions: list[dict]
-    summary: dict
-    runs: dict[str, dict]
-    config: dict
-
-    def to_json(self) -> dict:
-        return {"kind": "shadow", "mode": "blotter", "config": self.config,
-                "summary": self.summary, "decisions": self.decisions, "runs": self.runs}
+    mode: ClassVar[str] = "blotter"
 
     def csv_rows(self) -> list[dict]:
         """Every trade that differs (:data:`DIFFERENCE_COLUMNS`)."""

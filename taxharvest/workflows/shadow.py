@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -170,9 +171,10 @@ class ShadowHistory:
     summary: dict
     runs: dict[str, dict]
     config: dict
+    mode: ClassVar[str] = "history"
 
     def to_json(self) -> dict:
-        return {"kind": "shadow", "mode": "history", "config": self.config,
+        return {"kind": "shadow", "mode": self.mode, "config": self.config,
                 "summary": self.summary, "decisions": self.decisions, "runs": self.runs}
 
     def csv_rows(self) -> list[dict]:
