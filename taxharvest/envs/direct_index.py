@@ -470,10 +470,7 @@ class DirectIndexEnv(gym.Env):
     def _risk_and_volatility(self) -> tuple:
         if self._risk is None:
             risk = self.risk_model.risk()
-            # exposures are 1 to the market (factor 0) and 1 to the own sector (factor 1 + s)
-            cov, sector = risk.factor_cov, 1 + self.world.sector_of
-            factor_var = cov[0, 0] + 2.0 * cov[0, sector] + cov[sector, sector]
-            self._risk = (risk, np.sqrt(factor_var + risk.specific_var))
+            self._risk = (risk, risk.volatility())
         return self._risk
 
     def _bench_value(self) -> float:

@@ -47,6 +47,11 @@ class FactorRisk:
         var = factor_exposure @ self.factor_cov @ factor_exposure + active**2 @ self.specific_var
         return float(np.sqrt(max(var, 0.0)))
 
+    def volatility(self) -> np.ndarray:
+        """``(n,)`` annualized volatility of every security, ``sqrt(diag(Sigma))``, O(n k^2)."""
+        factor_var = np.einsum("ik,kl,il->i", self.exposures, self.factor_cov, self.exposures)
+        return np.sqrt(np.clip(factor_var + self.specific_var, 0.0, None))
+
     def covariance(self) -> np.ndarray:
         """Dense ``(n, n)`` covariance; for tests and small problems only."""
         return self.exposures @ self.factor_cov @ self.exposures.T + np.diag(self.specific_var)
