@@ -33,6 +33,8 @@ def test_formats_cells_and_summaries():
     assert MEASURES["active_return"].format(-0.00001) == "+0.00%/yr"
     assert MEASURES["harvested_losses"].format(12345.6) == "$12,346"
     assert MEASURES["n_trades"].format(1234) == "1,234"
+    assert MEASURES["bias_statistic"].format(1.2345) == "1.23"
+    assert MEASURES["bias_statistic"].cell(0.98) == "0.98"
     assert MEASURES["max_ex_ante_te"].format(math.nan) == "–"
     assert MEASURES["harvested_losses"].cell(123_456.0) == "123"
     assert MEASURES["max_ex_ante_te"].summarize([0.008, 0.0142]) == 0.0142

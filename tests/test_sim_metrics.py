@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,9 +11,12 @@ from taxharvest.agents.rules import ThresholdPolicy
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.metrics import (
+    MIN_TESTED_TE,
     Trajectory,
     compute_metrics,
+    crash_steps,
     rolling_te,
+    standardized_active_returns,
     tax_alpha,
     yearly_measures,
 )
@@ -131,3 +136,93 @@ def test_cash_flows_are_not_returns():
     shifted = compute_metrics(trajectory(ahead, bench, cash_flow=flows), long_rate=0.2,
                               te_limit=0.01)
     assert shifted["decoupling"] > 0 and shifted["active_return"] > 0
+
+
+def standardized_run(z, te, bench_returns=None, **fields) -> Trajectory:
+    """A weekly run whose step ``t`` holds a book of ex-ante TE ``te[t]`` and earns the
+    standardized active return ``z[t]`` over the benchmark's ``bench_returns[t]``."""
+    z, te = np.asarray(z, float), np.broadcast_to(te, np.shape(z))
+    bench_returns = np.zeros(len(z)) if bench_returns is None else bench_returns
+    active = z * te / np.sqrt(252 / 5)
+    bench = 1e6 * np.concatenate([[1.0], np.cumprod(1 + bench_returns)])
+    port = 1e6 * np.concatenate([[1.0], np.cumprod(1 + bench_returns + active)])
+    return trajectory(port, bench, ex_ante_te=np.concatenate([[0.0], te]), **fields)
+
+
+def measured(t: Trajectory) -> dict:
+    return compute_metrics(t, long_rate=0.2, te_limit=0.01)
+
+
+def test_bias_statistic_of_known_standardized_returns():
+    rng = np.random.default_rng(3)
+    te = rng.uniform(0.002, 0.02, 2000)  # each step's z is read against its own book's TE
+    constant = standardized_run(np.full(2000, 0.7), te)
+    np.testing.assert_allclose(standardized_active_returns(constant), 0.7)
+    assert measured(constant)["bias_statistic"] == pytest.approx(0.0, abs=1e-9)
+    m = measured(standardized_run(rng.normal(0, 2, 2000), te))
+    assert m["bias_statistic"] == pytest.approx(2.0, abs=0.1)  # standard error ~0.03
+    assert m["bias_statistic_robust"] == pytest.approx(2.0, abs=0.15)
+    unbiased = measured(standardized_run(rng.normal(0, 1, 2000), te,
+                                         rng.normal(0.002, 0.02, 2000)))
+    assert unbiased["bias_statistic"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_few_tail_steps_move_the_plain_figure_not_the_robust_one():
+    z = np.random.default_rng(4).normal(0, 1, 1000)
+    z[::100] = 30.0
+    m = measured(standardized_run(z, 0.005))
+    assert m["bias_statistic"] > 2.5
+    assert m["bias_statistic_robust"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_books_at_the_benchmark_test_nothing():
+    rng = np.random.default_rng(5)
+    te = np.where(np.arange(400) < 100, 1e-12, 0.005)  # a warm-up held at the benchmark
+    z = rng.normal(0, 1, 400)
+    z[:100] = 1e-6 / (1e-12 / np.sqrt(252 / 5))  # a rounding-sized active return: z ~ 1e7
+    t = standardized_run(z, te)
+    assert np.isnan(standardized_active_returns(t)[:100]).all()
+    assert measured(t)["bias_statistic"] == pytest.approx(1.0, abs=0.1)
+    held = measured(standardized_run(rng.normal(0, 1, 50), MIN_TESTED_TE / 2))
+    assert np.isnan([held["bias_statistic"], held["bias_statistic_robust"],
+                     held["bias_statistic_calm"]]).all()
+
+
+def test_calm_figure_leaves_out_the_crash_steps():
+    """A benchmark of steady volatility with a six-week burst and a 30% bear market: the model
+    is unbiased when calm and underestimates the TE by 3x in the crashes."""
+    rng = np.random.default_rng(6)
+    steps = 600
+    bench_returns = 0.002 + 0.01 * (-1.0) ** np.arange(steps)
+    bench_returns[200:206] *= 6.0  # volatility burst
+    bench_returns[400:430] = -0.012  # a slow grind down: -30%, calm weekly moves
+    bench_returns[430:] = 0.0
+    t = standardized_run(rng.normal(0, 1, steps), 0.005, bench_returns)
+    crash = crash_steps(t)
+    assert crash[200:206].all() and not crash[:200].any()
+    assert not crash[210:400].any()  # the trailing month has left the burst behind
+    assert crash[420:].all()  # below -20% from its peak, and it never recovers
+    z = rng.normal(0, 1, steps)
+    z[crash] *= 3.0
+    m = measured(standardized_run(z, 0.005, bench_returns))
+    assert m["bias_statistic_calm"] == pytest.approx(1.0, abs=0.1)
+    assert m["bias_statistic"] > 1.5
+
+
+def test_bias_statistic_is_time_weighted():
+    """A deposit and a withdrawal into both books are no active return."""
+    z = np.random.default_rng(7).normal(0, 1, 300)
+    plain = standardized_run(z, 0.005)
+    flows = np.zeros(301)
+    flows[100], flows[200] = 5e5, -3e5
+
+    def with_flows(values: np.ndarray) -> np.ndarray:
+        out = values.copy()
+        for step, growth in enumerate(plain.growth(values), start=1):
+            out[step] = out[step - 1] * growth + flows[step]
+        return out
+
+    flowed = replace(plain, portfolio=with_flows(plain.portfolio),
+                     benchmark=with_flows(plain.benchmark), cash_flow=flows)
+    np.testing.assert_allclose(standardized_active_returns(flowed),
+                               standardized_active_returns(plain))

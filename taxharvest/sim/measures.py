@@ -29,8 +29,8 @@ class Measure:
         key: its name in ``compute_metrics``, the JSON documents and the rows.
         label: what people read (``tax alpha (pre-liquidation)``).
         short: a column header for narrow tables (``tax α``).
-        kind: ``fraction``, ``dollars``, ``count``, ``years`` or ``seconds``.
-        spec: the format spec of the value (``.2%``, ``+.2%``, ``,.0f``, ``,``).
+        kind: ``fraction``, ``dollars``, ``count``, ``ratio``, ``years`` or ``seconds``.
+        spec: the format spec of the value (``.2%``, ``+.2%``, ``,.0f``, ``,``, ``.2f``).
         unit: written after the value: ``/yr`` for an annual rate, ``s``.
         worst: a summary over paths takes the worst (largest) value instead of the mean.
     """
@@ -92,6 +92,11 @@ MEASURES: dict[str, Measure] = _registry(
     Measure("max_rolling_te", "max rolling TE (63 days)", "max roll.", "fraction", ".2%",
             worst=True),
     Measure("max_ex_ante_te", "max ex-ante TE", "max TE", "fraction", ".2%", worst=True),
+    Measure("bias_statistic", "bias statistic (1 = unbiased)", "bias", "ratio", ".2f"),
+    Measure("bias_statistic_robust", "bias statistic, robust (median absolute deviation)",
+            "bias MAD", "ratio", ".2f"),
+    Measure("bias_statistic_calm", "bias statistic, calm steps (no crash)", "bias calm",
+            "ratio", ".2f"),
     Measure("te_above_limit", "steps above the TE limit", "above", "fraction", ".1%",
             worst=True),
     Measure("decoupling", "decoupling", "decoupl.", "fraction", ".2%", worst=True),
@@ -119,13 +124,14 @@ def keys(measures: Iterable[Measure]) -> tuple[str, ...]:
 # The selections each output shows, in its order.
 BACKTEST_JSON = select(  # the headline of ``taxharvest backtest --json``
     "tax_alpha", "active_return", "after_tax_excess_liquidated", "harvest_yield",
-    "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "decoupling",
-    "embedded_gain", "turnover", "n_trades", "wash_sale_disallowed", "guardrail_interventions",
-    "guardrail_relaxed", "years", "runtime_s")
+    "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "bias_statistic",
+    "bias_statistic_robust", "bias_statistic_calm", "decoupling", "embedded_gain", "turnover",
+    "n_trades", "wash_sale_disallowed", "guardrail_interventions", "guardrail_relaxed", "years",
+    "runtime_s")
 BACKTEST_SUMMARY = select(  # the terminal table of ``taxharvest backtest`` (then its pairs)
     "tax_alpha", "after_tax_excess_liquidated", "after_tax_excess_step_up", "active_return",
     "harvested_losses", "harvest_yield", "tracking_error", "max_rolling_te", "max_ex_ante_te",
-    "te_above_limit", "decoupling", "embedded_gain", "turnover")
+    "bias_statistic", "te_above_limit", "decoupling", "embedded_gain", "turnover")
 REPORT = select(  # the measures table of the HTML report
     "tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
     "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "decoupling",
@@ -133,9 +139,11 @@ REPORT = select(  # the measures table of the HTML report
     "guardrail_relaxed", "years")
 EVALUATION = select(  # a row of ``taxharvest evaluate`` per path and policy
     "tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
-    "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades",
+    "tracking_error", "bias_statistic", "max_ex_ante_te", "decoupling", "turnover", "n_trades",
     "wash_sale_disallowed", "guardrail_relaxed")
-SWEEP = EVALUATION[:9]  # a sweep row per seed: means (worst paths) over its paths
+SWEEP = select(  # a sweep row per seed: means (worst paths) over its paths
+    "tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
+    "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades")
 SWEEP_REPORT = select("tax_alpha", "after_tax_excess_liquidated", "active_return",
                       "tracking_error", "max_ex_ante_te", "turnover")
 BREAKEVEN = select(  # per path and account size of ``taxharvest breakeven``

@@ -27,6 +27,11 @@ from taxharvest.market.risk import TRADING_DAYS
 
 ROLLING_DAYS = 63
 INTERVENTIONS = ("projected", "relaxed", "fallback")
+MIN_TESTED_TE = 1e-4  # annualized ex-ante TE below which the book is the benchmark
+CRASH_DRAWDOWN = -0.20  # a bear market: the benchmark 20% below its running peak
+CRASH_VOL_DAYS = 21  # the benchmark's trailing month of volatility ...
+CRASH_VOL_MULTIPLE = 2.0  # ... above twice its median over the run
+MAD_TO_SD = 1.4826  # median absolute deviation to standard deviation, normal data
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,9 @@ class Trajectory:
         dates: ``(T + 1,)`` datetime64[D] of each decision, the reset state first.
         portfolio, benchmark, savings: ``(T + 1,)`` dollar values after each step: the account
             (cash included), the benchmark, the tax savings account (invested in the benchmark).
-        ex_ante_te: ``(T + 1,)`` ex-ante tracking error after each step.
+        ex_ante_te: ``(T + 1,)`` ex-ante tracking error of the book decided at each step's
+            start (under that day's risk model) and held through the step; first, the
+            initial book's.
         tax_savings: ``(T + 1,)`` tax savings paid into the savings account during each step.
         harvested_losses: ``(T + 1,)`` losses realized during each step (allowed part).
         sold: ``(T + 1,)`` dollars sold during each step.
@@ -119,6 +126,45 @@ def rolling_te(trajectory: Trajectory) -> np.ndarray:
     return out
 
 
+def standardized_active_returns(trajectory: Trajectory) -> np.ndarray:
+    """``(T,)`` each step's active return over the ex-ante TE of the book held through it,
+    scaled to the step; NaN where that book is the benchmark (TE under :data:`MIN_TESTED_TE`)."""
+    te = trajectory.ex_ante_te[1:]
+    scale = np.where(te >= MIN_TESTED_TE, te, np.nan) / np.sqrt(trajectory.steps_per_year)
+    return trajectory.active_returns() / scale
+
+
+def crash_steps(trajectory: Trajectory) -> np.ndarray:
+    """``(T,)`` steps in a crash, from the benchmark alone: it ends the step in a bear market
+    (below its running peak by more than :data:`CRASH_DRAWDOWN`), or its volatility over the
+    steps of the trailing month (:data:`CRASH_VOL_DAYS`, this step the last) is above
+    :data:`CRASH_VOL_MULTIPLE` times the run's median of that figure."""
+    index = trajectory.index(trajectory.benchmark)
+    drawdown = index[1:] / np.maximum.accumulate(index)[1:] - 1.0
+    window = max(2, round(CRASH_VOL_DAYS / trajectory.step_days))
+    returns = trajectory.growth(trajectory.benchmark)
+    volatility = np.full(len(returns), np.nan)
+    if len(returns) >= window:
+        windows = np.lib.stride_tricks.sliding_window_view(returns, window)
+        volatility[window - 1:] = windows.std(axis=1, ddof=1)
+    # steps before a full window (NaN) are judged by their drawdown alone
+    typical = np.nanmedian(volatility) if np.isfinite(volatility).any() else np.inf
+    turbulent = volatility > CRASH_VOL_MULTIPLE * typical
+    return (drawdown < CRASH_DRAWDOWN) | turbulent
+
+
+def bias_statistic(z: np.ndarray) -> float:
+    """Standard deviation of the finite standardized returns ``z``; NaN with fewer than 2."""
+    z = z[np.isfinite(z)]
+    return float(np.std(z, ddof=1)) if len(z) > 1 else np.nan
+
+
+def robust_bias_statistic(z: np.ndarray) -> float:
+    """The median absolute deviation of the finite ``z``, scaled to a standard deviation."""
+    z = z[np.isfinite(z)]
+    return float(MAD_TO_SD * np.median(np.abs(z - np.median(z)))) if len(z) > 1 else np.nan
+
+
 def liquidated_excess(trajectory: Trajectory, long_rate: float) -> float:
     """Annualized after-tax excess when portfolio + savings and benchmark are all sold at T."""
     t = trajectory
@@ -161,6 +207,7 @@ def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float
     ours, bench = t.index(t.portfolio), t.index(t.benchmark)
     relative = ours - bench
     liquidated = liquidated_excess(t, long_rate)
+    z = standardized_active_returns(t)
     return {
         "tax_alpha": alpha,
         "tax_alpha_net_of_fee": net_of_fee(alpha, fee),
@@ -177,6 +224,9 @@ def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float
         # a run shorter than the window has no rolling figure: its whole-run TE stands in
         "max_rolling_te": float(np.nanmax(rolling)) if np.isfinite(rolling).any() else te,
         "max_ex_ante_te": float(t.ex_ante_te.max()),
+        "bias_statistic": bias_statistic(z),
+        "bias_statistic_robust": robust_bias_statistic(z),
+        "bias_statistic_calm": bias_statistic(z[~crash_steps(t)]),
         "te_above_limit": float((t.ex_ante_te[1:] > te_limit).mean()),
         "decoupling": float(np.abs(relative).max()),
         "embedded_gain": t.unrealized_gain / float(t.portfolio[-1]),
