@@ -15,7 +15,8 @@ from taxharvest.errors import InputError
 
 def report(
     run: Annotated[Path, typer.Argument(
-        help="A JSON result: backtest, comparison, evaluation, shadow, stress or sweep.")],
+        help="A JSON result: backtest, breakeven, comparison, evaluation, frontier, shadow, "
+             "stress or sweep.")],
     out: Annotated[Path, typer.Option(help="The HTML file to write.")],
     title: Annotated[str | None, typer.Option(help="Page title.")] = None,
 ) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from taxharvest.errors import InputError
-from taxharvest.report import backtest, breakeven, evaluation, shadow, stress, sweep
+from taxharvest.report import backtest, breakeven, evaluation, frontier, shadow, stress, sweep
 from taxharvest.report.backtest import runs_of
 from taxharvest.report.page import need, write_page
 
@@ -27,6 +27,7 @@ KINDS: dict[str, tuple[Callable[[dict], list[str]], tuple[str, ...], str]] = {
     "sweep": (sweep.sections, ("config", "summary", "results"), "PPO sweep"),
     "evaluation": (evaluation.sections, ("rows", "summary"), "Policy evaluation"),
     "breakeven": (breakeven.sections, ("config", "summary", "break_even"), "Fee break-even"),
+    "frontier": (frontier.sections, ("config", "rows"), "Tax alpha against tracking error"),
 }
 BACKTEST = (backtest.sections, (), "taxharvest report")
 
