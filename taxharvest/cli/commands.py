@@ -14,6 +14,7 @@ from taxharvest.cli import (
     backtest,
     breakeven,
     evaluate,
+    frontier,
     ledger,
     options,
     profile,
@@ -43,6 +44,7 @@ COMMANDS = (  # in the order of ``taxharvest --help``
     stress.stress,
     train.sweep,
     breakeven.breakeven,
+    frontier.frontier,
     report.report,
 )
 for command in COMMANDS:
