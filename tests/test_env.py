@@ -126,8 +126,9 @@ def test_no_wash_sale_created_by_the_environment(guardrail):
                        for r, day in buys)
 
 
-def test_harvest_sells_only_loss_lots_and_parks_in_the_proxy(market):
-    env = DirectIndexEnv(market=market, random_start=False, guardrail=False, **SMALL)
+def test_the_rules_core_harvest_sells_only_loss_lots_and_parks_in_the_proxy(market):
+    env = DirectIndexEnv(market=market, random_start=False, guardrail=False, decision="rules",
+                         **SMALL)
     env.reset(seed=0)
     for _ in range(8):  # past the 30-day window of the initial purchase
         env.step(np.zeros(40, np.int8))
@@ -194,8 +195,10 @@ def test_volatility_feature_matches_the_full_covariance():
     np.testing.assert_allclose(env.volatility, np.sqrt(np.diag(env.risk.covariance())))
 
 
-def test_audit_trail_gives_each_trade_a_reason_and_its_lots(market):
-    env = DirectIndexEnv(market=market, random_start=False, record_trades=True, **SMALL)
+@pytest.mark.parametrize("decision", ["optimizer", "rules"])
+def test_audit_trail_gives_each_trade_a_reason_and_its_lots(market, decision):
+    env = DirectIndexEnv(market=market, random_start=False, record_trades=True,
+                         decision=decision, **SMALL)
     env.reset(seed=0)
     for _ in range(8):
         env.step(np.zeros(40, np.int8))
@@ -205,10 +208,13 @@ def test_audit_trail_gives_each_trade_a_reason_and_its_lots(market):
         trades += info["trades"]
     harvests = [t for t in trades if t["reason"].startswith("harvest")]
     assert harvests and all(t["side"] == "sell" for t in harvests)
-    for trade in harvests:
-        assert trade["lots"] and all(lot["gain"] < 0 for lot in trade["lots"])
+    for trade in harvests:  # the program's loss lots may have risen by the execution day
+        assert trade["lots"]
+        assert decision == "optimizer" or all(lot["gain"] < 0 for lot in trade["lots"])
         assert trade["realized_gain"] == pytest.approx(sum(lot["gain"] for lot in trade["lots"]))
-    assert any(t["reason"].startswith("proxy") and t["side"] == "buy" for t in trades)
+    assert all(t["reason"] for t in trades)
+    assert decision == "optimizer" or any(t["reason"].startswith("proxy") and t["side"] == "buy"
+                                          for t in trades)
 
 
 @pytest.mark.parametrize("scenario", ["covid-2020", "gfc-2008"])
@@ -291,7 +297,7 @@ def test_a_book_that_never_harvests_tracks_its_benchmark_with_dividends(guardrai
         sides |= {trade["side"] for trade in info["trades"]}
     assert sides == {"buy"}  # only its own cash reinvested, never a sale
     assert max(abs(g) for g in gaps) < 1e-3
-    assert info["te_held"] < 2e-4
+    assert info["te_held"] < (2e-4 if guardrail else 5e-4)  # unguarded: TE priced at a tenth
 
 
 def test_a_start_on_the_first_date_holds_until_the_risk_model_is_warm(market):
@@ -326,7 +332,7 @@ def test_cash_flows_deposit_and_a_tax_aware_withdrawal(hand_market):
     ]
     withdraw, deposit = str(market.dates[40]), str(market.dates[50])
     env = DirectIndexEnv(market=market, initial_lots=lots, guardrail=False, cadence="daily",
-                         warmup_days=5, episode_years=0.3, record_trades=True,
+                         warmup_days=5, episode_years=0.3, record_trades=True, decision="rules",
                          cash_flows=[CashFlow(amount=-12_000, date=withdraw),
                                      CashFlow(amount=10_000, date=deposit)])
     _, info = env.reset(options={"start": str(market.dates[0])})
@@ -391,3 +397,33 @@ def test_the_optimizer_core_harvests_inside_the_te_bound_without_wash_sales():
                for i in infos[1:])
     assert sum(i["harvested_loss"] for i in infos) > 0
     assert env.ledger.total_disallowed == 0.0
+
+
+def test_a_concentrated_legacy_book_moves_in_within_its_yearly_gain_budget():
+    """Three names bought at a third of today's price: the transition realizes about the
+    yearly net gain budget each year, no more, and lowers the TE as it goes, every decision
+    above the limit reported as relaxed with its cause."""
+    market = SyntheticMarket(n_assets=40, years=4.0, seed=3).generate()
+    start = 126
+    lots = [{"ticker": market.tickers[i], "shares": 2_000.0, "date_acquired": "2019-01-02",
+             "cost_basis": 2_000.0 * market.prices[start, i] / 3} for i in range(3)]
+    budget = 150_000.0
+    env = DirectIndexEnv(market=market, initial_lots=lots, random_start=False, episode_years=3.0,
+                         max_gain=budget, te_glide_years=2.0, cadence="monthly")
+    _, _, infos = rollout(env, seed=0)
+    years = {}
+    for sale in zip(*(env.ledger.sales()[key] for key in ("sold", "proceeds", "cost_basis")),
+                    strict=True):
+        year = str(np.datetime64(int(sale[0]), "D"))[:4]
+        years[year] = years.get(year, 0.0) + sale[1] - sale[2]
+    # held at the decisions' prices; orders execute at the next day's (harvested losses
+    # that offset gains shrink, gains grow): a few percent either way
+    assert max(years.values()) <= budget * 1.1
+    assert sum(gain > budget / 2 for gain in years.values()) >= 2
+    held = [i["te_held"] for i in infos]
+    assert held[-1] < held[0] / 2
+    relaxed = [i["guardrail_reason"] for i in infos if i["guardrail_status"] == "relaxed"]
+    assert relaxed and all("glide path" in r or "gain budget" in r for r in relaxed)
+    limit = env.guardrail.te_limit
+    assert all(i["ex_ante_te"] <= limit * (1 + 1e-6) for i in infos[1:]
+               if i["guardrail_status"] not in ("relaxed", "off"))

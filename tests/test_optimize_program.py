@@ -160,10 +160,14 @@ def with_choice(problem: Problem, buying: np.ndarray) -> Problem:
     )
 
 
-def slsqp_optimum(state, intent, settings, buying) -> float:
-    """SLSQP on the independently derived model with the dense covariance."""
+def slsqp_optimum(state, intent, settings, buying, frozen=None) -> float:
+    """SLSQP on the independently derived model with the dense covariance (the ``frozen``
+    securities' rows and columns at ``settings.frozen_stress`` times their volatility)."""
     c, a_ub, b_ub, bounds, weights = independent_model(state, intent, settings, buying)
     sigma = state.risk.covariance()
+    if frozen is not None:
+        stressed = np.diag(frozen.astype(float))
+        sigma = sigma + (settings.frozen_stress**2 - 1) * stressed @ sigma @ stressed
     kappa = settings.te_aversion / settings.te_limit**2
 
     def variance(x):
@@ -186,29 +190,33 @@ def slsqp_optimum(state, intent, settings, buying) -> float:
     return best
 
 
-def binding_settings(optimizers, state, intent) -> Settings:
+def binding_settings(optimizers, state, intent, frozen_stress: float = 1.0) -> Settings:
     """A TE limit at 70% of what the unconstrained decision takes (plus 0.2%)."""
     loose = optimizer(optimizers, "reference", Settings(te_limit=1.0, te_aversion=0.0))
-    return Settings(te_limit=0.7 * loose.decide(state, intent).te + 0.002, te_aversion=2e-4)
+    return Settings(te_limit=0.7 * loose.decide(state, intent).te + 0.002, te_aversion=2e-4,
+                    frozen_stress=frozen_stress)
 
 
+@pytest.mark.parametrize("frozen_stress", [1.0, 3.0])
 @pytest.mark.parametrize("seed", range(6))
-def test_program_equals_slsqp_for_every_wash_free_choice(optimizers, seed):
+def test_program_equals_slsqp_for_every_wash_free_choice(optimizers, seed, frozen_stress):
     """A binding TE limit and a TE penalty on a tiny universe: for each choice of which harvest
     candidates buy instead, both solvers reach SLSQP's optimum on the dense covariance (an
-    independent solver and risk form), within what the TE margin costs."""
+    independent solver and risk form; the frozen securities stressed), within what the TE
+    margin costs."""
     state, intent = tiny_case(seed)
-    settings = binding_settings(optimizers, state, intent)
+    settings = binding_settings(optimizers, state, intent, frozen_stress)
     problem = build_problem(state, intent, settings)
-    reference = ReferenceProgram(*problem.shape, settings)
     for buying in assignments(state, intent):
         choice = with_choice(problem, buying).with_te_cap(settings.te_limit * (1 - TE_MARGIN))
-        expected = slsqp_optimum(state, intent, settings, buying)
+        frozen = choice.wash_frozen if choice.stressed else None
+        expected = slsqp_optimum(state, intent, settings, buying, frozen)
+        reference = ReferenceProgram(*choice.shape, settings)
         for attempt in (reference.solve(choice), FastSolver().solve(choice)):
             if np.isinf(expected):
                 assert attempt.sells is None
                 continue
-            assert choice.tracking_error(choice.weights(attempt.sells, attempt.buys)) <= (
+            assert choice.program_te(choice.weights(attempt.sells, attempt.buys)) <= (
                 settings.te_limit)
             assert choice.objective(attempt.sells, attempt.buys) == pytest.approx(expected, abs=1e-6)
 
@@ -268,7 +276,7 @@ def test_partial_harvest_sells_the_deepest_lot_first(optimizers, method):
     state = replace(state, shares=shares, basis=basis, long_term=np.zeros_like(shares, bool),
                     buy_blocked=np.zeros(m, bool), sell_blocked=np.zeros(m, bool),
                     excluded=np.zeros(m, bool), max_gain=None)
-    settings = Settings(te_limit=0.02, te_aversion=1e-5)
+    settings = Settings(te_limit=0.02, te_aversion=1e-5, frozen_stress=1.0)
     decision = optimizer(optimizers, method, settings).decide(state, Intent.harvest_all(m))
     assert decision.status == "optimal", decision.reason
     deep, shallow = decision.sell_shares[name]
@@ -289,7 +297,7 @@ def test_loss_beyond_capacity_is_worth_the_carry_rate(optimizers, method):
     intent = Intent.harvest_all(state.n_securities)
     rich = replace(state.tax, capacity_short=1e6, capacity_long=1e6)
     poor = replace(state.tax, capacity_short=1_000.0, capacity_long=0.0, carry_rate=0.0)
-    settings = Settings(te_limit=1.0, te_aversion=0.0, cost_bps=1.0)
+    settings = Settings(te_limit=1.0, te_aversion=0.0, cost_bps=1.0, frozen_stress=1.0)
     solve = optimizer(optimizers, method, settings).decide
     with_capacity = solve(replace(state, tax=rich), intent)
     without = solve(replace(state, tax=poor), intent)

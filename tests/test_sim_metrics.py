@@ -106,7 +106,7 @@ def test_one_stock_one_harvest_known_tax_saving(hand_market):
     prices = np.full((300, 1), 100.0)
     prices[15:] = 80.0
     env = DirectIndexEnv(market=hand_market(prices), profile="single-60k", guardrail=False,
-                         warmup_days=5, random_start=False, episode_years=10)
+                         warmup_days=5, random_start=False, episode_years=10, decision="rules")
     result = run_backtest(ThresholdPolicy(0.10), env)
     m = result.metrics
     # the $200,000 short-term loss offsets $3,000 of 60k ordinary income a year at 22%

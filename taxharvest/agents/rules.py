@@ -54,6 +54,20 @@ class HoldPolicy:
         return Decision(np.zeros(observation["assets"].shape[0], np.int8))
 
 
+class OptimizerPolicy:
+    """``optimizer``: the decision program alone, as a tax-aware direct-indexing platform runs
+    it: every harvestable stock fully preferred at every decision, the whole TE budget; the
+    program chooses which lots to sell, how much, and the replacements."""
+
+    name = "optimizer"
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def act(self, observation: dict[str, np.ndarray], info: dict) -> Decision:
+        return Decision(np.asarray(info["action_mask"], np.int8))
+
+
 class ThresholdPolicy:
     """``threshold:X``: harvest every stock whose worst lot is down at least ``X``.
 

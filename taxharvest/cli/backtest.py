@@ -19,7 +19,7 @@ from taxharvest.workflows.markets import check_size, window, years_to_end
 
 def backtest(
     policy: Annotated[str, typer.Option(
-        help="hold | threshold:X[@cadence] | monthly-all | tuned | ppo:PATH")],
+        help="hold | threshold:X[@cadence] | monthly-all | tuned | optimizer | ppo:PATH")],
     profile: options.ProfileOption,
     prices: Annotated[Path | None, typer.Option(
         help="Long-format daily prices (CSV or parquet); equal-weighted benchmark.")] = None,

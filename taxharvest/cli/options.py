@@ -30,7 +30,7 @@ console = Console(markup=False)  # results (stdout)
 stderr = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)  # notes, errors
 
 PolicyOption = Annotated[str, typer.Option(
-    help="hold | threshold:X[@cadence] | monthly-all | tuned | ppo:PATH")]
+    help="hold | threshold:X[@cadence] | monthly-all | tuned | optimizer | ppo:PATH")]
 PROFILE_HELP = ("Tax profile: single-60k, mfj-250k, mfj-800k, mfj-800k-ca, or a YAML file "
                 "(`taxharvest profile show NAME` prints one).")
 ProfileOption = Annotated[str, typer.Option(help=PROFILE_HELP)]

@@ -123,24 +123,32 @@ class OptimizerRules:
     """The tax-aware program as the decision core (:mod:`taxharvest.optimize`).
 
     The action is the policy's intent: per stock a harvest preference in ``[0, 1]`` (a
-    binary action reads as 0 or 1; the replacement securities' losses always count fully),
+    binary action reads as 0 or 1; the replacement securities' losses count as much as the
+    most preferred stock's, so a decision that prefers nothing realizes no loss),
     and the program chooses every trade (harvests, replacements among the proxies *and* the
     other stocks, swap-backs, cash) inside the TE bound and the wash-sale bounds. Sells are
     executed lot by lot as chosen (specific identification).
 
     Args:
         optimizer: the program and its settings (TE limit, aversion, costs, cash band).
+        min_trade, min_rebalance: the smallest ticket and the smallest sale of gain lots, as
+            shares of the book (see :meth:`_tickets`).
         carry_discount: a dollar of loss carried forward is worth this share of the lower
             marginal rate (it offsets a later year's gains).
     """
 
     optimizer: TaxAwareOptimizer
-    min_trade: float = 1e-5
+    min_trade: float = 1e-4
+    min_rebalance: float = 1e-3
     carry_discount: float = 0.75
 
     def decide(self, action: np.ndarray, broker: Broker, blocks: Blocks, bench: np.ndarray,
                risk: FactorRisk, tax: TaxPosition, execute_at: int, day: int,
-               te_budget: float = 1.0) -> Decision:
+               te_budget: float = 1.0, max_gain: float | None = None,
+               te_target: float | None = None) -> Decision:
+        """Turn the harvest preferences ``action`` into an order executing at row
+        ``execute_at`` (day ``day``); ``max_gain`` is the net realized gain this decision may
+        add (a transition's yearly budget left), ``te_target`` a glide path's TE bound."""
         world, lots = broker.world, broker.ledger
         n, m = world.n_assets, world.n_securities
         price = broker.last_price
@@ -150,27 +158,57 @@ class OptimizerRules:
             long_term=day > ANNIVERSARY[lots.acq - DAY_BASE], cash=max(lots.cash, 0.0),
             benchmark=bench, buy_blocked=blocks.buy_blocked | ~tradable,
             sell_blocked=blocks.sell_blocked | ~tradable, excluded=world.excluded,
-            risk=risk, tax=tax, group=lots.group)
-        preference = np.ones(m)
+            risk=risk, tax=tax, group=lots.group, max_gain=max_gain, te_target=te_target)
+        preference = np.empty(m)
         preference[:n] = np.clip(np.asarray(action, float), 0.0, 1.0)
+        preference[n:] = preference[:n].max(initial=0.0)
         result = self.optimizer.decide(state, Intent(preference, te_budget))
         if result.status == "fallback" or not (result.sell_shares.any() or result.buy_shares.any()):
             return Decision(None, _Status(result), result.te)
-        # Trades below ``min_trade`` of the book are dropped: a crumb bought would block the
-        # name's harvest for 30 days (a loss sale after it is washed) for no tracking gain.
-        small = np.abs(result.buy_shares - result.sell_shares.sum(axis=1)) * price \
-            < self.min_trade * broker.value * (1.0 - TICKET_SLACK)
-        sells = np.where(small[:, None], 0.0, result.sell_shares)
-        buys = np.where(small, 0.0, result.buy_shares)
+        loss = loss_lots(lots.shares, lots.basis, price)
+        sells, buys = self._tickets(result, price, loss, world.excluded, broker.value,
+                                    max(lots.cash, 0.0))
         if not (sells.any() or buys.any()):
             return Decision(None, _Status(result), result.te)
         shares = buys - sells.sum(axis=1)
-        loss = loss_lots(lots.shares, lots.basis, price)
         harvest = ((sells > 0) & loss).any(axis=1)[:n]
         order = Order(execute_at=execute_at, shares=shares, harvest=harvest,
                       swap_back=np.zeros(n, bool), adjustment=np.zeros(m),
                       lot_sells=sells, lot_ids=lots.purchase.copy())
         return Decision(order, _Status(result), result.te)
+
+    def _tickets(self, result, price: np.ndarray, loss: np.ndarray, excluded: np.ndarray,
+                 value: float, cash: float) -> tuple[np.ndarray, np.ndarray]:
+        """The program's trades as tickets.
+
+        One side per security: selling and buying one security at once is an interior
+        point's residue (a loss sale would be washed, a gain sale taxed for nothing). A loss
+        sale below ``min_trade`` of the book is dropped, a sale of gain lots below
+        ``min_rebalance`` (a Form 8949 row for a hair of tracking; forced sales of excluded
+        names stay). Purchases below ``min_trade`` are pooled into tickets of ``min_trade``
+        for the largest of them (the remainder stays cash): a crumb bought would block the
+        name's harvest for 30 days for no tracking gain. Purchases never spend more than the
+        cash and the sales kept.
+        """
+        sells, buys = result.sell_shares, result.buy_shares
+        sold = sells.sum(axis=1)
+        net = buys - sold
+        keep = np.divide(np.clip(-net, 0.0, None), sold, out=np.zeros_like(sold), where=sold > 0)
+        sells, buys = sells * keep[:, None], np.clip(net, 0.0, None)
+        ticket = self.min_trade * value * (1.0 - TICKET_SLACK)
+        floor = np.where(((sells > 0) & loss).any(axis=1), ticket, self.min_rebalance * value)
+        sells[((sells.sum(axis=1) * price) < floor) & ~excluded] = 0.0
+        cost = buys * price
+        small = np.flatnonzero((cost > 0) & (cost < ticket))
+        small = small[np.argsort(-cost[small], kind="stable")]
+        pooled = small[: int(cost[small].sum() // ticket)]
+        buys[small] = 0.0
+        buys[pooled] = self.min_trade * value / price[pooled]
+        funds = cash + (sells.sum(axis=1) * price).sum()
+        spent = (buys * price).sum()
+        if spent > funds:  # the sales that paid for them were dropped
+            buys *= funds / spent if funds >= ticket else 0.0
+        return sells, buys
 
 
 @dataclass(frozen=True)

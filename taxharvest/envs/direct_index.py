@@ -31,8 +31,14 @@ from taxharvest.tax.law import (
 from taxharvest.tax.ledger import Ledger, Trades
 
 CADENCE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
-DECISION_CORES = ("rules", "optimizer")
+DECISION_CORES = ("optimizer", "rules")
+ACTION_TYPES = ("binary", "preference")
+GAIN_BUDGET_MARGIN = 0.1  # share of a gain budget left for the moves up to execution
+MIN_TE_BUDGET = 0.01  # the least share of the TE budget a preference action may ask for
 UNGUARDED_TE = 1.0  # the optimizer's TE bound with the guardrail off: no practical limit
+# ... and its TE price (kappa of kappa * TE^2): a tenth of a guarded 1%-limit program's,
+# enough to invest cash and pick replacements toward the benchmark, never to skip a harvest
+UNGUARDED_RISK_PRICE = 1.0
 
 PORTFOLIO_FEATURES = (
     "short_rate", "long_rate", "ytd_short_gain", "ytd_long_gain", "carry_short", "carry_long",
@@ -41,7 +47,8 @@ PORTFOLIO_FEATURES = (
 )
 ASSET = ASSET_FEATURE_INDEX
 
-__all__ = ["ASSET_FEATURES", "CADENCE_DAYS", "PORTFOLIO_FEATURES", "DirectIndexEnv"]
+__all__ = ["ACTION_TYPES", "ASSET_FEATURES", "CADENCE_DAYS", "DECISION_CORES",
+           "PORTFOLIO_FEATURES", "DirectIndexEnv"]
 
 
 class DirectIndexEnv(gym.Env):
@@ -71,20 +78,28 @@ class DirectIndexEnv(gym.Env):
     fraction of the year elapsed, of the episode remaining, weight in proxies and in cash,
     share of names harvestable.
 
-    **Action** ``MultiBinary(n)``: 1 harvests a stock: all its lots at a loss are sold and
-    the proceeds go to the first of its sector's proxies not in a wash window. Ignored
-    where the stock is not harvestable (no loss lot, a purchase in the last 30 days, both
-    proxies in wash windows, excluded, not trading) and while the risk model warms up.
-    Every decision also swaps back: a stock underweight after a harvest whose 30-day window
-    has closed is bought back from its sector's proxies that may be sold and whose gain is
-    at most ``swap_back_max_gain``. Cash (dividends, distributions, delistings) is invested
-    in the benchmark's names that may be bought. With ``guardrail=True`` the proposed
-    weights are projected inside ``te_limit`` (no buys in wash windows, no loss sales after
-    recent buys, exclusions at zero), aiming at ``(1 - te_buffer) * te_limit`` to leave
-    room for drift, and harvests are taken largest loss first only while the ex-ante TE
-    frozen by wash windows (shortfalls that cannot be bought back, overweights that cannot
-    be sold) stays within ``lock_budget * te_limit`` (:mod:`taxharvest.envs.decision`).
-    Decisions use data up to day ``t``; orders execute at the prices of day ``t + lag``.
+    **Action**: the policy's intent for the decision core. ``action="binary"``:
+    ``MultiBinary(n)``, 1 asks to harvest a stock. ``action="preference"``:
+    ``Box(0, 1, (n + 1,))``, a harvest preference per stock (the weight on the tax value of
+    its losses; 0 keeps them) and, last, the share of the TE budget this decision may use
+    (at least ``MIN_TE_BUDGET``). Either action is ignored where a stock is not harvestable
+    (no loss lot, a purchase in the last 30 days, excluded, not trading; ``action_mask``)
+    and while the risk model warms up. Decisions use data up to day ``t``; orders execute
+    at the prices of day ``t + lag``.
+
+    **Decision core** (:mod:`taxharvest.envs.decision`). ``decision="optimizer"`` (the
+    default): one tax-aware convex program per decision (:mod:`taxharvest.optimize`)
+    chooses every trade: which lots to sell and how much, the replacements among the
+    proxies and the other stocks, swap-backs, cash invested; ex-ante TE at most the limit
+    times ``1 - te_buffer`` (room for a step of drift) with the positions frozen by wash
+    windows priced at stressed volatility, no wash sale created, exclusions sold out, lots
+    sold by specific identification. With ``guardrail=False`` the program has no TE bound.
+    ``decision="rules"``: the heuristic pipeline kept for comparison: a harvested stock
+    sells all its loss lots into the first of its sector's proxies not in a wash window;
+    swap-backs from proxies whose gain is at most ``swap_back_max_gain``; cash invested in
+    the benchmark's names; harvests taken largest loss first while the TE frozen by wash
+    windows fits ``lock_budget * te_limit``; then the guardrail's L2 projection inside the
+    limit.
 
     **Reward**: ``100 * (D_t - D_{t-1}) - te_penalty * (TE / te_limit)^2 * days / 252``
     where ``D = (portfolio + savings account + this year's accrued tax saving) / benchmark``
@@ -95,7 +110,12 @@ class DirectIndexEnv(gym.Env):
     spread over their sector) on the start row, or takes ``initial_lots`` in kind. The risk
     model is fed up to ``warmup_days`` of returns before the start; where the data holds
     fewer, the account holds and only invests its cash (no harvest, no guardrail) until the
-    risk model has seen ``warmup_days`` (``info["warming_up"]``).
+    risk model has seen ``warmup_days`` (``info["warming_up"]``). A legacy book's transition
+    (optimizer core): ``max_gain`` caps the net gain realized per calendar year (dollars),
+    and ``te_glide_years`` lowers the TE bound linearly from the book's starting TE to the
+    limit over that many years; a decision whose bound is above the limit reports
+    ``relaxed`` with its cause (the glide path, or the gain budget when even the path's
+    bound is unreachable).
 
     **Info**: ``ex_ante_te`` is the TE of the portfolio decided at this step under the risk
     model of the decision day (what the guardrail bounds); ``te_held`` the TE of the book as
@@ -116,9 +136,12 @@ class DirectIndexEnv(gym.Env):
         cadence: str = "weekly",
         te_limit: float = 0.01,
         guardrail: bool | TrackingErrorGuardrail = True,
-        decision: str = "rules",
+        decision: str = "optimizer",
+        action: str = "binary",
         exclusions: Iterable[str] = (),
         initial_lots: Sequence[dict] | None = None,
+        max_gain: float | None = None,
+        te_glide_years: float = 0.0,
         episode_years: float = 10.0,
         lag: int = 1,
         initial_value: float = 1_000_000.0,
@@ -143,6 +166,8 @@ class DirectIndexEnv(gym.Env):
             raise ValueError("lag must be at least one trading day (no look-ahead)")
         if decision not in DECISION_CORES:
             raise ValueError(f"decision must be one of {DECISION_CORES}, got {decision!r}")
+        if action not in ACTION_TYPES:
+            raise ValueError(f"action must be one of {ACTION_TYPES}, got {action!r}")
         if benchmark_rebalance not in (None, "monthly", "quarterly", "annual"):
             raise ValueError("benchmark_rebalance must be None, 'monthly', 'quarterly' or "
                              f"'annual', got {benchmark_rebalance!r}")
@@ -168,11 +193,20 @@ class DirectIndexEnv(gym.Env):
                                            float(min_trade))
         self.decision = decision
         if decision == "optimizer":
-            bound = self.guardrail.te_limit if self.guardrail is not None else UNGUARDED_TE
-            self.rules = OptimizerRules(TaxAwareOptimizer(Settings(te_limit=bound),
-                                                          method="fast"), float(min_trade))
+            settings = (Settings(te_limit=self.guardrail.te_limit) if self.guardrail is not None
+                        else Settings(te_limit=UNGUARDED_TE,
+                                      te_aversion=UNGUARDED_RISK_PRICE * UNGUARDED_TE**2))
+            self.rules = OptimizerRules(TaxAwareOptimizer(settings, method="fast"))
         self.exclusions = tuple(exclusions)
         self.initial_lots = list(initial_lots) if initial_lots is not None else None
+        if max_gain is not None and not (np.isfinite(max_gain) and max_gain >= 0):
+            raise ValueError(f"max_gain must be a non-negative amount, got {max_gain}")
+        if not (np.isfinite(te_glide_years) and te_glide_years >= 0):
+            raise ValueError(f"te_glide_years must be non-negative, got {te_glide_years}")
+        if (max_gain is not None or te_glide_years > 0) and decision != "optimizer":
+            raise ValueError("max_gain and te_glide_years need decision='optimizer'")
+        self.max_gain = None if max_gain is None else float(max_gain)
+        self.te_glide_years = float(te_glide_years)
         self.episode_years = float(episode_years)
         self.lag = int(lag)
         self.initial_value = float(initial_value)
@@ -192,7 +226,9 @@ class DirectIndexEnv(gym.Env):
             "assets": spaces.Box(-np.inf, np.inf, (n, len(ASSET_FEATURES)), np.float32),
             "portfolio": spaces.Box(-np.inf, np.inf, (len(PORTFOLIO_FEATURES),), np.float32),
         })
-        self.action_space = spaces.MultiBinary(n)
+        self.action_type = action
+        self.action_space = (spaces.MultiBinary(n) if action == "binary"
+                             else spaces.Box(0.0, 1.0, (n + 1,), np.float32))
 
     # --- episode set-up ------------------------------------------------------------------
 
@@ -230,7 +266,7 @@ class DirectIndexEnv(gym.Env):
         self._accrued_key: tuple | None = None
         self._accrued = 0.0
         self.bench_peak = self._bench_value()
-        self.ex_ante_te = self.decision_te = self._te(self.broker.weights)
+        self.ex_ante_te = self.decision_te = self.start_te = self._te(self.broker.weights)
         self._wealth_ratio = self._after_tax_ratio()
         observation = self._observation()
         return observation, self._info(0.0, Execution(), None, 0.0)
@@ -260,12 +296,10 @@ class DirectIndexEnv(gym.Env):
     # --- stepping ------------------------------------------------------------------------
 
     def step(self, action):
-        action = np.asarray(action).reshape(-1).astype(bool)
-        if action.shape[0] != self.n_assets:
-            raise ValueError(f"action must have {self.n_assets} entries, got {action.shape[0]}")
+        preference, te_budget = self._intent(action)
         broker = self.broker
         value_before, bench_before = broker.value, self._bench_value()
-        guard = self._decide(action)
+        guard = self._decide(preference, te_budget)
         broker.trades = []
         tax_savings, done, flowed = 0.0, Execution(), 0.0
         last = min(self.t + self.step_days, self.end)
@@ -291,23 +325,57 @@ class DirectIndexEnv(gym.Env):
         return observation, float(reward), terminated, False, self._info(
             tax_savings, done, guard, active, flowed)
 
-    def _decide(self, action: np.ndarray) -> GuardrailResult | None:
-        """Turn the action into an order (queued) under the decision rules of the day."""
+    def _intent(self, action) -> tuple[np.ndarray, float]:
+        """``(n,)`` harvest preferences in ``[0, 1]`` and the TE budget share of an action:
+        ``n`` entries (binary or preferences, the whole budget) or ``n + 1`` (the last the
+        budget share)."""
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        n = self.n_assets
+        if action.shape[0] not in (n, n + 1):
+            raise ValueError(f"action must have {n} entries (or {n + 1} with the TE budget "
+                             f"share last), got {action.shape[0]}")
+        if not np.isfinite(action).all():
+            raise ValueError("action must be finite")
+        action = np.clip(action, 0.0, 1.0)
+        te_budget = max(float(action[n]), MIN_TE_BUDGET) if action.shape[0] > n else 1.0
+        return action[:n], te_budget
+
+    def _decide(self, preference: np.ndarray, te_budget: float) -> GuardrailResult | None:
+        """Turn the intent into an order (queued) under the decision rules of the day."""
         execute_at = min(self.t + self.lag, self.end)
         blocks = self.broker.blocks(int(self.world.days[execute_at]))
         warming_up = self.t < self.decisions_from
         if isinstance(self.rules, OptimizerRules) and not warming_up:
-            decision = self.rules.decide(action, self.broker, blocks, self._bench_weights(),
-                                         self.risk, self._tax_position(), execute_at,
-                                         int(self.world.days[execute_at]))
+            day = int(self.world.days[execute_at])
+            decision = self.rules.decide(preference, self.broker, blocks, self._bench_weights(),
+                                         self.risk, self._tax_position(), execute_at, day,
+                                         te_budget, self._gain_left(day), self._glide_target())
         else:
             rules = self._warmup_rules if warming_up else self.rules
-            decision = rules.decide(action & (not warming_up), self.broker, blocks,
+            decision = rules.decide((preference > 0) & (not warming_up), self.broker, blocks,
                                     self._bench_weights(), self.risk, self._rates[1], execute_at)
         self.decision_te = decision.te
         if decision.order is not None:
             self.broker.orders.append(decision.order)
-        return decision.guard
+        return decision.guard if self.guardrail is not None else None
+
+    def _gain_left(self, day: int) -> float | None:
+        """The net realized gain the ``max_gain`` budget of the year of ``day`` (the orders'
+        execution) still allows (None: no budget), less a margin: orders execute at that
+        day's prices, not the decision's."""
+        if self.max_gain is None:
+            return None
+        short, long = self.ledger.realized(int(year_of(day)))
+        return max(self.max_gain - short - long, 0.0) * (1.0 - GAIN_BUDGET_MARGIN)
+
+    def _glide_target(self) -> float | None:
+        """The transition's TE bound today: from the TE the book started at down to the
+        program's bound, linearly over ``te_glide_years`` (None once reached, or without)."""
+        bound = self.rules.optimizer.settings.te_limit
+        if self.te_glide_years <= 0 or self.start_te <= bound:
+            return None
+        left = 1.0 - (self.t - self.start) / (self.te_glide_years * TRADING_DAYS)
+        return bound + (self.start_te - bound) * left if left > 0 else None
 
     def _cash_flow(self) -> tuple[float, Execution]:
         """Today's scheduled deposit or withdrawal, paid into (out of) both the account and

@@ -92,6 +92,8 @@ class AccountState:
             budget); a transition's remaining yearly gain budget.
         group: ``(m,)`` substantially-identical classes (equal labels are identical), as
             ``Ledger.group``; ``None``: every security its own class.
+        te_target: a transition's TE bound for this decision, above the limit (a glide path
+            from a legacy book's TE down to the limit); ``None``: the limit.
     """
 
     price: np.ndarray
@@ -107,6 +109,7 @@ class AccountState:
     tax: TaxPosition
     max_gain: float | None = None
     group: np.ndarray | None = None
+    te_target: float | None = None
 
     def __post_init__(self) -> None:
         m, slots = np.shape(self.shares) if np.ndim(self.shares) == 2 else (-1, -1)
@@ -142,6 +145,8 @@ class AccountState:
             raise ValueError("risk must be finite")
         if self.max_gain is not None and not np.isfinite(self.max_gain):
             raise ValueError("max_gain must be finite or None")
+        if self.te_target is not None and not (np.isfinite(self.te_target) and self.te_target > 0):
+            raise ValueError(f"te_target must be positive or None, got {self.te_target}")
         if self.value <= 0:
             raise ValueError("the account holds nothing: value must be positive")
 

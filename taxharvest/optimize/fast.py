@@ -470,7 +470,7 @@ class FastSolver:
         if not min_te:
             floor_sells, floor_buys, _ = self._run(problem, True, None)
             if floor_sells is not None:
-                floor = problem.tracking_error(problem.weights(floor_sells, floor_buys))
+                floor = problem.program_te(problem.weights(floor_sells, floor_buys))
                 if floor >= problem.te_cap:
                     return Attempt(None, None, True, f"fast: minimum TE {floor:.4%} above the cap", None)
         return Attempt(None, None, False, "fast: did not converge", None)
@@ -504,9 +504,10 @@ class FastSolver:
             problem.excess,
         ])
         a0 = problem.held - forced.sum(axis=1) - problem.benchmark
-        specific = np.maximum(problem.specific_sd**2, SPECIFIC_FLOOR)
+        loadings = problem.program_loadings
+        specific = np.maximum(problem.program_specific_sd**2, SPECIFIC_FLOOR)
         kappa = 1.0 if min_te else problem.risk_price
-        sigma_a0 = problem.loadings.T @ (problem.loadings @ a0) + specific * a0
+        sigma_a0 = loadings.T @ (loadings @ a0) + specific * a0
         scale = max(np.abs(cost).max(initial=0.0),
                     2 * kappa * np.abs(sigma_a0).max() * np.abs(layout.coef).max(), 1e-12)
         units = _Units(layout.size, row_scale, scale)
@@ -516,7 +517,7 @@ class FastSolver:
                          np.maximum(bound - row_matrix @ x0, 1.0), np.ones(len(bound)), 1.0, 1.0))
         x, converged, _, snapshot = _interior_point(
             *initial, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
-            row_matrix[2:], bound, a0, problem.loadings, specific, kappa / scale,
+            row_matrix[2:], bound, a0, loadings, specific, kappa / scale,
             0.0 if min_te else 1.0 / problem.te_cap**2, self.max_iterations, self.tolerance,
         )
         if not converged:

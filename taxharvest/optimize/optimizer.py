@@ -125,22 +125,37 @@ class TaxAwareOptimizer:
         released = problem.released(outcome.attempt.sells) if outcome.status != "fallback" else None
         if released is not None:
             second = self._pass(released, start=outcome.attempt.start)
-            if second.status != "fallback" and _rank(second) <= _rank(outcome):
+            if second.status != "fallback" and _rank(second, problem) <= _rank(outcome, problem):
                 outcome = second
         return self._result(state, outcome, start)
 
     def _pass(self, problem: Problem, start: object | None = None) -> _Outcome:
-        """Solve at ``problem.te_cap`` (warm from ``start``), or relax it when unreachable."""
+        """Solve at ``problem.te_cap`` (warm from ``start``). When the frozen positions'
+        stress makes it unreachable, keep every loss lot (no new frozen positions) under the
+        plain risk model, then allow harvests again; relax the cap when even that fails."""
         attempt = self._solve(problem, start=start)
         if attempt.sells is not None:
-            return _Outcome(problem, attempt, "optimal")
+            return self._solved(problem, attempt)
         if not attempt.infeasible:
             return _hold(problem, f"solver failed ({attempt.error})")
+        if problem.stressed:
+            frozen = (f"TE budget {problem.te_cap:.3%} unreachable with the frozen positions "
+                      f"at {problem.frozen_stress:g}x volatility ({problem.frozen()})")
+            plain = problem.unstressed()
+            for candidate, what in ((plain.without_harvests(), "no new harvest"),
+                                    (plain, "the plain risk model")):
+                outcome = self._solve(candidate)
+                if outcome.sells is not None:
+                    solved = self._solved(candidate, outcome)
+                    return replace(solved, reason="; ".join(filter(None, (
+                        solved.reason, f"{frozen}: {what}"))))
+            outcome = self._pass(plain)
+            return replace(outcome, reason=f"{frozen}; {outcome.reason}")
         floor = self._solve(problem, min_te=True)
         if floor.sells is None:
             what = "hard constraints jointly infeasible" if floor.infeasible else "minimum-TE solve failed"
             return _hold(problem, f"{what} ({floor.error}); {problem.frozen()}")
-        te_min = problem.tracking_error(problem.weights(floor.sells, floor.buys))
+        te_min = problem.program_te(problem.weights(floor.sells, floor.buys))
         limit = self.settings.te_limit
         cap = max(problem.te_cap, te_min * (1 + self.settings.relax_margin))
         if te_min <= limit < cap:  # reachable, if only just: the limit holds
@@ -158,6 +173,15 @@ class TaxAwareOptimizer:
             f"{cap:.3%} ({problem.frozen()}){note}"
         )
         return _Outcome(relaxed, attempt, "relaxed" if cap > limit else "optimal", reason, te_min)
+
+    def _solved(self, problem: Problem, attempt: Attempt) -> _Outcome:
+        """A trade within the bound asked for: ``relaxed`` when a transition's glide path
+        set that bound above the limit."""
+        limit = self.settings.te_limit
+        if problem.te_cap <= limit:
+            return _Outcome(problem, attempt, "optimal")
+        return _Outcome(problem, attempt, "relaxed", f"transition glide path: TE bound "
+                        f"{problem.te_cap:.3%} above the {limit:.3%} limit")
 
     def _solve(
         self,
@@ -207,13 +231,14 @@ class TaxAwareOptimizer:
         return decision
 
 
-def _rank(outcome: _Outcome) -> tuple[bool, float, float]:
-    """Within the limit first, then the lower TE bound, then the lower objective."""
+def _rank(outcome: _Outcome, problem: Problem) -> tuple[bool, float, float]:
+    """Within the limit first, then the lower TE bound, then the lower objective of
+    ``problem`` (the decision as first posed: both passes measured alike)."""
     attempt = outcome.attempt
     return (
         outcome.status == "relaxed",
         outcome.problem.te_cap,
-        outcome.problem.objective(attempt.sells, attempt.buys),
+        problem.objective(attempt.sells, attempt.buys),
     )
 
 
@@ -242,8 +267,8 @@ def violations(problem: Problem, sells: np.ndarray, buys: np.ndarray, *, te: boo
     """The constraints a trade breaks beyond the acceptance slacks (``te``: check the TE cap)."""
     found = []
     weights = problem.weights(sells, buys)
-    if te and problem.tracking_error(weights) > problem.te_cap:
-        found.append(f"TE {problem.tracking_error(weights):.5%} above {problem.te_cap:.5%}")
+    if te and problem.program_te(weights) > problem.te_cap:
+        found.append(f"TE {problem.program_te(weights):.5%} above {problem.te_cap:.5%}")
     invested = weights.sum()
     if not 1 - problem.cash_band - LINEAR_SLACK <= invested <= 1 + LINEAR_SLACK:
         found.append(f"invested {invested:.8f} outside the cash band")

@@ -27,15 +27,24 @@ class Settings:
         min_harvest: loss sales of one security below this share of the book are not worth
             its wash window: the second pass drops them and lets the security be bought (it
             also makes the harvested set robust to a solver's residue).
+        frozen_stress: the volatility multiple at which the program prices the active
+            weights that wash windows freeze for 30 days (names that may not be bought back,
+            replacements whose losses may not be sold): the TE bound holds for
+            ``TE^2 + (stress^2 - 1) TE_frozen^2``, so the frozen part alone stays within
+            ``1 / stress`` of the bound. Crashes triple volatility (DOMAIN §6), but the risk
+            model's fast half-life has seen part of the rise by the time names are frozen; 2
+            kept every decision inside the limit through the crash templates (README); 1 turns
+            it off.
     """
 
     te_limit: float = 0.01
     te_aversion: float = 1e-3
     cost_bps: float = 2.0
-    cash_band: float = 0.005
+    cash_band: float = 0.001
     max_turnover: float | None = None
     relax_margin: float = 1e-3
     min_harvest: float = 1e-5
+    frozen_stress: float = 2.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.te_limit) and self.te_limit > 0):
@@ -49,6 +58,8 @@ class Settings:
             raise ValueError(f"max_turnover must be positive, got {self.max_turnover}")
         if not (np.isfinite(self.min_harvest) and self.min_harvest >= 0):
             raise ValueError(f"min_harvest must be finite and non-negative, got {self.min_harvest}")
+        if not (np.isfinite(self.frozen_stress) and self.frozen_stress >= 1):
+            raise ValueError(f"frozen_stress must be at least 1, got {self.frozen_stress}")
         if not 0 < self.relax_margin < 1:
             raise ValueError(f"relax_margin must be in (0, 1), got {self.relax_margin}")
 
@@ -71,8 +82,11 @@ class Problem:
     ``N_c = sum coefficient_c * s`` (losses scaled by the intent's preference), costs
     ``rate_c N_c + excess_c pos(-N_c - capacity_c)`` with ``excess = rate - carry_rate``.
     Constraints: ``sell_lower <= s <= sell_upper``, ``0 <= b <= buy_upper``,
-    ``1 - cash_band <= sum(w) <= 1``, ``TE(w) <= te_cap``, ``sum(realized * s) <= gain_budget``
-    (when given) and ``sum(s) + sum(b) <= turnover`` (when given).
+    ``1 - cash_band <= sum(w) <= 1``, ``TE_program(w) <= te_cap``,
+    ``sum(realized * s) <= gain_budget`` (when given) and ``sum(s) + sum(b) <= turnover`` (when
+    given). The program's TE and penalty price the frozen securities' active weights at
+    ``frozen_stress`` times their volatility (:attr:`program_loadings`); :meth:`tracking_error`
+    is the plain model's.
 
     Attributes (arrays ``(m, L)`` per lot, ``(m,)`` per security):
         lot_weight: value of each lot over the book.
@@ -94,6 +108,9 @@ class Problem:
         buy_frozen_by_wash / buy_frozen_by_harvest: no buy because of a wash window, or
             because a loss lot of it (or of its class) may be sold this decision.
         loss_frozen: securities holding loss lots that may not be sold.
+        locked: securities whose losses may not be sold for a while (bought in the last 30
+            days), not excluded.
+        frozen_stress: see :class:`Settings`.
     """
 
     lot_weight: np.ndarray
@@ -124,11 +141,38 @@ class Problem:
     buy_frozen_by_wash: np.ndarray
     buy_frozen_by_harvest: np.ndarray
     loss_frozen: np.ndarray
+    locked: np.ndarray
+    frozen_stress: float = 1.0
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """``(m, L, k)``."""
-        return (*self.lot_weight.shape, self.loadings.shape[0])
+        """``(m, L, k)``, ``k`` the program's risk rows."""
+        return (*self.lot_weight.shape, self.program_loadings.shape[0])
+
+    @cached_property
+    def wash_frozen(self) -> np.ndarray:
+        """Securities whose active weight may not be corrected for 30 days after this
+        decision: wash-blocked or possibly harvested now (no buy back), locked (no loss sale)."""
+        return (self.locked | self.buy_frozen_by_wash | self.buy_frozen_by_harvest) & ~self.excluded
+
+    @property
+    def stressed(self) -> bool:
+        return self.frozen_stress > 1 and bool(self.wash_frozen.any())
+
+    @cached_property
+    def program_loadings(self) -> np.ndarray:
+        """``(k', m)`` the program's factor rows: the plain loadings, then (when stressed) the
+        frozen securities' loadings times ``sqrt(stress^2 - 1)``."""
+        if not self.stressed:
+            return self.loadings
+        extra = np.sqrt(self.frozen_stress**2 - 1) * self.loadings * self.wash_frozen
+        return np.ascontiguousarray(np.vstack([self.loadings, extra]))
+
+    @cached_property
+    def program_specific_sd(self) -> np.ndarray:
+        if not self.stressed:
+            return self.specific_sd
+        return self.specific_sd * np.sqrt(1 + (self.frozen_stress**2 - 1) * self.wash_frozen)
 
     @cached_property
     def lot_tax(self) -> np.ndarray:
@@ -146,20 +190,30 @@ class Problem:
         return self.held - sells.sum(axis=1) + buys
 
     def tracking_error(self, weights: np.ndarray) -> float:
-        active = weights - self.benchmark
-        return float(
-            np.sqrt(np.sum((self.loadings @ active) ** 2) + np.sum((self.specific_sd * active) ** 2))
-        )
+        """Ex-ante TE under the plain risk model."""
+        return _te(weights - self.benchmark, self.loadings, self.specific_sd)
+
+    def program_te(self, weights: np.ndarray) -> float:
+        """The TE the program bounds (frozen positions stressed)."""
+        return _te(weights - self.benchmark, self.program_loadings, self.program_specific_sd)
 
     def objective(self, sells: np.ndarray, buys: np.ndarray) -> float:
         """The program's objective at a trade (for comparing solvers)."""
         net = np.array([(self.coefficient_short * sells).sum(), (self.coefficient_long * sells).sum()])
         tax = self.rates @ net + self.excess @ np.clip(-net - self.capacity, 0, None)
-        te = self.tracking_error(self.weights(sells, buys))
+        te = self.program_te(self.weights(sells, buys))
         return float(tax + self.risk_price * te**2 + self.trade_cost * (sells.sum() + buys.sum()))
 
     def with_te_cap(self, te_cap: float) -> Problem:
         return replace(self, te_cap=te_cap)
+
+    def unstressed(self) -> Problem:
+        """The same decision under the plain risk model."""
+        return replace(self, frozen_stress=1.0)
+
+    def without_harvests(self) -> Problem:
+        """The same decision with every loss lot kept (excluded ones still sold)."""
+        return self._keeping_losses(self.buy_frozen_by_harvest, ~self.excluded)
 
     def released(self, sells: np.ndarray) -> Problem | None:
         """The second pass after a first decision's ``sells``: a security that may not be
@@ -168,17 +222,20 @@ class Problem:
         when there is none. A purchase then never meets a loss sale of its class in one
         decision (IRC §1091)."""
         harvested = (sells * self.loss_sale).sum(axis=1) > self.min_harvest
-        kept_frozen = _classes_of(self.group, harvested)
-        freed = self.buy_frozen_by_harvest & ~kept_frozen
+        freed = self.buy_frozen_by_harvest & ~_classes_of(self.group, harvested)
         if not freed.any():
             return None
-        loss_lots = _classes_of(self.group, freed)[:, None] & self.loss_sale
+        return self._keeping_losses(freed, _classes_of(self.group, freed))
+
+    def _keeping_losses(self, freed: np.ndarray, keeping: np.ndarray) -> Problem:
+        """Securities ``keeping`` keep their loss lots; ``freed`` may be bought."""
+        loss_lots = keeping[:, None] & self.loss_sale
         return replace(
             self,
             sell_upper=np.where(loss_lots, 0.0, self.sell_upper),
             buy_upper=np.where(freed, 1.0, self.buy_upper),
             loss_sale=self.loss_sale & ~loss_lots,
-            buy_frozen_by_harvest=self.buy_frozen_by_harvest & kept_frozen,
+            buy_frozen_by_harvest=self.buy_frozen_by_harvest & ~freed,
         )
 
     def conflicts(self, tol: float = 1e-9) -> list[str]:
@@ -227,7 +284,13 @@ class Problem:
             )
             if amount[mask].sum() > 0
         ]
+        if self.gain_budget is not None:
+            parts.append(f"realized-gain budget {max(self.gain_budget, 0.0):.2%} of the book")
         return "; ".join(parts) or "no frozen positions"
+
+
+def _te(active: np.ndarray, loadings: np.ndarray, specific_sd: np.ndarray) -> float:
+    return float(np.sqrt(np.sum((loadings @ active) ** 2) + np.sum((specific_sd * active) ** 2)))
 
 
 def _classes_of(group: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -284,7 +347,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         benchmark=state.benchmark,
         loadings=np.ascontiguousarray(loadings),
         specific_sd=np.sqrt(np.asarray(state.risk.specific_var, dtype=float)),
-        te_cap=intent.te_budget * settings.te_limit,
+        te_cap=max(intent.te_budget * settings.te_limit, state.te_target or 0.0),
         risk_price=settings.risk_price,
         trade_cost=settings.trade_cost,
         cash_band=settings.cash_band,
@@ -298,4 +361,6 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         buy_frozen_by_wash=wash_block,
         buy_frozen_by_harvest=harvest_block & ~state.excluded & ~state.buy_blocked,
         loss_frozen=(loss & occupied & ~sellable).any(axis=1),
+        locked=state.sell_blocked & ~state.excluded,
+        frozen_stress=settings.frozen_stress,
     )

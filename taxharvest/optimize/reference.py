@@ -78,10 +78,11 @@ class ActiveRisk:
         return risk, [exposure == self.loadings @ trade.weights - self.benchmark_loadings]
 
     def set_values(self, problem: Problem) -> None:
-        self.loadings.value = problem.loadings
-        self.benchmark_loadings.value = problem.loadings @ problem.benchmark
-        self.specific_sd.value = problem.specific_sd
-        self.benchmark_specific.value = problem.specific_sd * problem.benchmark
+        loadings, specific_sd = problem.program_loadings, problem.program_specific_sd
+        self.loadings.value = loadings
+        self.benchmark_loadings.value = loadings @ problem.benchmark
+        self.specific_sd.value = specific_sd
+        self.benchmark_specific.value = specific_sd * problem.benchmark
 
 
 class TaxCost:

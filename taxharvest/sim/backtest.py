@@ -97,7 +97,7 @@ def run_backtest(
         decision = policy.act(observation, info)
         decisions += [{"date": info["date"], "ticker": tickers[i], "reason": reason}
                       for i, reason in sorted(decision.reasons.items())]
-        observation, step_reward, terminated, truncated, info = env.step(decision.action)
+        observation, step_reward, terminated, truncated, info = env.step(decision.step_action)
         reward += step_reward
         infos.append(info)
         done = terminated or truncated

@@ -263,7 +263,7 @@ class Shadow:
         tickers = env.securities
         wash = {name: account.wash_status(env, row) for row, name in enumerate(tickers)}
         reasons = {tickers[i]: reason for i, reason in decision.reasons.items()}
-        _, _, _, _, info = env.step(decision.action)
+        _, _, _, _, info = env.step(decision.step_action)
         sales = env.ledger.sales()
         short = float(sales["gain"][~sales["long_term"]].sum())
         long = float(sales["gain"][sales["long_term"]].sum())
