@@ -46,6 +46,9 @@ BAD = [
     (["stress", "--policy", "hold", "--profile", "mfj-800k", "--prices", "p.csv",
       "--sectors", "s.csv"], "prices"),
     (["stress", "--policy", "hold", "--profile", "mfj-800k", "--ray", ""], "ray"),
+    (["stress", "--policy", "hold", "--profile", "mfj-800k", "--max-gain", "-5"], "max-gain"),
+    (["shadow", "--policy", "hold", "--baseline", "hold", "--profile", "mfj-800k", "--lots",
+      "lots.csv", "--date", "2025-09-01", "--te-glide-years", "-1"], "te-glide-years"),
     (["stress", "--policy", "hold", "--profile", "mfj-800k", "--workers", "0"], "workers"),
     (["sweep", "--profiles", "mfj-800k,rich"], "profile"),
     (["sweep", "--profiles", "all", "--seeds", "0"], "seeds"),
@@ -83,3 +86,20 @@ def test_console_exit_code_2_and_one_line(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert f"{lots}, line 2, field 'shares': cannot parse number 'ten'" in result.stderr
     assert not out.exists()
+
+
+def test_stress_takes_a_legacy_book_and_its_transition(tmp_path):
+    import json
+
+    lots = tmp_path / "lots.csv"
+    lots.write_text("ticker,shares,date_acquired,cost_basis\nSYN001,3000,2020-02-03,30000\n")
+    out = tmp_path / "stress.json"
+    result = CliRunner().invoke(app, [
+        "stress", "--policy", "optimizer", "--profile", "mfj-800k", "--scenarios", "covid-2020",
+        "--paths", "1", "--assets", "24", "--years", "1", "--cadence", "monthly",
+        "--initial-lots", str(lots), "--max-gain", "20000", "--workers", "1",
+        "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert document["config"]["lots"] == 1 and document["config"]["max_gain"] == 20_000
+    assert {row["guardrail"] for row in document["results"]} == {True, False}

@@ -35,6 +35,8 @@ def backtest(
         help="Comma-separated tickers and sector:NAME to exclude.")] = None,
     initial_lots: Annotated[Path | None, typer.Option(
         help="Start from these lots: CSV ticker,shares,date_acquired,cost_basis.")] = None,
+    max_gain: options.MaxGainOption = None,
+    te_glide_years: options.GlideOption = 0.0,
     no_guardrail: Annotated[bool, typer.Option(
         "--no-guardrail", help="Run without the tracking-error guardrail.")] = False,
     json_out: Annotated[str | None, typer.Option(
@@ -65,6 +67,7 @@ def backtest(
     options.rebalance(rebalance)
     options.check({"te-limit": te_limit > 0, "fee": 0 <= fee < 1}, "te-limit > 0, 0 <= fee < 1")
     check_size(assets, years)
+    transition = options.transition(max_gain, te_glide_years)
     out = options.outputs({"json": json_out, "form8949": form8949},
                           inputs=(prices, sectors, initial_lots, cash_flows))
     flows = read_cash_flows(contributions, withdrawals, cash_flows)
@@ -81,7 +84,7 @@ def backtest(
         guardrail=not no_guardrail, exclusions=exclusions, initial_lots=lots,
         initial_value=initial_value, random_start=False, warmup_days=WARMUP_DAYS,
         episode_years=years if years is not None else years_to_end(mk),
-        benchmark_rebalance=rebalance, cash_flows=flows)
+        benchmark_rebalance=rebalance, cash_flows=flows, **transition)
     harvester = options.policy(policy, tax_profile, env=env)
 
     with quiet_guardrail(), options.progress() as bar:

@@ -49,6 +49,12 @@ WithdrawalsOption = Annotated[str | None, typer.Option(
     help="Withdrawals, as --contributions (e.g. 2%/year); sold tax-aware.")]
 CashFlowsOption = Annotated[Path | None, typer.Option(
     help="Dated cash flows: CSV date,amount (positive deposits, negative withdrawals).")]
+MaxGainOption = Annotated[float | None, typer.Option(
+    help="Transition of a legacy book: net gain it may realize per calendar year, in dollars "
+         "(the TE limit is relaxed, with its cause, where the budget cannot reach it).")]
+GlideOption = Annotated[float, typer.Option(
+    help="Transition: years over which the TE bound falls from the starting book's TE to "
+         "--te-limit (decisions above the limit report relaxed: glide path).")]
 REBALANCE = ("monthly", "quarterly", "annual")
 ACTION_LABELS = {  # corporate-action kind -> (one, many), for the terminal count
     "split": ("split", "splits"),
@@ -192,6 +198,14 @@ def exclusions(text: str | None, mk: MarketData) -> list[str]:
         raise InputError("excludes every stock of the market; nothing is left to hold",
                          field="exclude")
     return items
+
+
+def transition(max_gain: float | None, te_glide_years: float) -> dict:
+    """The environment's transition settings, checked (``--max-gain``, ``--te-glide-years``)."""
+    check({"max-gain": max_gain is None or (math.isfinite(max_gain) and max_gain >= 0),
+           "te-glide-years": math.isfinite(te_glide_years) and 0 <= te_glide_years <= 100},
+          "max-gain >= 0 dollars, 0 <= te-glide-years <= 100")
+    return {"max_gain": max_gain, "te_glide_years": te_glide_years}
 
 
 def only_with(other: str, present: bool, given: dict[str, object]) -> None:

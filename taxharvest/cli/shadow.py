@@ -48,6 +48,8 @@ def shadow(
     te_limit: Annotated[float, typer.Option(help="Tracking-error limit (annualized).")] = 0.01,
     cadence: Annotated[str, typer.Option(help="Decision step: daily, weekly or monthly.")
     ] = "weekly",
+    max_gain: options.MaxGainOption = None,
+    te_glide_years: options.GlideOption = 0.0,
     assets: Annotated[int | None, typer.Option(help="Synthetic stocks (default 500).")] = None,
     years: Annotated[float | None, typer.Option(help="Synthetic years (default 10).")] = None,
     strict_data: options.StrictDataOption = False,
@@ -82,6 +84,7 @@ def shadow(
     options.cadence(cadence)
     options.check({"te-limit": te_limit > 0}, "te-limit > 0")
     check_size(assets, years)
+    transition = options.transition(max_gain, te_glide_years)
     out = options.outputs({"json": json_out, "csv": csv_out},
                           inputs=(lots, prices, sectors, baseline_trades, cash_flows))
     flows = read_cash_flows(contributions, withdrawals, cash_flows)
@@ -97,7 +100,8 @@ def shadow(
     options.window_note(mk, first)
     holdings, value = read_initial_lots(lots, mk, first)
     runner = Shadow(policy, baseline, tax_profile, mk, holdings, initial_value=value,
-                    te_limit=te_limit, cadence=cadence, seed=seed, cash_flows=flows)
+                    te_limit=te_limit, cadence=cadence, seed=seed, cash_flows=flows,
+                    transition=transition)
     if date is not None:
         with quiet_guardrail():
             result = runner.decision(first)

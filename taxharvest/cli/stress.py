@@ -14,8 +14,10 @@ from taxharvest.cli import options
 from taxharvest.cli.options import PolicyOption, ProfileOption, RayOption, WorkersOption, console
 from taxharvest.errors import InputError
 from taxharvest.io import json_text
+from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.sim.quiet import quiet_guardrail
-from taxharvest.workflows.holdings import read_cash_flows
+from taxharvest.workflows.holdings import read_cash_flows, read_initial_lots
+from taxharvest.workflows.markets import historical_window, synthetic_market
 
 
 def stress(
@@ -44,6 +46,11 @@ def stress(
     contributions: options.ContributionsOption = None,
     withdrawals: options.WithdrawalsOption = None,
     cash_flows: options.CashFlowsOption = None,
+    initial_lots: Annotated[Path | None, typer.Option(
+        help="Every run starts from these lots: CSV ticker,shares,date_acquired,cost_basis "
+             "(tickers of the --prices data, or SYN000... of the synthetic universe).")] = None,
+    max_gain: options.MaxGainOption = None,
+    te_glide_years: options.GlideOption = 0.0,
 ) -> None:
     """Stress a policy through crash templates, guardrail on and off."""
     from taxharvest.sim.parallel import engine_of
@@ -51,7 +58,8 @@ def stress(
 
     tax_profile = options.profile(profile)
     names, windows = parse_scenarios(scenarios)
-    out = options.outputs({"json": json_out}, inputs=(prices, sectors, cash_flows))
+    out = options.outputs({"json": json_out}, inputs=(prices, sectors, cash_flows, initial_lots))
+    transition = options.transition(max_gain, te_glide_years)
     flows = read_cash_flows(contributions, withdrawals, cash_flows)
     options.only_with("prices", prices is not None, {"strict-data": strict_data})
     options.check({"seed-base": seed_base >= 0, "workers": workers is None or workers >= 1},
@@ -70,13 +78,29 @@ def stress(
     test = StressTest(policy, tax_profile, baseline=baseline, scenarios=names,
                       windows=windows, market=market, paths=paths, te_limit=te_limit,
                       cadence=cadence, n_assets=assets, years=years, seed_base=seed_base,
-                      cash_flows=flows)
+                      cash_flows=flows, lots=_lots(initial_lots, market, windows, assets,
+                                                   years, seed_base),
+                      transition=transition)
     with quiet_guardrail(), options.progress() as bar:
         result = test.run(engine=engine, address=address, workers=workers,
                           progress=options.progress_task(bar, f"stress ({engine})"))
     options.write(json_text(result.to_json()), out["json"], json_out)
     if json_out != "-":
         _print_stress(result.to_json())
+
+
+def _lots(path: Path | None, market, windows, assets: int, years: float, seed_base: int
+          ) -> list[dict]:
+    """The legacy lots, checked against the real market at the first window's first decision,
+    or against the first synthetic path at its first decision (every path has its tickers)."""
+    if path is None:
+        return []
+    if market is not None:
+        mk, first = historical_window(market, *windows[0])
+    else:
+        mk = synthetic_market(assets, years, seed_base)
+        first = str(mk.dates[WARMUP_DAYS])
+    return read_initial_lots(path, mk, first)[0]
 
 
 def _print_stress(doc: dict) -> None:

@@ -107,7 +107,8 @@ class DirectIndexEnv(gym.Env):
     in the benchmark) and ``TE`` the ex-ante tracking error of the decided portfolio.
 
     **Start**: the account is funded at the benchmark's weights (excluded names' weight
-    spread over their sector) on the start row, or takes ``initial_lots`` in kind. The risk
+    spread over their sector) on the start row, or takes ``initial_lots`` in kind (the
+    benchmark account then starts at their value, ``initial_value`` unused). The risk
     model is fed up to ``warmup_days`` of returns before the start; where the data holds
     fewer, the account holds and only invests its cash (no harvest, no guardrail) until the
     risk model has seen ``warmup_days`` (``info["warming_up"]``). A legacy book's transition
@@ -257,6 +258,7 @@ class DirectIndexEnv(gym.Env):
                              self.record_trades)
         if self.initial_lots is not None:
             self.broker.transfer_in(self.initial_lots)
+            self.bench_units = self.broker.value  # the benchmark starts with the lots' value
         else:
             self.broker.fund(self._initial_target())
 

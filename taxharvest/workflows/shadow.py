@@ -200,12 +200,14 @@ class Shadow:
         seed: the reset seed of both runs.
         cash_flows: the account's deposits and withdrawals in a historical shadow
             (:class:`~taxharvest.envs.cashflows.CashFlow`).
+        transition: a legacy book's ``max_gain`` and ``te_glide_years``
+            (:class:`~taxharvest.envs.direct_index.DirectIndexEnv`).
     """
 
     def __init__(self, policy: str, baseline: str | None, profile: str, market: MarketData,
                  lots: list[dict], *, initial_value: float, te_limit: float = 0.01,
                  cadence: str = "weekly", seed: int = 0,
-                 cash_flows: Sequence[CashFlow] = ()) -> None:
+                 cash_flows: Sequence[CashFlow] = (), transition: dict | None = None) -> None:
         self.specs = {"policy": policy, **({"baseline": baseline} if baseline else {})}
         self.profile = get_profile(profile)
         for spec in self.specs.values():
@@ -214,6 +216,7 @@ class Shadow:
         self.market, self.lots, self.initial_value = market, list(lots), float(initial_value)
         self.te_limit, self.cadence, self.seed = float(te_limit), cadence, int(seed)
         self.cash_flows = tuple(cash_flows)
+        self.transition = dict(transition or {})
 
     def environment(self, market: MarketData, cash_flows: Sequence[CashFlow] = ()
                     ) -> DirectIndexEnv:
@@ -222,7 +225,8 @@ class Shadow:
                               te_limit=self.te_limit, initial_lots=self.lots,
                               initial_value=self.initial_value, random_start=False,
                               warmup_days=WARMUP_DAYS, record_trades=True,
-                              episode_years=years_to_end(market), cash_flows=cash_flows)
+                              episode_years=years_to_end(market), cash_flows=cash_flows,
+                              **self.transition)
 
     def config(self, **extra) -> dict:
         """What the runs are built from, with ``extra``."""
@@ -230,7 +234,8 @@ class Shadow:
                 "profile": self.profile.name, "market": self.market.source,
                 "te_limit": self.te_limit, "cadence": self.cadence, "seed": self.seed,
                 "lots": len(self.lots), "initial_value": self.initial_value,
-                "cash_flows": [asdict(flow) for flow in self.cash_flows], **extra}
+                "cash_flows": [asdict(flow) for flow in self.cash_flows],
+                **self.transition, **extra}
 
     def decision(self, date: str) -> ShadowDecision:
         """Both policies' trades for ``date`` (a trading day of the market; data after it are

@@ -104,6 +104,9 @@ class StressTask:
     market: MarketData | None = None  # a historical window (with its warm-up); None: synthetic
     start: str | None = None  # first decision of a historical window
     cash_flows: tuple[CashFlow, ...] = ()  # the account's deposits and withdrawals
+    lots: tuple[dict, ...] = ()  # a legacy book taken in kind (empty: funded at the benchmark)
+    max_gain: float | None = None  # the transition's yearly net gain budget
+    te_glide_years: float = 0.0  # the transition's TE glide path
 
 
 def episode_years(scenario: str, years: float, offset: int) -> float:
@@ -127,7 +130,8 @@ def run_stress_task(task: StressTask) -> dict:
     env = DirectIndexEnv(market=market, profile=task.profile, cadence=task.cadence,
                          te_limit=task.te_limit, guardrail=task.guardrail, random_start=False,
                          episode_years=years, warmup_days=WARMUP_DAYS,
-                         cash_flows=task.cash_flows)
+                         cash_flows=task.cash_flows, initial_lots=list(task.lots) or None,
+                         max_gain=task.max_gain, te_glide_years=task.te_glide_years)
     policy = make_policy(task.policy, task.profile, env)
     log = StepLog(env, probe=account.proxied)
     with quiet_guardrail():
@@ -226,6 +230,10 @@ class StressTest:
         offset: trading days between the first decision and the crash.
         cash_flows: the account's deposits and withdrawals in every run
             (:class:`~taxharvest.envs.cashflows.CashFlow`; the benchmark sees the same).
+        lots: a legacy book every run takes in kind (validated against the markets, e.g. by
+            :func:`~taxharvest.workflows.holdings.read_initial_lots`); empty: funded at the
+            benchmark.
+        transition: its ``max_gain`` and ``te_glide_years``.
     """
 
     def __init__(self, policy: str, profile: str | TaxProfile, *, baseline: str | None = None,
@@ -233,7 +241,8 @@ class StressTest:
                  market: MarketData | None = None, paths: int = 4, te_limit: float = 0.01,
                  cadence: str = "weekly", n_assets: int = 200, years: float = 3.0,
                  seed_base: int = 0, offset: int = OFFSET_DAYS,
-                 cash_flows: Sequence[CashFlow] = ()) -> None:
+                 cash_flows: Sequence[CashFlow] = (), lots: Sequence[dict] = (),
+                 transition: dict | None = None) -> None:
         try:
             self.profile = get_profile(profile)
         except InputError:
@@ -265,6 +274,7 @@ class StressTest:
         self.te_limit, self.cadence, self.n_assets, self.years = te_limit, cadence, n_assets, years
         self.seed_base, self.offset = seed_base, offset
         self.cash_flows = tuple(cash_flows)
+        self.lots, self.transition = tuple(lots), dict(transition or {})
 
     def _window(self, start: str, end: str) -> tuple[str, MarketData, str]:
         """``(name, market cut to the warm-up before start .. end, first decision)``."""
@@ -278,7 +288,7 @@ class StressTest:
         """Every run, in the order of the rows: scenario, path, policy, guardrail on/off."""
         common = {"profile": self.profile, "te_limit": self.te_limit, "cadence": self.cadence,
                   "n_assets": self.n_assets, "years": self.years, "offset": self.offset,
-                  "cash_flows": self.cash_flows}
+                  "cash_flows": self.cash_flows, "lots": self.lots, **self.transition}
         runs = [(name, i, self.seed_base + i, None, None)
                 for name in self.scenarios for i in range(self.paths)]
         runs += [(name, 0, 0, market, start) for name, market, start in self.windows]
@@ -299,7 +309,8 @@ class StressTest:
                   "paths": self.paths, "seed_base": self.seed_base, "te_limit": self.te_limit,
                   "cadence": self.cadence, "n_assets": self.n_assets, "years": self.years,
                   "offset": self.offset, "warmup_days": WARMUP_DAYS, "engine": engine,
-                  "cash_flows": [asdict(flow) for flow in self.cash_flows]}
+                  "cash_flows": [asdict(flow) for flow in self.cash_flows],
+                  "lots": len(self.lots), **self.transition}
         return StressResult(rows, config, headline(rows, self.te_limit))
 
 
