@@ -36,6 +36,7 @@ def test_cli_writes_json_form8949_and_prints_a_summary(tmp_path):
     assert "tax alpha" in result.output and "By year" in result.output
     data = json.loads(out.read_text())
     assert data["config"]["guardrail"] is False and data["config"]["cadence"] == "monthly"
+    assert data["config"]["decision"] == "optimizer"
     assert data["series"]["portfolio"][0] == pytest.approx(data["series"]["benchmark"][0])
     assert form.read_text().startswith("part,description,date_acquired,date_sold")
 
@@ -57,6 +58,8 @@ BAD_ARGS = [
     (["--exclude", "sector:Tobacco"], "exclude"),
     (["--json", "/dev/null/no-folder/out.json"], "json"),
     (["--max-gain", "-1"], "max-gain"),
+    (["--decision", "greedy"], "decision"),
+    (["--decision", "rules", "--max-gain", "100"], "max-gain"),
     (["--te-glide-years", "-2"], "te-glide-years"),
 ]
 
@@ -158,3 +161,12 @@ def test_a_legacy_book_moves_in_within_its_gain_budget(tmp_path):
     assert len(gains) >= 2 and max(gains.values()) <= 40_000 * 1.1
     statuses = json.loads(out.read_text())["series"]["guardrail_status"]
     assert "relaxed" in statuses
+
+
+def test_the_rules_core_stays_available_for_comparison(tmp_path):
+    out = tmp_path / "run.json"
+    result = cli("backtest", "--policy", "monthly-all", "--profile", "mfj-800k", *SMALL,
+                 "--decision", "rules", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["config"]["decision"] == "rules" and data["harvested_losses"] > 0

@@ -39,6 +39,10 @@ def backtest(
     te_glide_years: options.GlideOption = 0.0,
     no_guardrail: Annotated[bool, typer.Option(
         "--no-guardrail", help="Run without the tracking-error guardrail.")] = False,
+    decision: Annotated[str, typer.Option(
+        help="Decision core: optimizer (the tax-aware program) or rules (the heuristic "
+             "pipeline: harvests into proxies, lock budget, L2 projection), for comparison."
+    )] = "optimizer",
     json_out: Annotated[str | None, typer.Option(
         "--json", help="Write the results as JSON (- for stdout).")] = None,
     form8949: Annotated[Path | None, typer.Option(
@@ -57,7 +61,7 @@ def backtest(
     cash_flows: options.CashFlowsOption = None,
 ) -> None:
     """Backtest a harvesting policy on real or synthetic prices."""
-    from taxharvest.envs.direct_index import DirectIndexEnv
+    from taxharvest.envs.direct_index import DECISION_CORES, DirectIndexEnv
     from taxharvest.io import csv_text, json_text
     from taxharvest.sim.backtest import run_backtest
     from taxharvest.tax.reporting import FORM_8949_COLUMNS
@@ -65,6 +69,10 @@ def backtest(
     tax_profile = options.profile(profile)
     options.cadence(cadence)
     options.rebalance(rebalance)
+    options.check({"decision": decision in DECISION_CORES,
+                   "max-gain": max_gain is None or decision == "optimizer",
+                   "te-glide-years": te_glide_years == 0 or decision == "optimizer"},
+                  f"decision one of {', '.join(DECISION_CORES)}; transitions need the optimizer")
     options.check({"te-limit": te_limit > 0, "fee": 0 <= fee < 1}, "te-limit > 0, 0 <= fee < 1")
     check_size(assets, years)
     transition = options.transition(max_gain, te_glide_years)
@@ -84,7 +92,7 @@ def backtest(
         guardrail=not no_guardrail, exclusions=exclusions, initial_lots=lots,
         initial_value=initial_value, random_start=False, warmup_days=WARMUP_DAYS,
         episode_years=years if years is not None else years_to_end(mk),
-        benchmark_rebalance=rebalance, cash_flows=flows, **transition)
+        benchmark_rebalance=rebalance, cash_flows=flows, decision=decision, **transition)
     harvester = options.policy(policy, tax_profile, env=env)
 
     with quiet_guardrail(), options.progress() as bar:

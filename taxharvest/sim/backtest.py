@@ -107,7 +107,7 @@ def run_backtest(
     config = {
         "policy": policy.name, "profile": raw.profile.name, "market": raw.market.source,
         "te_limit": raw.te_limit, "cadence": raw.cadence,
-        "guardrail": raw.guardrail is not None, "seed": seed,
+        "guardrail": raw.guardrail is not None, "decision": raw.decision, "seed": seed,
         "corporate_actions": corporate_action_records(raw.market),
     }
     return measured_run(_trajectory(raw, infos, np.array(bench_weights)), raw.ledger,
