@@ -71,7 +71,7 @@ def test_decision_harvests_the_loss_lot_under_the_threshold_and_hold_does_not(ma
     assert [lot["date_acquired"] for lot in sale["lots"]] == ["2024-06-03"]
     assert policy["realized_long"] == pytest.approx(-0.2 * basis)
     assert policy["tax_saving"] == pytest.approx(0.2 * basis * marginal_rates("mfj-800k", 2025)[1])
-    assert any(t["reason"].startswith("proxy") and t["side"] == "buy" for t in policy["trades"])
+    assert any(t["side"] == "buy" for t in policy["trades"])  # a replacement the program chose
     assert 0 < policy["ex_ante_te"] <= 0.05 and policy["guardrail_status"] in (
         "unchanged", "projected")
     assert {(d["ticker"], d["side"]) for d in doc["differences"]} >= {(LOSS, "sell")}

@@ -1,7 +1,8 @@
 """`make demo`: the main job on the built-in synthetic market.
 
-Four harvesters (``hold``, ``monthly-all``, ``tuned`` and the shipped PPO policy of the
-profile) run with the guardrail on through one synthetic 500-stock market over ten years;
+Five harvesters (``hold``, ``monthly-all``, ``tuned``, ``optimizer`` and the shipped PPO
+policy of the profile) run with the guardrail on through one synthetic 500-stock market over
+ten years;
 the comparison goes to the terminal, and a run folder gets the JSON results and an HTML
 report.
 """
@@ -24,7 +25,7 @@ from taxharvest.sim.measures import DEMO
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.markets import synthetic_market
 
-POLICIES = ("hold", "monthly-all", "tuned")
+POLICIES = ("hold", "monthly-all", "tuned", "optimizer")
 
 
 def run_demo(out: Path, console: Console, *, profile: str = "mfj-800k-ca", n_assets: int = 500,
