@@ -1,8 +1,11 @@
-"""Tracking-error guardrail: admissibility, optimality against a dense formulation, fallbacks."""
+"""Tracking-error guardrail: admissibility, optimality against a dense formulation, the fast
+path against the cvxpy reference, fallbacks."""
 
 from __future__ import annotations
 
 import logging
+import warnings
+from dataclasses import dataclass, replace
 
 import cvxpy as cp
 import numpy as np
@@ -10,10 +13,19 @@ import pytest
 from synthetic_universe import SyntheticUniverse, synthetic_universe
 
 from taxharvest.guardrails import FactorRisk, GuardrailResult, TrackingErrorGuardrail
+from taxharvest.guardrails.fast import FastProjection, NotCertified
 from taxharvest.guardrails.projection import RELAX_MARGIN
 from taxharvest.market import risk as market_risk
 
 LIMIT = 0.01
+#: Clarabel settings of the independent dense formulation: tight enough to judge the fast path.
+TIGHT = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "max_iter": 500}
+#: Interior-point weights are accurate to about the root of the objective's accuracy: how far
+#: the reference (default Clarabel tolerances) and the tight dense solve may sit from the exact
+#: optimum, and how far the tight dense objective from the fast path's.
+REFERENCE_ATOL = 3e-5
+FAST_ATOL = 5e-6
+OBJECTIVE_SLACK = 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +81,7 @@ def dense_projection(
     current: np.ndarray,
     upper: np.ndarray,
     *,
+    lower: np.ndarray | float = 0.0,
     limit: float = LIMIT,
     gain_cost: np.ndarray | None = None,
     cost_bps: float = 0.0,
@@ -82,26 +95,35 @@ def dense_projection(
         objective += gain_cost @ cp.pos(np.minimum(proposed, current) - w)
     constraints = [
         cp.sum(w) == 1,
-        w >= 0,
+        w >= lower,
         w <= upper,
         cp.quad_form(w - universe.benchmark, sigma) <= limit**2,
     ]
     if max_turnover is not None:
         constraints.append(cp.norm1(w - current) <= max_turnover)
-    cp.Problem(cp.Minimize(objective), constraints).solve(solver="CLARABEL")
+    tight_solve(cp.Problem(cp.Minimize(objective), constraints))
     return w.value
 
 
-def dense_min_te(universe: SyntheticUniverse, upper: np.ndarray) -> float:
+def dense_min_te(
+    universe: SyntheticUniverse, upper: np.ndarray, lower: np.ndarray | float = 0.0
+) -> float:
     """Minimum achievable TE under the hard constraints, from the full covariance."""
     w = cp.Variable(len(upper))
     sigma = cp.psd_wrap(universe.risk.covariance())
     problem = cp.Problem(
         cp.Minimize(cp.quad_form(w - universe.benchmark, sigma)),
-        [cp.sum(w) == 1, w >= 0, w <= upper],
+        [cp.sum(w) == 1, w >= lower, w <= upper],
     )
-    problem.solve(solver="CLARABEL")
+    tight_solve(problem)
     return float(np.sqrt(problem.value))
+
+
+def tight_solve(problem: cp.Problem) -> None:
+    """Clarabel at ``TIGHT``; it may stop at its reduced accuracy, still far above the default."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Solution may be inaccurate")
+        problem.solve(solver="CLARABEL", **TIGHT)
 
 
 def test_factor_risk_is_reexported() -> None:
@@ -128,6 +150,7 @@ def test_admissible_proposal_is_returned_without_solving(
         result.weights[0] = 1.0  # results are immutable
 
 
+@pytest.mark.parametrize("method", ["fast", "reference"])
 @pytest.mark.parametrize(
     "options, priced",
     [
@@ -138,9 +161,9 @@ def test_admissible_proposal_is_returned_without_solving(
     ],
 )
 def test_projection_is_the_nearest_admissible_point(
-    universe: SyntheticUniverse, options: dict, priced: bool
+    universe: SyntheticUniverse, options: dict, priced: bool, method: str
 ) -> None:
-    guardrail = TrackingErrorGuardrail(LIMIT, **options)
+    guardrail = TrackingErrorGuardrail(LIMIT, method=method, **options)
     n = len(universe.benchmark)
     current = harvested(universe, 2)
     proposed = harvested(universe, 8)
@@ -155,7 +178,9 @@ def test_projection_is_the_nearest_admissible_point(
         excluded=excluded,
         gain_cost=gain_cost,
     )
-    assert result.status == "projected" and result.solver == "CLARABEL"
+    # the fast path has no turnover cap: the reference solves those
+    fast = method == "fast" and "max_turnover" not in options
+    assert result.status == "projected" and result.solver == ("fast" if fast else "CLARABEL")
     assert "TE" in result.reason and result.te_before > LIMIT
     assert_admissible(result, universe, current=current, no_buy=no_buy, excluded=excluded)
     cap = options.get("max_weight", 1.0)
@@ -170,7 +195,7 @@ def test_projection_is_the_nearest_admissible_point(
         cost_bps=options.get("cost_bps", 0.0),
         max_turnover=options.get("max_turnover"),
     )
-    np.testing.assert_allclose(result.weights, expected, atol=1e-5)
+    np.testing.assert_allclose(result.weights, expected, atol=FAST_ATOL if fast else REFERENCE_ATOL)
     assert result.distance == pytest.approx(np.linalg.norm(result.weights - proposed))
     assert result.turnover == pytest.approx(np.abs(result.weights - current).sum())
     if "max_turnover" in options:
@@ -196,9 +221,8 @@ def test_gain_cost_moves_weight_where_it_is_cheap(
     assert sells_priced[~expensive].sum() > sells_plain[~expensive].sum()
 
 
-def test_problems_are_dpp_and_built_once(
-    universe: SyntheticUniverse, guardrail: TrackingErrorGuardrail
-) -> None:
+def test_problems_are_dpp_and_built_once(universe: SyntheticUniverse) -> None:
+    guardrail = TrackingErrorGuardrail(LIMIT, method="reference")
     n, k = len(universe.benchmark), universe.risk.n_factors
     program = guardrail.program(n, k)
     assert program.projection.is_dpp() and program.min_te.is_dpp()
@@ -208,16 +232,20 @@ def test_problems_are_dpp_and_built_once(
     assert program.projection.solver_stats is not None
 
 
+@pytest.mark.parametrize("method", ["fast", "reference"])
 def test_unreachable_limit_is_relaxed_to_the_minimum_te(
-    universe: SyntheticUniverse, guardrail: TrackingErrorGuardrail, caplog
+    universe: SyntheticUniverse, method: str, caplog
 ) -> None:
     n = len(universe.benchmark)
     excluded = np.zeros(n, dtype=bool)
     excluded[np.argsort(universe.benchmark[: universe.n_stocks])[::-1][:6]] = True
     proposed = universe.swap_to_proxies(universe.benchmark, np.flatnonzero(excluded))
+    guardrail = TrackingErrorGuardrail(LIMIT, method=method)
     with caplog.at_level(logging.WARNING, logger="taxharvest.guardrails"):
         result = guardrail.project(proposed, universe.benchmark, universe.risk, excluded=excluded)
-    assert result.status == "relaxed"
+    assert result.status == "relaxed" and result.solver == (
+        "fast" if method == "fast" else "CLARABEL"
+    )
     assert "unreachable" in result.reason and "unreachable" in caplog.text
     te_min = dense_min_te(universe, np.where(excluded, 0.0, 1.0))
     assert te_min > LIMIT
@@ -265,7 +293,7 @@ def test_solver_failure_tries_the_fallback_solver_then_falls_back(
         return solve(self, *args, solver=solver, **kwargs)
 
     monkeypatch.setattr(cp.Problem, "solve", clarabel_fails)
-    guardrail = TrackingErrorGuardrail(LIMIT)
+    guardrail = TrackingErrorGuardrail(LIMIT, method="reference")
     result = guardrail.project(proposed, universe.benchmark, universe.risk)
     assert result.status == "projected" and result.solver == "SCS"
     assert_admissible(result, universe, atol=1e-6)
@@ -290,18 +318,21 @@ def test_full_universe_binding_projection() -> None:
     proposed = universe.swap_to_proxies(universe.benchmark, names)
     no_buy = np.zeros(len(proposed), dtype=bool)
     no_buy[names[:20]] = True
-    guardrail = TrackingErrorGuardrail(LIMIT)
-    result = guardrail.project(
-        proposed,
-        universe.benchmark,
-        universe.risk,
-        current=universe.benchmark,
-        no_buy=no_buy,
-        gain_cost=rng.uniform(0.0, 0.05, len(proposed)),
+    arguments = {
+        "current": universe.benchmark,
+        "no_buy": no_buy,
+        "gain_cost": rng.uniform(0.0, 0.05, len(proposed)),
+    }
+    result = TrackingErrorGuardrail(LIMIT).project(
+        proposed, universe.benchmark, universe.risk, **arguments
     )
     assert len(universe.benchmark) == 511 and result.te_before > LIMIT
-    assert result.status == "projected"
+    assert result.status == "projected" and result.solver == "fast"
     assert_admissible(result, universe, current=universe.benchmark, no_buy=no_buy)
+    reference = TrackingErrorGuardrail(LIMIT, method="reference").project(
+        proposed, universe.benchmark, universe.risk, **arguments
+    )
+    np.testing.assert_allclose(result.weights, reference.weights, atol=REFERENCE_ATOL)
 
 
 def test_projection_logs_its_reason(
@@ -347,6 +378,7 @@ def test_invalid_inputs_raise(
         ({"max_turnover": -1.0}, "max_turnover"),
         ({"cost_bps": np.nan}, "cost_bps"),
         ({"solver": "NOT_A_SOLVER"}, "solver"),
+        ({"method": "exact"}, "method"),
     ],
 )
 def test_invalid_configuration_raises(options: dict, argument: str) -> None:
@@ -371,3 +403,204 @@ def test_no_sell_names_keep_at_least_their_current_weight(
     assert np.any(free.weights[no_sell] < current[no_sell] - 1e-6)
     assert np.all(held.weights[no_sell] >= current[no_sell] - 1e-7)
     assert_admissible(held, universe, current=current)
+
+
+SIZES = {
+    "small": {"n_stocks": 24, "n_sectors": 3, "n_styles": 2},
+    "medium": {"n_stocks": 150, "n_sectors": 6, "n_styles": 3},
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One projection to solve both ways, and the status both must report."""
+
+    universe: SyntheticUniverse
+    proposed: np.ndarray
+    arguments: dict
+    status: str
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The hard bounds the arguments imply (what ``_validate`` derives)."""
+        n = len(self.proposed)
+        current = self.arguments.get("current", self.proposed)
+        no_buy = self.arguments.get("no_buy", np.zeros(n, dtype=bool))
+        upper = np.where(no_buy, np.clip(current, 0.0, 1.0), 1.0)
+        upper[self.arguments.get("excluded", np.zeros(n, dtype=bool))] = 0.0
+        no_sell = self.arguments.get("no_sell", np.zeros(n, dtype=bool))
+        return np.where(no_sell, np.clip(current, 0.0, upper), 0.0), upper
+
+
+def zero_specific_risk(universe: SyntheticUniverse) -> SyntheticUniverse:
+    """No specific risk on the proxies and on every fourth stock."""
+    specific_var = universe.risk.specific_var.copy()
+    specific_var[universe.n_stocks :] = 0.0
+    specific_var[: universe.n_stocks : 4] = 0.0
+    return replace(universe, risk=replace(universe.risk, specific_var=specific_var))
+
+
+def duplicated(universe: SyntheticUniverse, pairs: int) -> SyntheticUniverse:
+    """The first ``pairs`` odd stocks made copies of the even stocks before them."""
+    risk = universe.risk
+    exposures, specific_var = risk.exposures.copy(), risk.specific_var.copy()
+    benchmark, sector = universe.benchmark.copy(), universe.sector.copy()
+    copies = np.arange(1, 2 * pairs, 2)
+    for target in (exposures, specific_var, benchmark, sector):
+        target[copies] = target[copies - 1]
+    risk = FactorRisk(exposures, risk.factor_cov, specific_var)
+    return replace(universe, risk=risk, benchmark=benchmark / benchmark.sum(), sector=sector)
+
+
+def scenario(case: str, size: str, seed: int) -> Scenario:
+    universe = synthetic_universe(**SIZES[size], seed=seed)
+    if case.startswith("zero specific risk"):
+        universe = zero_specific_risk(universe)
+    if case == "repeated prices":
+        universe = duplicated(universe, 5)
+    rng = np.random.default_rng(seed)
+    benchmark, stocks = universe.benchmark, universe.n_stocks
+    n = len(benchmark)
+    largest = np.argsort(benchmark[:stocks])[::-1]
+
+    def mask(names: np.ndarray) -> np.ndarray:
+        chosen = np.zeros(n, dtype=bool)
+        chosen[names] = True
+        return chosen
+
+    harvest = rng.choice(stocks, stocks // 4, replace=False, p=benchmark[:stocks])
+    proposed = universe.swap_to_proxies(benchmark, harvest)
+    gain_cost = rng.uniform(0.0, 0.03, n)
+    binding = {"current": benchmark, "no_buy": mask(harvest[:3]), "gain_cost": gain_cost}
+    top = universe.swap_to_proxies(benchmark, largest[:5])
+    if case in ("binding", "zero specific risk"):
+        return Scenario(universe, proposed, binding, "projected")
+    if case == "repeated prices":  # twin securities, one gain price, most proposals at current
+        prices = {**binding, "gain_cost": np.full(n, 0.01)}
+        return Scenario(universe, proposed, prices, "projected")
+    if case == "non-binding":  # an excluded name held: the budget binds, the TE limit does not
+        excluded = mask(largest[-1:])
+        arguments = {"current": benchmark, "excluded": excluded, "gain_cost": gain_cost}
+        return Scenario(universe, benchmark, arguments, "projected")
+    if case in ("relaxed, excluded", "zero specific risk, relaxed"):
+        excluded = mask(largest[:8])
+        return Scenario(
+            universe,
+            universe.swap_to_proxies(benchmark, largest[:8]),
+            {"excluded": excluded},
+            "relaxed",
+        )
+    if case == "relaxed, wash sales":  # harvested names blocked, their proxies unsellable
+        wash = {"current": top, "no_buy": mask(largest[:5]), "no_sell": mask(np.arange(stocks, n))}
+        return Scenario(universe, top, wash, "relaxed")
+    if case == "all no_buy":  # only sales, of a book 5% larger than the budget
+        sells = {"current": 1.05 * top, "no_buy": np.ones(n, dtype=bool), "gain_cost": gain_cost}
+        return Scenario(universe, proposed, sells, "relaxed")
+    raise ValueError(case)
+
+
+CASES = [
+    "binding",
+    "non-binding",
+    "relaxed, excluded",
+    "relaxed, wash sales",
+    "all no_buy",
+    "zero specific risk",
+    "zero specific risk, relaxed",
+    "repeated prices",
+]
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+@pytest.mark.parametrize("size", sorted(SIZES))
+@pytest.mark.parametrize("case", CASES)
+def test_fast_path_matches_the_reference(case: str, size: str, seed: int) -> None:
+    s = scenario(case, size, seed)
+    universe, benchmark, risk = s.universe, s.universe.benchmark, s.universe.risk
+    fast = TrackingErrorGuardrail(LIMIT).project(s.proposed, benchmark, risk, **s.arguments)
+    reference = TrackingErrorGuardrail(LIMIT, method="reference").project(
+        s.proposed, benchmark, risk, **s.arguments
+    )
+    assert (fast.solver, reference.solver) == ("fast", "CLARABEL")
+    assert fast.status == reference.status == s.status, (fast.reason, reference.reason)
+    np.testing.assert_allclose(fast.weights, reference.weights, atol=REFERENCE_ATOL)
+
+    lower, upper = s.bounds()
+    w = fast.weights
+    assert np.all(w >= lower) and np.all(w <= upper) and abs(w.sum() - 1) <= 1e-10
+    limit = LIMIT
+    if s.status == "relaxed":
+        limit = dense_min_te(universe, upper, lower) * (1 + RELAX_MARGIN)
+        assert fast.te_after == pytest.approx(limit, rel=1e-7)
+    assert fast.te_after <= limit * (1 + 1e-8)
+    expected = dense_projection(
+        universe,
+        s.proposed,
+        s.arguments.get("current", s.proposed),
+        upper,
+        lower=lower,
+        limit=fast.te_after,
+        gain_cost=s.arguments.get("gain_cost"),
+    )
+    np.testing.assert_allclose(w, expected, atol=FAST_ATOL)
+    assert objective(s, w) == pytest.approx(objective(s, expected), abs=OBJECTIVE_SLACK)
+
+
+def objective(s: Scenario, w: np.ndarray) -> float:
+    """The projection objective of ``w`` (gain penalty 1, no trading cost)."""
+    value = 0.5 * np.sum((w - s.proposed) ** 2)
+    if "gain_cost" in s.arguments:
+        anchor = np.minimum(s.proposed, s.arguments["current"])
+        value += s.arguments["gain_cost"] @ np.maximum(anchor - w, 0.0)
+    return float(value)
+
+
+def test_a_single_admissible_point_is_the_answer(universe: SyntheticUniverse) -> None:
+    """Everything no_buy and the book fully invested: only the current book is admissible."""
+    held = harvested(universe, 6)
+    everything = np.ones(len(held), dtype=bool)
+    result = TrackingErrorGuardrail(LIMIT).project(
+        harvested(universe, 9), universe.benchmark, universe.risk, current=held, no_buy=everything
+    )
+    assert result.status == "relaxed" and result.solver == "fast"
+    np.testing.assert_allclose(result.weights, held, atol=1e-12)
+
+
+def test_uncertified_or_broken_fast_answers_go_to_the_reference(
+    universe: SyntheticUniverse, monkeypatch
+) -> None:
+    proposed = harvested(universe, 8)
+    expected = TrackingErrorGuardrail(LIMIT, method="reference").project(
+        proposed, universe.benchmark, universe.risk
+    )
+
+    def uncertified(self, limit, hint=None):
+        raise NotCertified("injected")
+
+    def broken(self, limit, hint=None):  # an answer over the TE limit must never come back
+        self.multiplier = 0.0
+        return proposed
+
+    for replacement in (uncertified, broken):
+        monkeypatch.setattr(FastProjection, "project", replacement)
+        result = TrackingErrorGuardrail(LIMIT).project(proposed, universe.benchmark, universe.risk)
+        assert result.status == "projected" and result.solver == "CLARABEL"
+        np.testing.assert_allclose(result.weights, expected.weights, atol=1e-9)
+
+
+def test_the_multiplier_hint_only_changes_the_path(universe: SyntheticUniverse) -> None:
+    """A guardrail warm from a very different problem gives the same answer as a fresh one."""
+    n = len(universe.benchmark)
+    excluded = np.zeros(n, dtype=bool)
+    excluded[np.argsort(universe.benchmark[: universe.n_stocks])[::-1][:6]] = True
+    warm = TrackingErrorGuardrail(LIMIT)
+    warm.project(
+        universe.swap_to_proxies(universe.benchmark, np.flatnonzero(excluded)),
+        universe.benchmark,
+        universe.risk,
+        excluded=excluded,
+    )
+    proposed = harvested(universe, 8)
+    hinted = warm.project(proposed, universe.benchmark, universe.risk)
+    fresh = TrackingErrorGuardrail(LIMIT).project(proposed, universe.benchmark, universe.risk)
+    assert hinted.solver == fresh.solver == "fast"
+    np.testing.assert_allclose(hinted.weights, fresh.weights, atol=1e-9)

@@ -1,26 +1,34 @@
 """Tracking-error guardrail: project a proposed portfolio onto the admissible set.
 
 A pure function of weights and a risk model; it never imports the environment, the tax engine
-or training code. The cvxpy problems are built once per universe shape ``(n, k)`` (DPP) and each
-call only sets parameter values and solves, the cvxportfolio way.
+or training code. By default the projection is solved by the certified fast path
+(:mod:`taxharvest.guardrails.fast`); the cvxpy problems are the reference it falls back to. They
+are built once per universe shape ``(n, k)`` (DPP) and each call only sets parameter values and
+solves, the cvxportfolio way.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import cvxpy as cp
 import numpy as np
 
+from taxharvest.guardrails.fast import FastProjection, NotCertified
 from taxharvest.guardrails.program import TrackingErrorProgram, factor_loadings
 from taxharvest.market.risk import FactorRisk
 
 logger = logging.getLogger("taxharvest.guardrails")
 
 Status = Literal["unchanged", "projected", "relaxed", "fallback"]
+Method = Literal["fast", "reference"]
+
+#: ``GuardrailResult.solver`` of the fast path's answers.
+FAST = "fast"
 
 #: Relaxed projections allow ``TE <= min TE * (1 + RELAX_MARGIN)`` to keep a strict interior.
 RELAX_MARGIN = 1e-3
@@ -52,7 +60,8 @@ class GuardrailResult:
         solve_ms: wall time of the whole call, fast-path check included.
         distance: Euclidean (L2) distance ``||weights - proposed||_2``.
         reason: what was violated or what went wrong; empty only when ``unchanged``.
-        solver: the solver that produced ``weights``; ``None`` when no solve was used.
+        solver: what produced ``weights`` (``fast``, or the cvxpy solver); ``None`` when no
+            solve was used.
         turnover: ``||weights - current||_1``.
     """
 
@@ -93,6 +102,10 @@ class _Attempt:
     errors: tuple[str, ...]
 
 
+#: One backend's solve: the projection at a TE limit, or the minimum-TE problem for ``None``.
+Solve = Callable[[float | None], _Attempt]
+
+
 class TrackingErrorGuardrail:
     """Projects proposed weights inside the TE limit, exclusions and wash-sale blocks.
 
@@ -103,12 +116,14 @@ class TrackingErrorGuardrail:
     ``cost_bps`` defaults to 0 so that a barely violating proposal moves barely (a positive cost
     pulls every trade of a projected proposal toward ``current``).
 
-    When the TE limit cannot be met under the hard constraints, a second problem finds the
-    minimum achievable TE, and the projection is solved again with the limit at that minimum
-    times ``1 + RELAX_MARGIN`` (status ``relaxed``). Solver errors and non-optimal statuses try
-    ``fallback_solver``; when nothing works, or the hard constraints are infeasible, the result
-    is the current portfolio made long-only and fully invested (status ``fallback``). Only
-    invalid inputs raise (``ValueError``).
+    ``method="fast"`` (the default) solves with :class:`FastProjection`, exact and certified, and
+    with the cvxpy reference whenever it cannot certify its answer or a turnover cap is set;
+    ``method="reference"`` always uses cvxpy. When the TE limit cannot be met under the hard
+    constraints, a second problem finds the minimum achievable TE, and the projection is solved
+    again with the limit at that minimum times ``1 + RELAX_MARGIN`` (status ``relaxed``). cvxpy
+    solver errors and non-optimal statuses try ``fallback_solver``; when nothing works, or the
+    hard constraints are infeasible, the result is the current portfolio made long-only and
+    fully invested (status ``fallback``). Only invalid inputs raise (``ValueError``).
 
     Args:
         te_limit: annualized ex-ante tracking-error limit.
@@ -117,10 +132,11 @@ class TrackingErrorGuardrail:
         gain_penalty: multiplier on ``gain_cost`` in the objective.
         cost_bps: trading cost per unit of weight traded, in basis points.
         solver: primary cvxpy solver; fallback_solver: tried when it fails (``None``: none).
+        method: ``fast`` (certified fast path, cvxpy where it fails) or ``reference`` (cvxpy).
         tolerance: slack of the admissibility check (relative on TE, absolute on weights).
 
     Not thread-safe: compiled problems are cached in the instance per ``(n, k)`` and whether
-    gains are priced.
+    gains are priced, and the last fast TE multiplier starts the next search.
     """
 
     def __init__(
@@ -133,6 +149,7 @@ class TrackingErrorGuardrail:
         cost_bps: float = 0.0,
         solver: str = "CLARABEL",
         fallback_solver: str | None = "SCS",
+        method: Method = "fast",
         tolerance: float = 1e-7,
     ) -> None:
         _check_positive("te_limit", te_limit)
@@ -145,6 +162,8 @@ class TrackingErrorGuardrail:
             raise ValueError(f"gain_penalty must be finite and >= 0, got {gain_penalty}")
         if not (np.isfinite(cost_bps) and cost_bps >= 0):
             raise ValueError(f"cost_bps must be finite and >= 0, got {cost_bps}")
+        if method not in get_args(Method):
+            raise ValueError(f"method must be one of {get_args(Method)}, got {method!r}")
         for name, value in (("solver", solver), ("fallback_solver", fallback_solver)):
             if value is not None and value not in cp.installed_solvers():
                 raise ValueError(f"{name} {value!r} is not installed: {cp.installed_solvers()}")
@@ -155,8 +174,15 @@ class TrackingErrorGuardrail:
         self.cost_bps = cost_bps
         self.solver = solver
         self.fallback_solver = fallback_solver
+        self.method = method
         self.tolerance = tolerance
         self._programs: dict[tuple[int, int, bool], TrackingErrorProgram] = {}
+        self._multiplier = 0.0  # the last fast projection's TE multiplier: the next one's hint
+
+    @property
+    def trade_cost(self) -> float:
+        """Cost per unit of weight traded (``cost_bps`` in weight units)."""
+        return self.cost_bps * 1e-4
 
     def program(self, n: int, k: int, *, gain_term: bool = False) -> TrackingErrorProgram:
         """The compiled problems for ``n`` securities and ``k`` factors, built on first use.
@@ -170,7 +196,7 @@ class TrackingErrorGuardrail:
                 n,
                 k,
                 gain_term=gain_term,
-                trade_cost=self.cost_bps * 1e-4,
+                trade_cost=self.trade_cost,
                 turnover_limit=self.max_turnover is not None,
             )
         return self._programs[key]
@@ -216,50 +242,111 @@ class TrackingErrorGuardrail:
                 f"{inputs.lower.sum():.4f} ({found})"
             )
             return self._fallback(inputs, te_before, reason, start)
-        gain_term = (
-            self.gain_penalty > 0 and inputs.gain_cost is not None and inputs.gain_cost.any()
-        )
-        program = self.program(risk.n_securities, risk.n_factors, gain_term=gain_term)
+        risk_terms = (factor_loadings(risk), np.asarray(risk.specific_var, dtype=float))
+        priced = self.gain_penalty > 0 and inputs.gain_cost is not None and inputs.gain_cost.any()
+        gain_cost = self.gain_penalty * inputs.gain_cost if priced else None
+        outcome = None
+        if self.method == "fast" and self.max_turnover is None:
+            try:
+                fast = self._fast_solver(inputs, *risk_terms, gain_cost)
+                outcome = self._run(fast, inputs, te_before, found, start)
+            except NotCertified as why:
+                logger.debug("fast projection not certified (%s); solving with cvxpy", why)
+        if outcome is None:
+            reference = self._reference_solver(inputs, *risk_terms, gain_cost)
+            outcome = self._run(reference, inputs, te_before, found, start)
+        if isinstance(outcome, GuardrailResult):
+            return outcome
+        return self._fallback(inputs, te_before, outcome, start)
+
+    def _reference_solver(
+        self,
+        inputs: _Inputs,
+        loadings: np.ndarray,
+        specific_var: np.ndarray,
+        gain_cost: np.ndarray | None,
+    ) -> Solve:
+        """The compiled cvxpy problems, their parameters set for this call."""
+        risk = inputs.risk
+        program = self.program(risk.n_securities, risk.n_factors, gain_term=gain_cost is not None)
         program.set_values(
             proposal=inputs.proposed,
             benchmark=inputs.benchmark,
             current=inputs.current,
             upper=inputs.upper,
             lower=inputs.lower,
-            loadings=factor_loadings(risk),
-            specific_var=np.asarray(risk.specific_var, dtype=float),
+            loadings=loadings,
+            specific_var=specific_var,
             limit=self.te_limit,
-            gain_cost=self.gain_penalty * inputs.gain_cost if gain_term else None,
+            gain_cost=gain_cost,
             max_turnover=self.max_turnover,
         )
-        attempt = self._solve(program.projection, program.w, inputs, self.te_limit)
+
+        def solve(limit: float | None) -> _Attempt:
+            if limit is None:
+                return self._solve(program.min_te, program.w, inputs, None)
+            program.limit.value = limit
+            return self._solve(program.projection, program.w, inputs, limit)
+
+        return solve
+
+    def _fast_solver(
+        self,
+        inputs: _Inputs,
+        loadings: np.ndarray,
+        specific_var: np.ndarray,
+        gain_cost: np.ndarray | None,
+    ) -> Solve:
+        """:class:`FastProjection` behind the reference's interface (its weights in the bounds by
+        construction); raises ``NotCertified`` where it has no acceptable answer."""
+        fast = FastProjection(
+            inputs.proposed,
+            inputs.benchmark,
+            inputs.current,
+            inputs.lower,
+            inputs.upper,
+            loadings,
+            specific_var,
+            np.zeros(len(specific_var)) if gain_cost is None else gain_cost,
+            2 * self.trade_cost,
+        )
+
+        def solve(limit: float | None) -> _Attempt:
+            if limit is None:
+                weights = fast.min_te()
+            else:
+                weights = fast.project(limit, self._multiplier or None)
+                self._multiplier = fast.multiplier
+            if weights is None:
+                return _Attempt(None, None, True, (f"{FAST}: TE limit unreachable",))
+            broken = _broken(weights, inputs, limit)
+            if broken:
+                raise NotCertified(broken)
+            return _Attempt(weights, FAST, False, ())
+
+        return solve
+
+    def _run(
+        self, solve: Solve, inputs: _Inputs, te_before: float, found: str, start: float
+    ) -> GuardrailResult | str:
+        """Project at the TE limit; when it is unreachable, at the minimum TE (+ RELAX_MARGIN).
+
+        Returns the result, or why there is none (the caller falls back).
+        """
+        attempt = solve(self.te_limit)
         if attempt.weights is not None:
             return self._result(
                 inputs, attempt.weights, te_before, "projected", found, attempt.solver, start
             )
         if not attempt.infeasible:
-            reason = f"projection failed ({'; '.join(attempt.errors)}); violations: {found}"
-            return self._fallback(inputs, te_before, reason, start)
-        return self._relax(program, inputs, te_before, found, start)
-
-    def _relax(
-        self,
-        program: TrackingErrorProgram,
-        inputs: _Inputs,
-        te_before: float,
-        found: str,
-        start: float,
-    ) -> GuardrailResult:
-        """Minimize TE under the hard constraints, then project at that TE (+ RELAX_MARGIN)."""
-        floor = self._solve(program.min_te, program.w, inputs, None)
+            return f"projection failed ({'; '.join(attempt.errors)}); violations: {found}"
+        floor = solve(None)
         if floor.weights is None:
             what = "hard constraints infeasible" if floor.infeasible else "minimum-TE solve failed"
-            reason = f"{what} ({'; '.join(floor.errors)}); violations: {found}"
-            return self._fallback(inputs, te_before, reason, start)
+            return f"{what} ({'; '.join(floor.errors)}); violations: {found}"
         te_min = inputs.risk.tracking_error(floor.weights - inputs.benchmark)
         limit = max(self.te_limit, te_min * (1 + RELAX_MARGIN))
-        program.limit.value = limit
-        attempt = self._solve(program.projection, program.w, inputs, limit)
+        attempt = solve(limit)
         weights, solver = attempt.weights, attempt.solver
         if weights is None:
             weights, solver = floor.weights, floor.solver
@@ -295,13 +382,9 @@ class TrackingErrorGuardrail:
                 errors.append(f"{solver}: {problem.status}")
                 continue
             weights = np.clip(variable.value, 0.0, inputs.upper)
-            te = inputs.risk.tracking_error(weights - inputs.benchmark)
-            if abs(weights.sum() - 1) > SOLVER_SUM_SLACK or (
-                limit is not None and te > limit * (1 + SOLVER_TE_SLACK)
-            ):
-                errors.append(
-                    f"{solver}: {problem.status} but sum {weights.sum():.8f}, TE {te:.5%}"
-                )
+            broken = _broken(weights, inputs, limit)
+            if broken:
+                errors.append(f"{solver}: {problem.status} but {broken}")
                 continue
             return _Attempt(weights, solver, False, tuple(errors))
         return _Attempt(None, None, infeasible, tuple(errors))
@@ -412,6 +495,17 @@ class TrackingErrorGuardrail:
         return _Inputs(
             proposed, benchmark, current, upper, lower, no_buy, no_sell, excluded, gain_cost, risk
         )
+
+
+def _broken(weights: np.ndarray, inputs: _Inputs, limit: float | None) -> str:
+    """What makes a solver's weights unacceptable (budget, TE over ``limit``, NaN); empty if
+    none."""
+    te = inputs.risk.tracking_error(weights - inputs.benchmark)
+    if abs(weights.sum() - 1) <= SOLVER_SUM_SLACK and (
+        limit is None or te <= limit * (1 + SOLVER_TE_SLACK)
+    ):
+        return ""
+    return f"sum {weights.sum():.8f}, TE {te:.5%}"
 
 
 def _bound_violations(
