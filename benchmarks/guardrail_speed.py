@@ -1,10 +1,12 @@
-"""Guardrail speed: binding projections, the fast path, and a rebuild-every-call baseline.
+"""Guardrail speed: binding projections by the fast path and by the cvxpy reference, the
+admissibility check, and a rebuild-every-call baseline, all in one run.
 
 Universe: 500 stocks + 11 sector proxies, 16 factors (market, 11 sectors, 4 styles), stock vol
 about 28%, specific vol about 20%, cap-weighted benchmark. The held portfolio has 10 excluded
 names and 30 recent harvests (wash-sale blocked) already in their proxies. Each binding call
 harvests 100 more names, drawn in proportion to weight, into their proxies: a fresh proposal
-every call with TE about 1.5% against a 1% limit.
+every call with TE about 1.5% against a 1% limit. The fast path and the reference solve the
+same proposals, call by call in turn (both see the same machine load).
 
 Run: ``.venv/bin/python benchmarks/guardrail_speed.py [--solves 200]``.
 """
@@ -27,7 +29,7 @@ from synthetic_universe import SyntheticUniverse, synthetic_universe  # noqa: E4
 
 TE_LIMIT = 0.01
 BINDING_TARGET_MS = 10.0
-FAST_TARGET_US = 100.0
+UNCHANGED_TARGET_US = 100.0
 
 
 def held_portfolio(
@@ -62,7 +64,6 @@ def naive_projection(
     current: np.ndarray,
     gain_cost: np.ndarray,
 ) -> np.ndarray:
-
     """The same projection, rebuilt from constants on every call (no parameters, no cache)."""
     loadings, specific_vol = factor_loadings(risk), np.sqrt(risk.specific_var)
     w = cp.Variable(len(proposed))
@@ -90,7 +91,9 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--solves", type=int, default=200, help="binding solves per case")
-    parser.add_argument("--fast-calls", type=int, default=2000, help="fast-path calls")
+    parser.add_argument(
+        "--fast-calls", type=int, default=2000, help="admissible proposals (no solve)"
+    )
     parser.add_argument("--naive-calls", type=int, default=20, help="rebuild-every-call solves")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -100,7 +103,6 @@ def main() -> None:
     risk, benchmark = universe.risk, universe.benchmark
     held, excluded, no_buy = held_portfolio(universe, rng)
     gain_cost = rng.uniform(0.0, 0.05, len(benchmark)) * (held > 0)
-    guardrail = TrackingErrorGuardrail(TE_LIMIT)
     common = {"current": held, "no_buy": no_buy, "excluded": excluded}
     print(
         f"universe: {universe.n_stocks} stocks + {len(universe.proxy)} proxies, "
@@ -108,44 +110,56 @@ def main() -> None:
         f"limit {TE_LIMIT:.1%}"
     )
 
-    binding_median: dict[str, float] = {}
+    fast_guardrail = TrackingErrorGuardrail(TE_LIMIT)
+    reference_guardrail = TrackingErrorGuardrail(TE_LIMIT, method="reference")
+    fast_median: dict[str, float] = {}
+    reference_median: dict[str, float] = {}
     for case, extra in (
         ("binding, gain costs", {"gain_cost": gain_cost}),
         ("binding, L2 only", {}),
     ):
-        guardrail.project(harvest(universe, held, 100, rng), benchmark, risk, **common, **extra)
-        times, iterations, te_before, statuses = [], [], [], set()
-        for _ in range(args.solves):
-            result = guardrail.project(
-                harvest(universe, held, 100, rng), benchmark, risk, **common, **extra
-            )
-            times.append(result.solve_ms)
-            te_before.append(result.te_before)
-            statuses.add(result.status)
-            program = guardrail.program(
+        proposals = [harvest(universe, held, 100, rng) for _ in range(args.solves + 1)]
+        times: dict[str, list[float]] = {"fast": [], "reference": []}
+        iterations, te_before, statuses, solvers, gap = [], [], set(), set(), 0.0
+        for i, proposed in enumerate(proposals):  # the first call of each is a warm-up
+            fast = fast_guardrail.project(proposed, benchmark, risk, **common, **extra)
+            reference = reference_guardrail.project(proposed, benchmark, risk, **common, **extra)
+            if i == 0:
+                continue
+            times["fast"].append(fast.solve_ms)
+            times["reference"].append(reference.solve_ms)
+            te_before.append(fast.te_before)
+            statuses |= {fast.status, reference.status}
+            solvers.add(fast.solver)
+            gap = max(gap, float(np.abs(fast.weights - reference.weights).max()))
+            program = reference_guardrail.program(
                 len(benchmark), risk.n_factors, gain_term="gain_cost" in extra
             )
             iterations.append(program.projection.solver_stats.num_iters)
-        median, p90 = percentiles(times)
-        binding_median[case] = median
+        for method, samples in times.items():
+            median, p90 = percentiles(samples)
+            (fast_median if method == "fast" else reference_median)[case] = median
+            print(f"{case:20s} {method:9s} median {median:6.2f} ms  p90 {p90:6.2f} ms")
         print(
-            f"{case:22s} median {median:6.2f} ms  p90 {p90:6.2f} ms  (Clarabel iterations: median "
+            f"{'':20s} {reference_median[case] / fast_median[case]:.1f}x faster; fast solvers "
+            f"{sorted(solvers)}; max |fast - reference| {gap:.1e}; Clarabel iterations median "
             f"{np.median(iterations):.0f}; proposal TE median {np.median(te_before):.2%}; "
-            f"statuses {sorted(statuses)}; {args.solves} solves)"
+            f"statuses {sorted(statuses)}; {args.solves} solves"
         )
 
     admissible = [harvest(universe, held, 3, rng) for _ in range(50)]
     admissible = [p for p in admissible if risk.tracking_error(p - benchmark) < TE_LIMIT]
-    fast = []
+    unchanged = []
     for i in range(args.fast_calls):
-        result = guardrail.project(
+        result = fast_guardrail.project(
             admissible[i % len(admissible)], benchmark, risk, **common, gain_cost=gain_cost
         )
         assert result.status == "unchanged", result.reason
-        fast.append(1e3 * result.solve_ms)
-    fast_median, fast_p90 = percentiles(fast)
+        unchanged.append(1e3 * result.solve_ms)
+    unchanged_median, unchanged_p90 = percentiles(unchanged)
     print(
-        f"fast path              median {fast_median:6.1f} us  p90 {fast_p90:6.1f} us  ({args.fast_calls} calls)"
+        f"admissible check     median {unchanged_median:6.1f} us  p90 {unchanged_p90:6.1f} us  "
+        f"({args.fast_calls} calls, no solve)"
     )
 
     upper = np.where(excluded, 0.0, np.where(no_buy, held, 1.0))
@@ -156,19 +170,25 @@ def main() -> None:
         naive_projection(proposed, benchmark, risk, upper, held, gain_cost)
         naive.append(1e3 * (time.perf_counter() - start))
     naive_median, _ = percentiles(naive)
-    dpp_median = binding_median["binding, gain costs"]
+    fast_gains = fast_median["binding, gain costs"]
+    reference_gains = reference_median["binding, gain costs"]
     print(
-        f"naive rebuild          median {naive_median:6.2f} ms  ({args.naive_calls} calls); "
-        f"build-once DPP speed-up {naive_median / dpp_median:.1f}x"
+        f"naive rebuild        median {naive_median:6.2f} ms  ({args.naive_calls} calls); with "
+        f"gain costs the reference is {naive_median / reference_gains:.1f}x and the fast path "
+        f"{naive_median / fast_gains:.1f}x faster than it"
     )
 
+    slowest = max(fast_median.values())
     print(
-        f"verdict binding: median {dpp_median:.2f} ms "
-        f"{'meets' if dpp_median <= BINDING_TARGET_MS else 'MISSES'} target <= {BINDING_TARGET_MS:g} ms"
+        f"verdict binding: fast median {slowest:.2f} ms (slower case), reference "
+        f"{max(reference_median.values()):.2f} ms, rebuild {naive_median:.2f} ms: "
+        f"{'meets' if slowest <= BINDING_TARGET_MS else 'MISSES'} target <= "
+        f"{BINDING_TARGET_MS:g} ms"
     )
     print(
-        f"verdict fast path: median {fast_median:.1f} us "
-        f"{'meets' if fast_median <= FAST_TARGET_US else 'MISSES'} target <= {FAST_TARGET_US:g} us"
+        f"verdict admissible check: median {unchanged_median:.1f} us "
+        f"{'meets' if unchanged_median <= UNCHANGED_TARGET_US else 'MISSES'} target <= "
+        f"{UNCHANGED_TARGET_US:g} us"
     )
 
 
