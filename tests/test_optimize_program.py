@@ -160,19 +160,20 @@ def with_choice(problem: Problem, buying: np.ndarray) -> Problem:
     )
 
 
-def slsqp_optimum(state, intent, settings, buying, frozen=None) -> float:
-    """SLSQP on the independently derived model with the dense covariance (the ``frozen``
-    securities' rows and columns at ``settings.frozen_stress`` times their volatility)."""
+def slsqp_optimum(state, intent, settings, buying, shift=None) -> float:
+    """SLSQP on the independently derived model with the dense covariance, plus the frozen
+    positions ``f = a + shift`` (where ``shift`` is finite) at ``settings.frozen_stress``
+    times their volatility."""
     c, a_ub, b_ub, bounds, weights = independent_model(state, intent, settings, buying)
     sigma = state.risk.covariance()
-    if frozen is not None:
-        stressed = np.diag(frozen.astype(float))
-        sigma = sigma + (settings.frozen_stress**2 - 1) * stressed @ sigma @ stressed
+    frozen = np.zeros(len(sigma), bool) if shift is None else np.isfinite(shift)
+    stressed = (settings.frozen_stress**2 - 1) * sigma[np.ix_(frozen, frozen)]
     kappa = settings.te_aversion / settings.te_limit**2
 
     def variance(x):
         active = weights(x) - state.benchmark
-        return active @ sigma @ active
+        held = active[frozen] + (shift[frozen] if frozen.any() else 0.0)
+        return active @ sigma @ active + held @ stressed @ held
 
     constraints = [
         {"type": "ineq", "fun": lambda x: b_ub - a_ub @ x},
@@ -209,8 +210,8 @@ def test_program_equals_slsqp_for_every_wash_free_choice(optimizers, seed, froze
     problem = build_problem(state, intent, settings)
     for buying in assignments(state, intent):
         choice = with_choice(problem, buying).with_te_cap(settings.te_limit * (1 - TE_MARGIN))
-        frozen = choice.wash_frozen if choice.stressed else None
-        expected = slsqp_optimum(state, intent, settings, buying, frozen)
+        shift = choice.frozen_shift if choice.stressed else None
+        expected = slsqp_optimum(state, intent, settings, buying, shift)
         reference = ReferenceProgram(*choice.shape, settings)
         for attempt in (reference.solve(choice), FastSolver().solve(choice)):
             if np.isinf(expected):

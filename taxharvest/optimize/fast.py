@@ -117,11 +117,13 @@ def _b_inverse(p, inv_d, weighted, start, shrink):
 
 
 @_jit
-def _risk(a, loadings, specific):
-    """``Sigma a`` and ``a' Sigma a``."""
-    exposure = loadings @ a
-    sigma_a = exposure @ loadings + specific * a
-    return sigma_a, exposure @ exposure + a @ (specific * a)
+def _risk(a, loadings, specific, offset, linear, constant):
+    """Half the gradient and the value of ``q(a) = ||G a + offset||^2 + a' diag(specific) a +
+    2 linear' a + constant`` (:class:`~taxharvest.optimize.problem.ProgramRisk`; its Hessian
+    is ``2 Sigma``)."""
+    exposure = loadings @ a + offset
+    sigma_a = exposure @ loadings + specific * a + linear
+    return sigma_a, exposure @ exposure + a @ (specific * a) + 2.0 * (linear @ a) + constant
 
 
 @_jit
@@ -330,10 +332,11 @@ def _advance(step, *pairs):
 
 @_jit
 def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, security_rows, rows,
-                    bound, a0, loadings, specific, kappa, quad_scale, max_iterations, tolerance):
+                    bound, a0, loadings, specific, offset, linear, constant, kappa, quad_scale,
+                    max_iterations, tolerance):
     """Minimize ``c'x + kappa q(x)`` s.t. ``0 <= x <= upper``, ``[security_rows M; rows] x <=
-    bound`` and, when ``quad_scale > 0``, ``quad_scale q(x) <= 1``; ``q = a' Sigma a`` with
-    ``a = a0 + M x``. Variables ``start[i]:start[i + 1]`` move security ``i``; those from
+    bound`` and, when ``quad_scale > 0``, ``quad_scale q(x) <= 1``; ``q`` the program's
+    squared TE (:func:`_risk`) with ``a = a0 + M x``. Variables ``start[i]:start[i + 1]`` move security ``i``; those from
     ``start[m]`` on move none. Every bound is finite.
 
     Each inequality is a pair of a primal slack and a dual, both kept positive: ``(x, z)``,
@@ -364,7 +367,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     snapped = False
     for iteration in range(max_iterations):
         moved = _to_securities(x, start, coef)
-        sigma_a, q = _risk(a0 + moved, loadings, specific)
+        sigma_a, q = _risk(a0 + moved, loadings, specific, offset, linear, constant)
         residual_e = row_values(x, moved) + slack - bound
         residual_q = 0.0
         if has_quad:
@@ -504,10 +507,11 @@ class FastSolver:
             problem.excess,
         ])
         a0 = problem.held - forced.sum(axis=1) - problem.benchmark
-        loadings = problem.program_loadings
-        specific = np.maximum(problem.program_specific_sd**2, SPECIFIC_FLOOR)
+        risk = problem.program_risk
+        loadings = risk.loadings
+        specific = np.maximum(risk.specific_sd**2, SPECIFIC_FLOOR)
         kappa = 1.0 if min_te else problem.risk_price
-        sigma_a0 = loadings.T @ (loadings @ a0) + specific * a0
+        sigma_a0 = _risk(a0, loadings, specific, risk.offset, risk.linear, risk.constant)[0]
         scale = max(np.abs(cost).max(initial=0.0),
                     2 * kappa * np.abs(sigma_a0).max() * np.abs(layout.coef).max(), 1e-12)
         units = _Units(layout.size, row_scale, scale)
@@ -517,7 +521,8 @@ class FastSolver:
                          np.maximum(bound - row_matrix @ x0, 1.0), np.ones(len(bound)), 1.0, 1.0))
         x, converged, _, snapshot = _interior_point(
             *initial, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
-            row_matrix[2:], bound, a0, loadings, specific, kappa / scale,
+            row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
+            risk.constant, kappa / scale,
             0.0 if min_te else 1.0 / problem.te_cap**2, self.max_iterations, self.tolerance,
         )
         if not converged:

@@ -74,6 +74,24 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class ProgramRisk:
+    """``q(a) = ||loadings a + offset||^2 + sum(specific_sd^2 a^2) + 2 linear' a + constant``
+    over active weights ``a``: the program's (convex) squared TE."""
+
+    loadings: np.ndarray
+    specific_sd: np.ndarray
+    offset: np.ndarray
+    linear: np.ndarray
+    constant: float
+
+    def te(self, active: np.ndarray) -> float:
+        exposure = self.loadings @ active + self.offset
+        square = (exposure @ exposure + np.sum((self.specific_sd * active) ** 2)
+                  + 2 * self.linear @ active + self.constant)
+        return float(np.sqrt(max(square, 0.0)))
+
+
+@dataclass(frozen=True)
 class Problem:
     """Minimize ``tax + kappa TE^2 + cost * traded`` over lot sales ``s`` and buys ``b``.
 
@@ -84,9 +102,8 @@ class Problem:
     Constraints: ``sell_lower <= s <= sell_upper``, ``0 <= b <= buy_upper``,
     ``1 - cash_band <= sum(w) <= 1``, ``TE_program(w) <= te_cap``,
     ``sum(realized * s) <= gain_budget`` (when given) and ``sum(s) + sum(b) <= turnover`` (when
-    given). The program's TE and penalty price the frozen securities' active weights at
-    ``frozen_stress`` times their volatility (:attr:`program_loadings`); :meth:`tracking_error`
-    is the plain model's.
+    given). The program's TE and penalty price the frozen positions at ``frozen_stress`` times
+    their volatility (:attr:`program_risk`); :meth:`tracking_error` is the plain model's.
 
     Attributes (arrays ``(m, L)`` per lot, ``(m,)`` per security):
         lot_weight: value of each lot over the book.
@@ -147,32 +164,43 @@ class Problem:
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(m, L, k)``, ``k`` the program's risk rows."""
-        return (*self.lot_weight.shape, self.program_loadings.shape[0])
+        return (*self.lot_weight.shape, self.program_risk.loadings.shape[0])
 
     @cached_property
-    def wash_frozen(self) -> np.ndarray:
-        """Securities whose active weight may not be corrected for 30 days after this
-        decision: wash-blocked or possibly harvested now (no buy back), locked (no loss sale)."""
-        return (self.locked | self.buy_frozen_by_wash | self.buy_frozen_by_harvest) & ~self.excluded
+    def frozen_shift(self) -> np.ndarray:
+        """``(m,)`` per security, the weight its frozen active position is measured from minus
+        the benchmark weight, or NaN when it is not frozen. Wash-blocked (no buy back) and
+        locked (no loss sale) securities: their whole active weight (0). A security that may
+        be harvested here: what this decision sells of it (``benchmark - held``), frozen for
+        30 days if the sale is a harvest; a candidate left alone adds nothing."""
+        shift = np.where(self.buy_frozen_by_harvest & ~self.excluded,
+                         self.benchmark - self.held, np.nan)
+        return np.where((self.locked | self.buy_frozen_by_wash) & ~self.excluded, 0.0, shift)
 
     @property
     def stressed(self) -> bool:
-        return self.frozen_stress > 1 and bool(self.wash_frozen.any())
+        return self.frozen_stress > 1 and bool(np.isfinite(self.frozen_shift).any())
 
     @cached_property
-    def program_loadings(self) -> np.ndarray:
-        """``(k', m)`` the program's factor rows: the plain loadings, then (when stressed) the
-        frozen securities' loadings times ``sqrt(stress^2 - 1)``."""
+    def program_risk(self) -> ProgramRisk:
+        """The TE the program bounds and prices: the plain model's, plus the frozen positions
+        ``f = P (a + shift)`` at ``frozen_stress`` times their volatility:
+        ``TE^2 + (stress^2 - 1) f' Sigma f``."""
         if not self.stressed:
-            return self.loadings
-        extra = np.sqrt(self.frozen_stress**2 - 1) * self.loadings * self.wash_frozen
-        return np.ascontiguousarray(np.vstack([self.loadings, extra]))
-
-    @cached_property
-    def program_specific_sd(self) -> np.ndarray:
-        if not self.stressed:
-            return self.specific_sd
-        return self.specific_sd * np.sqrt(1 + (self.frozen_stress**2 - 1) * self.wash_frozen)
+            return ProgramRisk(self.loadings, self.specific_sd, np.zeros(len(self.loadings)),
+                               np.zeros_like(self.specific_sd), 0.0)
+        frozen = np.isfinite(self.frozen_shift)
+        shift = np.where(frozen, self.frozen_shift, 0.0)
+        extra = self.frozen_stress**2 - 1
+        stressed_rows = np.sqrt(extra) * self.loadings * frozen
+        stressed_var = extra * frozen * self.specific_sd**2
+        return ProgramRisk(
+            loadings=np.ascontiguousarray(np.vstack([self.loadings, stressed_rows])),
+            specific_sd=np.sqrt(self.specific_sd**2 + stressed_var),
+            offset=np.concatenate([np.zeros(len(self.loadings)), stressed_rows @ shift]),
+            linear=stressed_var * shift,
+            constant=float(stressed_var @ shift**2),
+        )
 
     @cached_property
     def lot_tax(self) -> np.ndarray:
@@ -195,7 +223,7 @@ class Problem:
 
     def program_te(self, weights: np.ndarray) -> float:
         """The TE the program bounds (frozen positions stressed)."""
-        return _te(weights - self.benchmark, self.program_loadings, self.program_specific_sd)
+        return self.program_risk.te(weights - self.benchmark)
 
     def objective(self, sells: np.ndarray, buys: np.ndarray) -> float:
         """The program's objective at a trade (for comparing solvers)."""
@@ -212,8 +240,11 @@ class Problem:
         return replace(self, frozen_stress=1.0)
 
     def without_harvests(self) -> Problem:
-        """The same decision with every loss lot kept (excluded ones still sold)."""
-        return self._keeping_losses(self.buy_frozen_by_harvest, ~self.excluded)
+        """The same decision with every loss lot kept (excluded ones still sold, their
+        classes not bought)."""
+        forced = (self.loss_sale & self.excluded[:, None]).any(axis=1)
+        freed = self.buy_frozen_by_harvest & ~_classes_of(self.group, forced)
+        return self._keeping_losses(freed, ~self.excluded)
 
     def released(self, sells: np.ndarray) -> Problem | None:
         """The second pass after a first decision's ``sells``: a security that may not be

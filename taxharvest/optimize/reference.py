@@ -59,30 +59,37 @@ class Trade:
 
 
 class ActiveRisk:
-    """``r`` with ``||r||^2 = a' Sigma a`` for active weights ``a = w - benchmark``:
-    ``r = [f; sqrt(d) * w - sqrt(d) * benchmark]``, the factor exposures ``f = G w - G
-    benchmark`` a variable of their own (the products of parameters are parameters: DPP)."""
+    """``r`` with ``||r||^2`` the program's squared TE (:class:`ProgramRisk`) of active weights
+    ``a = w - benchmark``: ``r = [f; sd * w - sd * benchmark + t; c]``, the factor exposures
+    ``f = G w - G benchmark + offset`` a variable of their own (the products of parameters
+    are parameters: DPP), the linear term completed to a square (``t = linear / sd``) and
+    ``c`` the constant left."""
 
     def __init__(self, m: int, k: int) -> None:
         self.loadings = cp.Parameter((k, m), name="loadings")
         self.benchmark_loadings = cp.Parameter(k, name="benchmark_loadings")
         self.specific_sd = cp.Parameter(m, nonneg=True, name="specific_sd")
         self.benchmark_specific = cp.Parameter(m, name="benchmark_specific")
+        self.constant = cp.Parameter(1, nonneg=True, name="risk_constant")
         self.factor_exposure = cp.Variable(k, name="factor_exposure")
 
     def compile(self, trade: Trade) -> tuple[cp.Expression, list[cp.Constraint]]:
         exposure = self.factor_exposure
         risk = cp.hstack([
-            exposure, cp.multiply(self.specific_sd, trade.weights) - self.benchmark_specific
+            exposure, cp.multiply(self.specific_sd, trade.weights) - self.benchmark_specific,
+            self.constant,
         ])
         return risk, [exposure == self.loadings @ trade.weights - self.benchmark_loadings]
 
     def set_values(self, problem: Problem) -> None:
-        loadings, specific_sd = problem.program_loadings, problem.program_specific_sd
-        self.loadings.value = loadings
-        self.benchmark_loadings.value = loadings @ problem.benchmark
-        self.specific_sd.value = specific_sd
-        self.benchmark_specific.value = specific_sd * problem.benchmark
+        risk = problem.program_risk
+        sd = risk.specific_sd
+        square = np.divide(risk.linear, sd, out=np.zeros_like(sd), where=sd > 0)
+        self.loadings.value = risk.loadings
+        self.benchmark_loadings.value = risk.loadings @ problem.benchmark - risk.offset
+        self.specific_sd.value = sd
+        self.benchmark_specific.value = sd * problem.benchmark - square
+        self.constant.value = np.array([np.sqrt(max(risk.constant - square @ square, 0.0))])
 
 
 class TaxCost:
