@@ -9,6 +9,16 @@ end-of-run figures a series cannot carry (see :class:`Trajectory`). Conventions:
   ``sqrt(50.4)``); the rolling figure uses ``round(63 / step_days)`` steps (13 weekly
   steps stand for 63 trading days). The environment reports values only at decisions, so
   with weekly steps the daily figure of DOMAIN §4 is estimated from weekly returns.
+- The bias statistic (the Barra bias test) checks the ex-ante TE against those same active
+  returns: each step's active return over the ex-ante TE of the book held through it,
+  scaled to the step (``z_t = a_t / (TE_t sqrt(step_days / 252))``), then the standard
+  deviation of ``z`` over the run. 1 is an unbiased risk model; above 1 it underestimates
+  the tracking error (``1 ± sqrt(2 / T)`` is about the 95% band of an unbiased model over
+  ``T`` normal steps; fat tails widen it). Steps whose book is the benchmark (ex-ante TE
+  under :data:`MIN_TESTED_TE`) test nothing and are left out. The robust figure is the
+  median absolute deviation of ``z``, scaled to agree with the standard deviation on normal
+  ``z``: well below the plain figure, it says a few tail steps make the bias. The calm
+  figure leaves out the crash steps (:func:`crash_steps`), defined from the benchmark alone.
 - At liquidation, gains are taxed at the profile's long-term rate on the net of the
   portfolio's embedded gain, the savings account's gain and the loss carryforward the
   portfolio left unused; a net loss is taxed at zero (no refund), for portfolio and
