@@ -79,8 +79,11 @@ def assert_admissible(decision: Decision, state: AccountState, intent: Intent, r
     assert not buys[state.buy_blocked | excluded].any()
     kept = ~excluded
     assert not loss_sold[state.sell_blocked & kept].any()
-    assert not loss_sold[(intent.preference == 0) & kept].any()
-    assert not (loss_sold & (-gain < intent.harvest_threshold))[kept].any()
+    if "the loss lots the intent keeps" not in decision.reason:  # the TE limit needs them
+        assert not loss_sold[(intent.preference == 0) & kept].any()
+        assert not (loss_sold & (-gain < intent.harvest_threshold))[kept].any()
+    else:
+        assert decision.status == "optimal" or decision.te_min > limit
     group = state.group if state.group is not None else np.arange(M)
     realized_loss = (loss_sold & ~state.sell_blocked[:, None]).any(axis=1)
     assert not buys[np.isin(group, group[realized_loss])].any(), "a purchase washes a loss sale"
@@ -134,10 +137,16 @@ def test_conflicting_hard_constraints_hold_the_book_with_a_reason(method):
 
 @pytest.mark.parametrize("method", RULES)
 def test_preference_zero_means_no_loss_sale_and_frees_the_buy(method):
-    """On a crash day with preference 0 everywhere nothing is sold at a loss."""
+    """On a crash day with preference 0 everywhere nothing is sold at a loss while the TE
+    limit allows; where it needs loss lots sold, they are, and the reason says so."""
     state = account(1, np.zeros((3, M), bool), None, None)
     decision = OPTIMIZERS[(method, 0)].decide(state, Intent(np.zeros(M)))
     gain = state.shares * state.price[:, None] - state.basis
     assert decision.status != "fallback"
-    assert not ((decision.sell_shares > 1e-12) & (gain < 0)).any()
-    assert decision.realized_short + decision.realized_long >= 0
+    loss_sold = ((decision.sell_shares > 1e-12) & (gain < 0)).any()
+    assert loss_sold == ("the loss lots the intent keeps" in decision.reason)
+    if not loss_sold:
+        assert decision.realized_short + decision.realized_long >= 0
+    loose = TaxAwareOptimizer(replace(OPTIMIZERS[(method, 0)].settings, te_limit=1.0),
+                              method=method).decide(state, Intent(np.zeros(M)))
+    assert not ((loose.sell_shares > 1e-12) & (gain < 0)).any()

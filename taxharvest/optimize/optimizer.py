@@ -24,6 +24,9 @@ Method = Literal["reference", "fast"]
 TE_MARGIN = 1e-5
 #: A trade is accepted when every linear constraint holds within this (weight units).
 LINEAR_SLACK = 1e-6
+#: The preference given to the loss lots an intent keeps when the TE limit needs them sold: they
+#: may be sold, worth (almost) nothing to the program.
+LIFTED_PREFERENCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -114,20 +117,36 @@ class TaxAwareOptimizer:
         return self._programs[shape]
 
     def decide(self, state: AccountState, intent: Intent) -> Decision:
-        """The decision for ``state`` under ``intent``."""
+        """The decision for ``state`` under ``intent``. The TE guarantee holds whatever the
+        intent asks: when the loss lots it keeps make the limit unreachable, they may be sold
+        (worth nothing to the program) before the limit is relaxed."""
         start = time.perf_counter()
         problem = build_problem(state, intent, self.settings)
         conflicts = problem.conflicts()
         if conflicts:
             reason = f"hard constraints infeasible: {'; '.join(conflicts)}"
             return self._result(state, _hold(problem, reason), start)
+        outcome = self._two_passes(problem)
+        if outcome.status == "relaxed" and outcome.te_min is not None and (
+                (intent.preference == 0).any() or intent.harvest_threshold > 0):
+            lifted = build_problem(state, Intent(np.maximum(intent.preference, LIFTED_PREFERENCE),
+                                                 intent.te_budget), self.settings)
+            retry = self._two_passes(lifted)
+            if retry.status != "fallback" and _rank(retry, lifted) < _rank(outcome, lifted):
+                outcome = replace(retry, reason="; ".join(filter(None, (
+                    f"the loss lots the intent keeps made the TE limit unreachable "
+                    f"({outcome.reason}): they may be sold", retry.reason))))
+        return self._result(state, outcome, start)
+
+    def _two_passes(self, problem: Problem) -> _Outcome:
+        """The first pass, and the second where it frees securities (see the class)."""
         outcome = self._pass(problem)
         released = problem.released(outcome.attempt.sells) if outcome.status != "fallback" else None
         if released is not None:
             second = self._pass(released, start=outcome.attempt.start)
             if second.status != "fallback" and _rank(second, problem) <= _rank(outcome, problem):
                 outcome = second
-        return self._result(state, outcome, start)
+        return outcome
 
     def _pass(self, problem: Problem, start: object | None = None) -> _Outcome:
         """Solve at ``problem.te_cap`` (warm from ``start``). When the frozen positions'
