@@ -23,7 +23,7 @@ COLUMNS = tuple(m for m in FRONTIER if m.key != "guardrail_relaxed")  # relaxed:
 def frontier(
     policies: Annotated[str, typer.Option(
         help="Comma-separated policies, each as backtest's --policy takes it "
-             "(e.g. hold,monthly-all,tuned).")] = "monthly-all,tuned",
+             "(e.g. hold,monthly-all,tuned).")] = "optimizer,monthly-all,tuned",
     te_limits: Annotated[str, typer.Option(
         help="Comma-separated TE limits (annualized fractions; none: the guardrail off).")
     ] = "0.0025,0.005,0.01,0.02,none",
