@@ -54,6 +54,15 @@ WARM_BELOW = 1e-3
 
 
 @_jit
+def _inner(u, v):
+    """``u @ v`` of two vectors."""
+    total = 0.0
+    for i in range(len(u)):
+        total += u[i] * v[i]
+    return total
+
+
+@_jit
 def _dot(rows, x):
     """``rows @ x`` for a few rows (loops beat BLAS call overhead at this size)."""
     out = np.zeros(rows.shape[0])
@@ -121,9 +130,33 @@ def _risk(a, loadings, specific, offset, linear, constant):
     """Half the gradient and the value of ``q(a) = ||G a + offset||^2 + a' diag(specific) a +
     2 linear' a + constant`` (:class:`~taxharvest.optimize.problem.ProgramRisk`; its Hessian
     is ``2 Sigma``)."""
-    exposure = loadings @ a + offset
-    sigma_a = exposure @ loadings + specific * a + linear
-    return sigma_a, exposure @ exposure + a @ (specific * a) + 2.0 * (linear @ a) + constant
+    exposure = _dot(loadings, a) + offset
+    sigma_a = _combine(exposure, loadings)
+    value = _inner(exposure, exposure) + constant
+    for i in range(len(a)):
+        sigma_a[i] += specific[i] * a[i] + linear[i]
+        value += a[i] * (specific[i] * a[i] + 2.0 * linear[i])
+    return sigma_a, value
+
+
+@_jit
+def _cholesky(matrix):
+    """Lower Cholesky factor of a small symmetric positive definite ``matrix`` (its lower
+    triangle read)."""
+    size = matrix.shape[0]
+    chol = np.zeros((size, size))
+    for j in range(size):
+        total = matrix[j, j]
+        for p in range(j):
+            total -= chol[j, p] * chol[j, p]
+        root = np.sqrt(total)
+        chol[j, j] = root
+        for i in range(j + 1, size):
+            total = matrix[i, j]
+            for p in range(j):
+                total -= chol[i, p] * chol[j, p]
+            chol[i, j] = total / root
+    return chol
 
 
 @_jit
@@ -152,15 +185,29 @@ def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, ro
     for r in range(n_rows):
         b_rows[r], sums = _b_inverse(rows[r], inv_d, weighted, start, shrink)
         per_security[r] = sums / zeta
-    inner = np.empty((n_psi + n_rows, n_psi + n_rows))
-    inner[:n_psi, :n_psi] = psi.T @ (psi * beta.reshape(-1, 1))
-    cross = psi.T @ per_security.T
-    inner[:n_psi, n_psi:] = cross
-    inner[n_psi:, :n_psi] = cross.T
+    size = n_psi + n_rows
+    inner = np.zeros((size, size))  # its lower triangle
+    for i in range(psi.shape[0]):  # psi' diag(beta) psi, one security at a time
+        row = psi[i]
+        for a in range(n_psi):
+            weight = beta[i] * row[a]
+            if weight != 0.0:
+                for b in range(a + 1):
+                    inner[a, b] += weight * row[b]
+    for i in range(psi.shape[0]):  # (M B^-1 E')' Psi
+        for r in range(n_rows):
+            weight = per_security[r, i]
+            for a in range(n_psi):
+                inner[n_psi + r, a] += weight * psi[i, a]
     for r in range(n_rows):
-        inner[n_psi:, n_psi + r] = _dot(rows, b_rows[r])
+        for q in range(r + 1):
+            inner[n_psi + r, n_psi + q] = _inner(rows[r], b_rows[q])
     root = np.sqrt(np.concatenate((psi_weight, row_weight)))
-    return np.linalg.cholesky(np.eye(n_psi + n_rows) + inner * np.outer(root, root))
+    for a in range(size):
+        for b in range(a + 1):
+            inner[a, b] *= root[a] * root[b]
+        inner[a, a] += 1.0
+    return _cholesky(inner)
 
 
 @_jit
@@ -170,10 +217,10 @@ def _woodbury(rhs, inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, 
     g, sums = _b_inverse(rhs, inv_d, weighted, start, shrink)
     n_psi = psi.shape[1]
     root_psi, root_rows = np.sqrt(psi_weight), np.sqrt(row_weight)
-    u = np.concatenate((root_psi * ((sums / zeta) @ psi), root_rows * _dot(rows, g)))
+    u = np.concatenate((root_psi * _combine(sums / zeta, psi), root_rows * _dot(rows, g)))
     coefficient = _cholesky_solve(chol, u)
     p = _combine(root_rows * coefficient[n_psi:], rows)
-    combined = psi @ (root_psi * coefficient[:n_psi])
+    combined = _dot(psi, root_psi * coefficient[:n_psi])
     for i in range(len(zeta)):
         for v in range(start[i], start[i + 1]):
             p[v] += coef[v] * combined[i]
@@ -184,7 +231,7 @@ def _woodbury(rhs, inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, 
 def _apply(p, d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
     """``N p``."""
     moved = _to_securities(p, start, coef)
-    per_security = alpha * moved + psi @ (psi_weight * (moved @ psi))
+    per_security = alpha * moved + _dot(psi, psi_weight * _combine(moved, psi))
     out = d_diag * p + _combine(row_weight * _dot(rows, p), rows)
     for i in range(len(moved)):
         for v in range(start[i], start[i + 1]):
@@ -197,7 +244,10 @@ def _factor_terms(d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight)
     """``D^-1`` of the factorization (``D`` plus REGULARIZATION times the diagonal of ``N -
     D``), ``D^-1 coef`` and ``M D^-1 coef`` per security."""
     n = len(d_diag)
-    per_security = alpha + (psi * psi) @ psi_weight
+    per_security = alpha.copy()
+    for i in range(len(alpha)):
+        for a in range(psi.shape[1]):
+            per_security[i] += psi[i, a] * psi[i, a] * psi_weight[a]
     inv_d, weighted, sigma = np.empty(n), np.empty(n), np.zeros(len(alpha))
     for v in range(n):
         low = 0.0
@@ -378,7 +428,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                         + _combine(y[:n_security_rows], security_rows))
         gap, residual_d, d_diag, complementarity = _dual_terms(
             x, z, zu, upper, c, start, coef, per_security, _combine(y[n_security_rows:], rows))
-        mu_bar = (complementarity + slack @ y + omega * mu) / n_pairs
+        mu_bar = (complementarity + _inner(slack, y) + omega * mu) / n_pairs
         error = max(np.abs(residual_d).max() / scale_c, mu_bar,
                     0.1 * max(np.abs(residual_e).max() if len(bound) else 0.0,
                               abs(residual_q)) / scale_b)
@@ -421,7 +471,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                 if has_quad:
                     step = _step_to_boundary(np.array([omega, mu]), np.array([d_omega, d_mu]), step)
                 mu_aff = (_bound_complementarity(x, gap, z, zu, dx, dz, dzu, step)
-                          + (slack + step * d_slack) @ (y + step * dy)
+                          + _inner(slack + step * d_slack, y + step * dy)
                           + (omega + step * d_omega) * (mu + step * d_mu)) / n_pairs
                 centre = (mu_aff / mu_bar) ** 3 * mu_bar
             target_e = centre - slack * y - corrector * d_slack * dy
@@ -441,7 +491,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
             d_slack = -residual_e - row_values(dx, moved_dx)
             dy = (target_e - y * d_slack) / slack
             if has_quad:
-                d_omega = -residual_q - gradient @ moved_dx
+                d_omega = -residual_q - _inner(gradient, moved_dx)
                 d_mu = (target_q - mu * d_omega) / omega
         step = _bound_step(x, gap, z, zu, dx, dz, dzu, 1.0 / 0.99)
         step = _step_to_boundary(slack, d_slack, _step_to_boundary(y, dy, step))
