@@ -51,6 +51,11 @@ REGULARIZATION = 1e-10
 #: A solve keeps its first iterate with a mean complementarity below this as the start of a
 #: related solve (the second pass).
 WARM_BELOW = 1e-3
+#: A TE cap is out of reach when a dual bound on ``quad_scale q`` exceeds 1 by this.
+FLOOR_MARGIN = 1e-7
+#: Solves remembered by a :class:`FastSolver`: a decision's fallbacks pose the same program
+#: more than once (both passes falling back to the same plain, harvest-free problem).
+REMEMBERED = 4
 
 
 @_jit
@@ -381,6 +386,36 @@ def _advance(step, *pairs):
 
 
 @_jit
+def _quadratic_floor(x, moved, value, sigma_a, duals, quad_scale, start, coef, upper,
+                     security_rows, rows, bound, free_rows):
+    """A lower bound on ``quad_scale q`` over the feasible set (weak duality on its convex
+    minorant at ``x``): for row duals ``duals >= 0`` (those of ``free_rows`` only, the rows
+    that no variable beyond the securities' enters), every feasible ``x'`` has ``quad_scale
+    q(x') >= value + g_q'(x' - x) + duals'(A x' - bound) >= value - g_q'x - duals'bound +
+    sum_v upper_v min(0, (g_q + A'duals)_v)``, ``value = quad_scale q(x)``, ``g_q`` its
+    gradient. Above 1, the TE cap is out of reach."""
+    n_security_rows = security_rows.shape[0]
+    gradient = 2.0 * quad_scale * sigma_a
+    per_security = gradient.copy()
+    total = value - _inner(gradient, moved)
+    for r in range(n_security_rows):
+        total -= duals[r] * bound[r]
+        for i in range(len(per_security)):
+            per_security[i] += duals[r] * security_rows[r, i]
+    slope = _from_securities(per_security, start, coef, len(x))
+    for r in range(rows.shape[0]):
+        if free_rows[r]:
+            dual = duals[n_security_rows + r]
+            total -= dual * bound[n_security_rows + r]
+            for v in range(len(x)):
+                slope[v] += dual * rows[r, v]
+    for v in range(len(x)):
+        if slope[v] < 0:
+            total += slope[v] * upper[v]
+    return total
+
+
+@_jit
 def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, security_rows, rows,
                     bound, a0, loadings, specific, offset, linear, constant, kappa, quad_scale,
                     max_iterations, tolerance):
@@ -392,7 +427,10 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     Each inequality is a pair of a primal slack and a dual, both kept positive: ``(x, z)``,
     ``(upper - x, zu)``, ``(slack, y)`` for the rows and ``(omega, mu)`` for the quadratic;
     the start gives them all (``x`` strictly inside its bounds). Returns ``(x, converged,
-    iterations, snapshot)``, the snapshot ``(x, z, zu, slack, y, omega, mu, mean
+    iterations, snapshot, floor)``, ``floor`` the best dual bound on ``quad_scale q`` over the
+    feasible set (:func:`_quadratic_floor`; it stops as soon as one certifies the quadratic
+    constraint infeasible, above ``1 + FLOOR_MARGIN``; ``-inf`` when none was computed), the
+    snapshot ``(x, z, zu, slack, y, omega, mu, mean
     complementarity)`` of the first iterate whose mean complementarity is below WARM_BELOW (a
     start for a related problem; the last iterate when none is).
     """
@@ -412,6 +450,12 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     psi[:, k + 1:] = security_rows.T
     scale_c = 1.0 + np.abs(c).max()
     scale_b = 1.0 + (np.abs(bound).max() if len(bound) else 0.0)
+    free_rows = np.ones(rows.shape[0], dtype=np.bool_)  # rows no carry variable enters
+    for r in range(rows.shape[0]):
+        for v in range(start[-1], n):
+            if rows[r, v] != 0.0:
+                free_rows[r] = False
+    floor = -np.inf
     best_x, best_error, best_iteration = x.copy(), np.inf, 0
     snapshot = (x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy(), omega, mu, 1.0)
     snapped = False
@@ -438,7 +482,13 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
             snapshot = (x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy(), omega, mu, mu_bar)
             snapped = mu_bar <= WARM_BELOW
         if error <= tolerance:
-            return x, True, iteration + 1, snapshot
+            return x, True, iteration + 1, snapshot, floor
+        if has_quad and quad_scale * q > 1.0:  # is the cap out of reach? (duals per unit lam)
+            floor = max(floor, _quadratic_floor(
+                x, moved, quad_scale * q, sigma_a, y * (quad_scale / (kappa + mu * quad_scale)),
+                quad_scale, start, coef, upper, security_rows, rows, bound, free_rows))
+            if floor > 1.0 + FLOOR_MARGIN:
+                break
         stalled = best_error <= ACCEPTABLE and iteration - best_iteration >= STALLED
         if not error <= 1e3 * best_error or stalled:
             break  # accuracy lost, or no progress from an acceptable iterate: it stands
@@ -501,7 +551,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
         _advance(step, (x, dx), (z, dz), (zu, dzu), (slack, d_slack), (y, dy))
         omega += step * d_omega
         mu += step * d_mu
-    return best_x, best_error <= ACCEPTABLE, iteration + 1, snapshot
+    return best_x, best_error <= ACCEPTABLE and not floor > 1.0, iteration + 1, snapshot, floor
 
 
 class FastSolver:
@@ -515,13 +565,28 @@ class FastSolver:
     def __init__(self, max_iterations: int = MAX_ITERATIONS, tolerance: float = TOLERANCE) -> None:
         self.max_iterations = max_iterations
         self.tolerance = tolerance
+        self._solved: list[tuple[tuple, tuple]] = []  # (inputs, result), the latest last
+
+    def _interior_point(self, *inputs):
+        """:func:`_interior_point`, or the result of a remembered solve of the same inputs
+        (compared exactly; copies are kept, so a caller's later change of an array is seen)."""
+        for remembered, result in self._solved:
+            if _same(remembered, inputs):
+                return result
+        result = _interior_point(*inputs)
+        kept = tuple(np.array(v) if isinstance(v, np.ndarray) else v for v in inputs)
+        self._solved = [*self._solved[1 - REMEMBERED:], (kept, result)]
+        return result
 
     def solve(self, problem: Problem, *, min_te: bool = False, start: Iterate | None = None) -> Attempt:
-        sells, buys, iterate = self._run(problem, min_te, start)
+        sells, buys, iterate, floor = self._run(problem, min_te, start)
         if sells is not None:
             return Attempt(sells, buys, False, "", "fast", iterate)
+        if floor > 1.0 + FLOOR_MARGIN:  # certified: no need for the minimum-TE twin
+            return Attempt(None, None, True, f"fast: minimum TE at least "
+                           f"{problem.te_cap * np.sqrt(floor):.4%}, above the cap", None)
         if not min_te:
-            floor_sells, floor_buys, _ = self._run(problem, True, None)
+            floor_sells, floor_buys, _, _ = self._run(problem, True, None)
             if floor_sells is not None:
                 floor = problem.program_te(problem.weights(floor_sells, floor_buys))
                 if floor >= problem.te_cap:
@@ -529,11 +594,11 @@ class FastSolver:
         return Attempt(None, None, False, "fast: did not converge", None)
 
     def _run(self, problem: Problem, min_te: bool, warm: Iterate | None):
-        """Trades in weight units and the iterate to warm-start from, or ``None`` trades when
-        the interior point did not converge."""
+        """Trades in weight units, the iterate to warm-start from and the interior point's
+        bound on ``(TE / te_cap)^2`` (``None`` trades when it did not converge)."""
         layout = _Layout(problem, carry=0 if min_te else 2)
         if not len(layout.size):  # nothing may trade: the forced sales are the answer
-            return problem.sell_lower.copy(), np.zeros(problem.shape[0]), None
+            return problem.sell_lower.copy(), np.zeros(problem.shape[0]), None, -np.inf
         forced = problem.sell_lower
         kept = problem.held.sum() - forced.sum()
         rows = _Rows(layout.size)
@@ -569,15 +634,27 @@ class FastSolver:
         initial = (units.warm(warm, layout, x0) if warm is not None and len(warm.slack) == len(bound)
                    else (x0, np.ones(len(x0)), np.ones(len(x0)),
                          np.maximum(bound - row_matrix @ x0, 1.0), np.ones(len(bound)), 1.0, 1.0))
-        x, converged, _, snapshot = _interior_point(
+        x, converged, _, snapshot, floor = self._interior_point(
             *initial, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
             row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
             risk.constant, kappa / scale,
             0.0 if min_te else 1.0 / problem.te_cap**2, self.max_iterations, self.tolerance,
         )
         if not converged:
-            return None, None, None
-        return (*layout.trades(x, problem), units.iterate(layout.keys, snapshot))
+            return None, None, None, floor
+        return (*layout.trades(x, problem), units.iterate(layout.keys, snapshot), floor)
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    """Whether two argument tuples are equal, arrays element by element."""
+    for u, v in zip(a, b, strict=True):
+        if isinstance(u, np.ndarray):
+            if not (isinstance(v, np.ndarray) and u.shape == v.shape and u.dtype == v.dtype
+                    and np.array_equal(u, v)):
+                return False
+        elif isinstance(v, np.ndarray) or u != v:
+            return False
+    return True
 
 
 class _Layout:
