@@ -51,6 +51,9 @@ REGULARIZATION = 1e-10
 #: A solve keeps its first iterate with a mean complementarity below this as the start of a
 #: related solve (the second pass).
 WARM_BELOW = 1e-3
+#: A cold start's complementarity on the pairs whose bounds are far (large buy, carry and row
+#: bounds): duals of that size against the distance, not 1.
+COLD_PAIR = 0.1
 #: A TE cap is out of reach when a dual bound on ``quad_scale q`` exceeds 1 by this.
 FLOOR_MARGIN = 1e-7
 #: Solves remembered by a :class:`FastSolver`: a decision's fallbacks pose the same program
@@ -631,9 +634,12 @@ class FastSolver:
                     2 * kappa * np.abs(sigma_a0).max() * np.abs(layout.coef).max(), 1e-12)
         units = _Units(layout.size, row_scale, scale)
         x0 = layout.cold_start(problem.cash_band / 2 + kept - 1.0)
-        initial = (units.warm(warm, layout, x0) if warm is not None and len(warm.slack) == len(bound)
-                   else (x0, np.ones(len(x0)), np.ones(len(x0)),
-                         np.maximum(bound - row_matrix @ x0, 1.0), np.ones(len(bound)), 1.0, 1.0))
+        if warm is not None and len(warm.slack) == len(bound):
+            initial = units.warm(warm, layout, x0)
+        else:  # no pair starts much further from the central path than a lot's (0.1 and 0.9)
+            slack = np.maximum(bound - row_matrix @ x0, 1.0)
+            initial = (x0, np.ones(len(x0)), np.minimum(1.0, COLD_PAIR / (layout.upper - x0)),
+                       slack, np.ones(len(bound)), 1.0, 1.0)
         x, converged, _, snapshot, floor = self._interior_point(
             *initial, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
             row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
