@@ -9,6 +9,19 @@ Every security has exposure 1 to the market and 1 to its sector (a proxy to its 
 sector), so a stock's residual is its return minus its sector's mean. Averages rather than
 a cross-sectional regression keep the update O(n) and avoid the market/sector collinearity.
 
+Style factors (optional, :data:`STYLES`): ``momentum`` (trailing 12-1 month return),
+``reversal`` (the last month's) and ``size`` (log factor weight: log market value under a
+cap-weighted benchmark; under an equal-weighted one, the growth since its start). Each day a
+stock's raw signal is demeaned within its sector by the factor weights, scaled to unit
+equal-weighted cross-sectional deviation, clipped at :data:`EXPOSURE_CLIP` and demeaned
+again, and a proxy's exposure is the mean of its sector's members' weighted like the basket
+it holds. The style factors' returns are the weighted least-squares regression of the
+stocks' sector residuals on the exposures they had at the day's start (O(n p)); exposures
+that are weighted-zero within every sector make this the full regression on market, sector
+and style factors at once (Frisch-Waugh), so the averages above stay the sector factors.
+Specific risk is what the style factors leave. A harvester's book underweights its recent
+losers inside each sector, a tilt market and sector factors cannot see.
+
 Factor covariance follows the usual split of speeds: variances from an EWMA with
 ``half_life_vol`` (fast, so a crash shows within days: a model estimated on calm data
 underestimates tracking error exactly when correlations and volatility jump), correlations
@@ -23,6 +36,18 @@ import numpy as np
 from numba import njit
 
 from taxharvest.market.risk import TRADING_DAYS, FactorRisk
+
+MONTH = 21  # trading days
+TRAILING = {  # style -> (days of returns looked back over, most recent days skipped)
+    "momentum": (12 * MONTH, MONTH),
+    "reversal": (MONTH, 0),
+}
+STYLES = (*TRAILING, "size")
+LONGEST_LOOKBACK = max(lookback for lookback, _ in TRAILING.values())
+SIZE_LOOKBACK = 0  # the size style's lookback: it reads the weights, not returns
+MIN_SIGNAL_DAYS = MONTH  # a trailing signal needs this many days of returns (or its window)
+EXPOSURE_CLIP = 3.0  # standardized exposures are clipped to +-3
+RIDGE = 1e-10  # relative ridge of the style regression: a style without signal returns 0
 
 
 def _decay(half_life: float) -> float:
@@ -46,17 +71,27 @@ class EwmaRiskModel:
             stocks); a security's weight counts only on days it trades.
         buy_and_hold: let the weights drift with each day's returns.
         n_sectors: number of sectors (default: ``max(sectors_all) + 1``).
+        styles: style factors of :data:`STYLES`, in factor order after the sectors.
+        basket_weights: ``(b, m)`` weights of the baskets the proxies hold (drifting like
+            ``weights``); default: ``weights``. Used for the proxies' style exposures.
+        proxy_basket: ``(m,)`` the row of ``basket_weights`` a proxy holds of its sector's
+            stocks (default 0; ignored for stocks).
+        lookback_returns: ``(h, m)`` returns of the days before the first update, for the
+            trailing styles' signals.
 
     Attributes:
         n_updates_: days seen.
-        factor_returns_: the last day's factor returns ``(1 + n_sectors,)``.
+        factor_returns_: the last day's factor returns ``(1 + n_sectors + len(styles),)``.
     """
 
     def __init__(self, sectors_all: np.ndarray, half_life_vol: float = 10.0,
                  half_life_corr: float = 42.0, half_life_specific: float | None = None,
                  shrinkage: float = 0.2, specific_floor: float = 1e-4,
                  proxy_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
-                 buy_and_hold: bool = False, n_sectors: int | None = None) -> None:
+                 buy_and_hold: bool = False, n_sectors: int | None = None,
+                 styles: tuple[str, ...] = (), basket_weights: np.ndarray | None = None,
+                 proxy_basket: np.ndarray | None = None,
+                 lookback_returns: np.ndarray | None = None) -> None:
         self.sectors_all = np.asarray(sectors_all, dtype=np.int64)
         m = len(self.sectors_all)
         self.n_sectors = int(self.sectors_all.max()) + 1 if n_sectors is None else n_sectors
@@ -75,11 +110,31 @@ class EwmaRiskModel:
         self._weights = np.where(self.proxy_mask, 0.0, base)
         self._a_vol, self._a_corr = _decay(half_life_vol), _decay(half_life_corr)
         self._a_spec = _decay(self.half_life_specific)
+        unknown = set(styles) - set(STYLES)
+        if unknown:
+            raise ValueError(f"unknown styles {sorted(unknown)}: choose from {STYLES}")
+        self.styles = tuple(styles)
+        baskets = self._weights[None] if basket_weights is None else np.atleast_2d(
+            np.where(self.proxy_mask, 0.0, np.asarray(basket_weights, float)))
+        self.proxy_basket = np.zeros(m, np.int64) if proxy_basket is None else np.asarray(
+            proxy_basket, np.int64)
+        if baskets.shape[1] != m or np.any(baskets < 0) or self.proxy_basket.shape != (m,) \
+                or np.any(self.proxy_basket[self.proxy_mask] >= len(baskets)):
+            raise ValueError("basket_weights must be (b, m) non-negative, proxy_basket (m,) "
+                             "rows of it")
+        self._baskets = baskets.copy() if self.styles else np.zeros((0, m))
+        windows = [TRAILING.get(style, (SIZE_LOOKBACK, 0)) for style in self.styles]
+        self._lookback = np.array([lookback for lookback, _ in windows], np.int64)
+        self._skip = np.array([skip for _, skip in windows], np.int64)
+        self._cumulative = np.ones((1 + int(self._lookback.max(initial=0)), m))
+        self._days_seen = 0
+        self._style_exposures = np.zeros((m, len(styles)))  # as of the last day folded in
         k = 1 + self.n_sectors
         self._exposures = np.zeros((m, k))
         self._exposures[:, 0] = 1.0
         self._exposures[np.arange(m), 1 + self.sectors_all] = 1.0
         self._exposures.flags.writeable = False  # shared by every FactorRisk returned
+        k += len(styles)
         self._var = np.zeros(k)
         self._cov = np.zeros((k, k))
         self._mass_vol = self._mass_corr = 0.0
@@ -87,17 +142,27 @@ class EwmaRiskModel:
         self._spec_mass = np.zeros(m)
         self.n_updates_ = 0
         self.factor_returns_ = np.zeros(k)
+        if self.styles and lookback_returns is not None:
+            for row in np.asarray(lookback_returns, dtype=float):
+                self._fold_signals(row)
+
+    def _fold_signals(self, returns_t: np.ndarray) -> None:
+        _style_exposures(returns_t, self._cumulative, self._days_seen, self._lookback,
+                         self._skip, self._weights, self.sectors_all, self.n_sectors,
+                         self.proxy_mask, self._baskets, self.proxy_basket, self._style_exposures)
+        self._days_seen += 1
 
     def update(self, returns_t: np.ndarray) -> None:
         """Fold in one day's returns ``(m,)`` (NaN for securities not trading)."""
-        sector_mean = np.empty(self.n_sectors)
-        market = _fold_day(np.asarray(returns_t, dtype=float), self._weights, self.sectors_all,
-                           self._spec, self._spec_mass, self._a_spec, self.buy_and_hold,
-                           sector_mean)
-        f = self.factor_returns_ = np.concatenate(([market], sector_mean - market))
+        returns_t = np.asarray(returns_t, dtype=float)
+        self.factor_returns_ = np.empty(len(self._var))
+        _fold_day(returns_t, self._weights, self._baskets, self.sectors_all, self.n_sectors,
+                  self._style_exposures, self.buy_and_hold, self._spec, self._spec_mass,
+                  self._a_spec, self._var, self._cov, self._a_vol, self._a_corr,
+                  self.factor_returns_)
+        if self.styles:
+            self._fold_signals(returns_t)
         a, b = self._a_vol, self._a_corr
-        self._var = a * self._var + (1.0 - a) * f * f
-        self._cov = b * self._cov + (1.0 - b) * f[:, None] * f
         self._mass_vol = a * self._mass_vol + 1.0 - a
         self._mass_corr = b * self._mass_corr + 1.0 - b
         self.n_updates_ += 1
@@ -118,32 +183,145 @@ class EwmaRiskModel:
         _specific_variance(self._spec, self._spec_mass, self.proxy_mask, self.sectors_all,
                            self.n_sectors, self.shrinkage, self.specific_floor / TRADING_DAYS,
                            specific)
-        return FactorRisk(self._exposures, factor_cov, specific * TRADING_DAYS)
+        exposures = self._exposures
+        if self.styles:
+            exposures = np.hstack([exposures, self._style_exposures])
+            exposures.flags.writeable = False
+        return FactorRisk(exposures, factor_cov, specific * TRADING_DAYS)
 
 
 @njit(cache=True)
-def _fold_day(r, weights, sectors, spec, spec_mass, a_spec, buy_and_hold, sector_mean):
-    """One day: weighted sector means (into ``sector_mean``), the market return (returned),
-    the specific EWMAs of the trading securities, and buy-and-hold weight drift."""
-    k = sector_mean.shape[0]
-    weight = np.zeros(k)
-    total = np.zeros(k)
+def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, spec,
+              spec_mass, a_spec, var, cov, a_vol, a_corr, f):
+    """One day: the factor returns into ``f`` (the market's: weighted mean; a sector's:
+    its weighted mean less the market's; the styles': regression of the sector residuals
+    on the style ``exposures``), folded into the factor EWMAs ``var`` and ``cov``; the
+    specific EWMAs of the trading securities; buy-and-hold drift of the factor and basket
+    weights."""
+    weight = np.zeros(n_sectors)
+    total = np.zeros(n_sectors)
     for i in range(r.shape[0]):
         if r[i] == r[i]:
             weight[sectors[i]] += weights[i]
             total[sectors[i]] += weights[i] * r[i]
     all_weight = weight.sum()
     market = total.sum() / all_weight if all_weight > 0 else 0.0
-    for s in range(k):
-        sector_mean[s] = total[s] / weight[s] if weight[s] > 0 else market
+    sector_mean = np.where(weight > 0, total / np.where(weight > 0, weight, 1.0), market)
+    f[0] = market
+    f[1:1 + n_sectors] = sector_mean - market
+    style_returns = f[1 + n_sectors:]
+    p = exposures.shape[1]
+    style_returns[:] = 0.0
+    if p > 0 and all_weight > 0:
+        normal = RIDGE * all_weight * np.eye(p)
+        moment = np.zeros(p)
+        for i in range(r.shape[0]):
+            if r[i] == r[i] and weights[i] > 0:
+                residual = r[i] - sector_mean[sectors[i]]
+                for a in range(p):
+                    moment[a] += weights[i] * exposures[i, a] * residual
+                    for b in range(p):
+                        normal[a, b] += weights[i] * exposures[i, a] * exposures[i, b]
+        style_returns[:] = np.linalg.solve(normal, moment)
     for i in range(r.shape[0]):
         if r[i] == r[i]:  # non-trading days leave the EWMA as is
             residual = r[i] - sector_mean[sectors[i]]
+            for a in range(p):
+                residual -= exposures[i, a] * style_returns[a]
             spec[i] = a_spec * spec[i] + (1.0 - a_spec) * residual * residual
             spec_mass[i] = a_spec * spec_mass[i] + (1.0 - a_spec)
             if buy_and_hold:
                 weights[i] *= 1.0 + r[i]
-    return market
+                for b in range(baskets.shape[0]):
+                    baskets[b, i] *= 1.0 + r[i]
+    for a in range(f.shape[0]):
+        var[a] = a_vol * var[a] + (1.0 - a_vol) * f[a] * f[a]
+        for b in range(f.shape[0]):
+            cov[a, b] = a_corr * cov[a, b] + (1.0 - a_corr) * f[a] * f[b]
+
+
+@njit(cache=True)
+def _style_exposures(r, cumulative, days_seen, lookback, skip, weights, sectors, n_sectors,
+                     proxy_mask, baskets, proxy_basket, out):
+    """Fold day ``days_seen``'s returns ``r`` into the ring of cumulative growth and write
+    every security's standardized style exposures into ``out`` ``(m, p)``: stocks from
+    their signals (a trailing return over ``lookback`` days skipping the last ``skip``, or
+    the log weight where ``lookback`` is :data:`SIZE_LOOKBACK`), proxies the mean of their
+    sector's stocks weighted by their basket's weights. No logarithm of returns: a daily
+    pass of ``m`` of them would cost more than the rest."""
+    m, p = out.shape
+    rows = cumulative.shape[0]
+    now, before = days_seen % rows, (days_seen - 1) % rows
+    for i in range(m):
+        last = cumulative[before, i] if days_seen > 0 else 1.0
+        cumulative[now, i] = last * (1.0 + r[i]) if r[i] == r[i] else last
+    raw = np.empty(m)
+    for a in range(p):
+        end = days_seen - skip[a]
+        start = max(days_seen - lookback[a], -1)
+        if lookback[a] == SIZE_LOOKBACK:
+            for i in range(m):
+                raw[i] = np.log(weights[i]) if weights[i] > 0 else np.nan
+        elif end - start >= min(MIN_SIGNAL_DAYS, lookback[a] - skip[a]):
+            for i in range(m):
+                low = cumulative[start % rows, i] if start >= 0 else 1.0
+                raw[i] = cumulative[end % rows, i] / low - 1.0
+        else:
+            out[:, a] = 0.0
+            continue
+        _standardize(raw, r, weights, sectors, n_sectors, proxy_mask, out[:, a])
+    held = np.zeros((baskets.shape[0], n_sectors))
+    exposure = np.zeros((baskets.shape[0], n_sectors, p))
+    for i in range(m):
+        if not proxy_mask[i]:
+            for b in range(baskets.shape[0]):
+                held[b, sectors[i]] += baskets[b, i]
+                for a in range(p):
+                    exposure[b, sectors[i], a] += baskets[b, i] * out[i, a]
+    for j in range(m):
+        if proxy_mask[j]:
+            b, s = proxy_basket[j], sectors[j]
+            for a in range(p):
+                out[j, a] = exposure[b, s, a] / held[b, s] if held[b, s] > 0 else 0.0
+
+
+@njit(cache=True)
+def _standardize(raw, r, weights, sectors, n_sectors, proxy_mask, out):
+    """Stocks' exposures from their ``raw`` signals (none where not finite: exposure 0, as
+    for proxies). The stocks with a signal, trading today with a positive weight set each
+    sector's ``weights``-mean and the equal-weighted deviation: demeaned, scaled, clipped
+    at :data:`EXPOSURE_CLIP` and demeaned again."""
+    m = raw.shape[0]
+    signal = np.empty(m, np.bool_)
+    universe = np.empty(m, np.bool_)
+    total = np.zeros(n_sectors)
+    weight = np.zeros(n_sectors)
+    for i in range(m):
+        signal[i] = not proxy_mask[i] and np.isfinite(raw[i])
+        universe[i] = signal[i] and r[i] == r[i] and weights[i] > 0
+        out[i] = raw[i] if signal[i] else 0.0
+        if universe[i]:
+            total[sectors[i]] += weights[i] * raw[i]
+            weight[sectors[i]] += weights[i]
+    safe = np.where(weight > 0, weight, 1.0)
+    mean = total / safe
+    count = spread = 0.0
+    for i in range(m):
+        if signal[i]:
+            out[i] -= mean[sectors[i]]
+            if universe[i]:
+                count += 1.0
+                spread += out[i] * out[i]
+    inverse = 1.0 / np.sqrt(spread / count) if spread > 0 else 0.0
+    total[:] = 0.0
+    for i in range(m):
+        out[i] = min(max(out[i] * inverse, -EXPOSURE_CLIP), EXPOSURE_CLIP)
+        if universe[i]:
+            total[sectors[i]] += weights[i] * out[i]
+    mean = total / safe
+    for i in range(m):
+        if signal[i]:
+            out[i] -= mean[sectors[i]]
 
 
 @njit(cache=True)
@@ -178,15 +356,25 @@ def estimate_risk(returns_window: np.ndarray, sectors_all: np.ndarray,
 
 
 def market_risk_model(market, first_row: int = 0, proxy_sets: int = 1,
-                      **model_args) -> EwmaRiskModel:
+                      styles: tuple[str, ...] = (), **model_args) -> EwmaRiskModel:
     """An :class:`EwmaRiskModel` over ``market``'s stocks then ``proxy_sets`` sets of one
     proxy per sector, to be updated from row ``first_row`` on. Factors are weighted like
     the benchmark and the basket proxies: benchmark weights drifted to ``first_row - 1``,
-    then buy-and-hold."""
-    k = len(market.sector_names)
+    then buy-and-hold. For the ``styles``, the first proxy set holds its sector weighted
+    like the benchmark (the market's proxy; a sector ETF in its place is read as that
+    basket), every later set equally weighted from row 0 (the environment's second set),
+    and the trailing signals start from the returns of the year before ``first_row``."""
+    n, k = market.n_assets, len(market.sector_names)
     growth = np.prod(1.0 + np.nan_to_num(market.total_returns[:first_row]), axis=0)
-    weights = np.concatenate([market.benchmark_weights * growth, np.zeros(k * proxy_sets)])
+    no_proxies = np.zeros(k * proxy_sets)
+    weights = np.concatenate([market.benchmark_weights * growth, no_proxies])
     sectors = np.concatenate([market.sectors, np.tile(np.arange(k), proxy_sets)])
-    proxies = np.arange(len(sectors)) >= market.n_assets
-    return EwmaRiskModel(sectors, proxy_mask=proxies, weights=weights, buy_and_hold=True,
-                         n_sectors=k, **model_args)
+    proxies = np.arange(len(sectors)) >= n
+    history = market.total_returns[max(1, first_row - LONGEST_LOOKBACK):first_row]
+    return EwmaRiskModel(
+        sectors, proxy_mask=proxies, weights=weights, buy_and_hold=True, n_sectors=k,
+        styles=styles, basket_weights=np.vstack([weights, np.concatenate([growth, no_proxies])]),
+        proxy_basket=np.concatenate([np.zeros(n, np.int64),
+                                     np.repeat(np.minimum(np.arange(proxy_sets), 1), k)]),
+        lookback_returns=np.hstack([history, np.full((len(history), k * proxy_sets), np.nan)]),
+        **model_args)
