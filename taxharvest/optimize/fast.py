@@ -30,6 +30,8 @@ from taxharvest.optimize.reference import Attempt
 #: Compiled once to the cache; numpy's error model: a division by zero gives inf or nan (the
 #: iteration then stops on its measure) instead of raising, and no checks slow the loops.
 _jit = nb.njit(cache=True, error_model="numpy")
+#: The same for sums whose order may change (SIMD reductions; NaN and inf still propagate).
+_jit_sum = nb.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
 
 #: Specific variance floor (annualized): keeps each security's block strictly convex.
 SPECIFIC_FLOOR = 1e-10
@@ -61,7 +63,7 @@ FLOOR_MARGIN = 1e-7
 REMEMBERED = 4
 
 
-@_jit
+@_jit_sum
 def _inner(u, v):
     """``u @ v`` of two vectors."""
     total = 0.0
@@ -70,9 +72,10 @@ def _inner(u, v):
     return total
 
 
-@_jit
+@_jit_sum
 def _dot(rows, x):
-    """``rows @ x`` for a few rows (loops beat BLAS call overhead at this size)."""
+    """``rows @ x`` (loops: no BLAS call overhead, and no BLAS threads, which cost 100x on a
+    busy machine at these sizes)."""
     out = np.zeros(rows.shape[0])
     for r in range(rows.shape[0]):
         total = 0.0
@@ -89,6 +92,21 @@ def _combine(weights, rows):
     for r in range(rows.shape[0]):
         for v in range(rows.shape[1]):
             out[v] += weights[r] * rows[r, v]
+    return out
+
+
+@_jit_sum
+def _gram(rows, weight):
+    """The lower triangle of ``rows diag(weight) rows'``."""
+    size, length = rows.shape
+    weighted = np.empty((size, length))
+    for a in range(size):
+        for i in range(length):
+            weighted[a, i] = weight[i] * rows[a, i]
+    out = np.zeros((size, size))
+    for a in range(size):
+        for b in range(a + 1):
+            out[a, b] = _inner(rows[a], weighted[b])
     return out
 
 
@@ -186,8 +204,9 @@ def _cholesky_solve(chol, u):
 @_jit
 def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, rows, row_weight):
     """Lower Cholesky factor of ``I + U' B^-1 U``, ``U = [M' Psi sqrt(W), E' sqrt(V)]``;
-    ``M B^-1 M' = diag(beta)`` and ``M B^-1 p = M D^-1 p / zeta``."""
-    n_psi, n_rows = psi.shape[1], rows.shape[0]
+    ``M B^-1 M' = diag(beta)`` and ``M B^-1 p = M D^-1 p / zeta``. ``psi`` is ``Psi'`` (one
+    row per column of ``Psi``)."""
+    n_psi, n_rows = psi.shape[0], rows.shape[0]
     b_rows = np.empty_like(rows)
     per_security = np.empty((n_rows, len(zeta)))
     for r in range(n_rows):
@@ -195,18 +214,9 @@ def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, ro
         per_security[r] = sums / zeta
     size = n_psi + n_rows
     inner = np.zeros((size, size))  # its lower triangle
-    for i in range(psi.shape[0]):  # psi' diag(beta) psi, one security at a time
-        row = psi[i]
-        for a in range(n_psi):
-            weight = beta[i] * row[a]
-            if weight != 0.0:
-                for b in range(a + 1):
-                    inner[a, b] += weight * row[b]
-    for i in range(psi.shape[0]):  # (M B^-1 E')' Psi
-        for r in range(n_rows):
-            weight = per_security[r, i]
-            for a in range(n_psi):
-                inner[n_psi + r, a] += weight * psi[i, a]
+    inner[:n_psi, :n_psi] = _gram(psi, beta)
+    for r in range(n_rows):  # (M B^-1 E')' Psi
+        inner[n_psi + r, :n_psi] = _dot(psi, per_security[r])
     for r in range(n_rows):
         for q in range(r + 1):
             inner[n_psi + r, n_psi + q] = _inner(rows[r], b_rows[q])
@@ -223,12 +233,12 @@ def _woodbury(rhs, inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, 
               row_weight, chol):
     """``N^-1 rhs`` through ``B^-1`` and the capacitance factor ``chol``."""
     g, sums = _b_inverse(rhs, inv_d, weighted, start, shrink)
-    n_psi = psi.shape[1]
+    n_psi = psi.shape[0]
     root_psi, root_rows = np.sqrt(psi_weight), np.sqrt(row_weight)
-    u = np.concatenate((root_psi * _combine(sums / zeta, psi), root_rows * _dot(rows, g)))
+    u = np.concatenate((root_psi * _dot(psi, sums / zeta), root_rows * _dot(rows, g)))
     coefficient = _cholesky_solve(chol, u)
     p = _combine(root_rows * coefficient[n_psi:], rows)
-    combined = _dot(psi, root_psi * coefficient[:n_psi])
+    combined = _combine(root_psi * coefficient[:n_psi], psi)
     for i in range(len(zeta)):
         for v in range(start[i], start[i + 1]):
             p[v] += coef[v] * combined[i]
@@ -239,7 +249,7 @@ def _woodbury(rhs, inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, 
 def _apply(p, d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
     """``N p``."""
     moved = _to_securities(p, start, coef)
-    per_security = alpha * moved + _dot(psi, psi_weight * _combine(moved, psi))
+    per_security = alpha * moved + _combine(psi_weight * _dot(psi, moved), psi)
     out = d_diag * p + _combine(row_weight * _dot(rows, p), rows)
     for i in range(len(moved)):
         for v in range(start[i], start[i + 1]):
@@ -253,9 +263,9 @@ def _factor_terms(d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight)
     D``), ``D^-1 coef`` and ``M D^-1 coef`` per security."""
     n = len(d_diag)
     per_security = alpha.copy()
-    for i in range(len(alpha)):
-        for a in range(psi.shape[1]):
-            per_security[i] += psi[i, a] * psi[i, a] * psi_weight[a]
+    for a in range(psi.shape[0]):
+        for i in range(len(alpha)):
+            per_security[i] += psi[a, i] * psi[a, i] * psi_weight[a]
     inv_d, weighted, sigma = np.empty(n), np.empty(n), np.zeros(len(alpha))
     for v in range(n):
         low = 0.0
@@ -447,10 +457,10 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     def row_values(x, moved):
         return np.concatenate((_dot(security_rows, moved), _dot(rows, x)))
 
-    # security-level columns: factor loadings, TE gradient, security rows
-    psi = np.empty((len(a0), k + 1 + n_security_rows))
-    psi[:, :k] = loadings.T
-    psi[:, k + 1:] = security_rows.T
+    # the security-level columns of Psi, as rows: TE gradient, security rows, factor loadings
+    psi = np.empty((1 + n_security_rows + k, len(a0)))
+    psi[1:1 + n_security_rows] = security_rows
+    psi[1 + n_security_rows:] = loadings
     scale_c = 1.0 + np.abs(c).max()
     scale_b = 1.0 + (np.abs(bound).max() if len(bound) else 0.0)
     free_rows = np.ones(rows.shape[0], dtype=np.bool_)  # rows no carry variable enters
@@ -499,10 +509,10 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
         lam = kappa + mu * quad_scale
         alpha = 2.0 * lam * specific
         gradient = 2.0 * quad_scale * sigma_a  # of the scaled quadratic, per security
-        psi[:, k] = gradient
-        psi_weight = np.concatenate((np.full(k, 2.0 * lam),
-                                     np.array([mu / omega if has_quad else 0.0]),
-                                     y[:n_security_rows] / slack[:n_security_rows]))
+        psi[0] = gradient
+        psi_weight = np.concatenate((np.array([mu / omega if has_quad else 0.0]),
+                                     y[:n_security_rows] / slack[:n_security_rows],
+                                     np.full(k, 2.0 * lam)))
         row_weight = y[n_security_rows:] / slack[n_security_rows:]
         # the factorization sees D plus a share of N's own diagonal: no direction of D is so
         # small against the low-rank part that Woodbury cancels; refinement solves with N
