@@ -13,7 +13,7 @@ from taxharvest.market import (
     inject_scenario,
     market_risk_model,
 )
-from taxharvest.market.riskmodel import STYLES
+from taxharvest.market.riskmodel import DEFAULT_STYLES, STYLES
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,10 @@ def bench(market, day: int) -> np.ndarray:
 
 def test_factor_risk_shapes_and_positive_definite(market):
     risk = fitted(market).risk()
-    m = market.n_assets + 11
+    m, k = market.n_assets + 11, 12 + len(DEFAULT_STYLES)
     assert isinstance(risk, FactorRisk)
-    assert risk.exposures.shape == (m, 12) and risk.factor_cov.shape == (12, 12)
-    assert np.all(risk.exposures[:, 0] == 1) and np.all(risk.exposures[:, 1:].sum(1) == 1)
+    assert risk.exposures.shape == (m, k) and risk.factor_cov.shape == (k, k)
+    assert np.all(risk.exposures[:, 0] == 1) and np.all(risk.exposures[:, 1:12].sum(1) == 1)
     assert np.all(np.linalg.eigvalsh(risk.covariance()) > 0)
     assert np.all(np.isfinite(risk.specific_var)) and np.all(risk.specific_var > 0)
 
