@@ -160,5 +160,6 @@ def main() -> None:
     for label, elapsed in times.items():
         print(f"  {label:28s} {elapsed * 1e6:7.1f} us/day ({elapsed / base:.1f}x)")
 
+
 if __name__ == "__main__":
     main()
