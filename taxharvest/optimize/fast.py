@@ -202,10 +202,54 @@ def _cholesky_solve(chol, u):
 
 
 @_jit
-def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, rows, row_weight):
+def _columns(rows, securities):
+    """``rows[:, securities]``."""
+    out = np.empty((rows.shape[0], len(securities)))
+    for a in range(rows.shape[0]):
+        for i in range(len(securities)):
+            out[a, i] = rows[a, securities[i]]
+    return out
+
+
+@_jit_sum
+def _gram_twinned(twinned_rows, twinned, rest_rows, rest, beta, n_twins, twin):
+    """:func:`_gram` of ``Psi'`` when its last ``n_twins`` rows are ``twin`` times the
+    ``n_twins`` before them on the securities ``twinned`` and zero on the others ``rest``
+    (the frozen positions' stressed loadings): ``twinned_rows`` and ``rest_rows``, the other
+    rows on each; their Grams give every block, a third of the work."""
+    own = twinned_rows.shape[0]
+    size, first = own + n_twins, own - n_twins  # first: the first row with a twin
+    grams = []
+    for rows, securities in ((twinned_rows, twinned), (rest_rows, rest)):
+        weighted = np.empty(rows.shape)
+        for a in range(own):
+            for i in range(len(securities)):
+                weighted[a, i] = beta[securities[i]] * rows[a, i]
+        gram = np.zeros((own, own))
+        for a in range(own):
+            for b in range(a + 1):
+                gram[a, b] = _inner(rows[a], weighted[b])
+                gram[b, a] = gram[a, b]
+        grams.append(gram)
+    twinned, rest = grams
+    out = np.zeros((size, size))
+    out[:own, :own] = twinned + rest
+    for a in range(n_twins):
+        for b in range(own):
+            out[own + a, b] = twin * twinned[first + a, b]
+        for b in range(a + 1):
+            out[own + a, own + b] = twin * twin * twinned[first + a, first + b]
+    return out
+
+
+@_jit
+def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, rows, row_weight,
+                 twins):
     """Lower Cholesky factor of ``I + U' B^-1 U``, ``U = [M' Psi sqrt(W), E' sqrt(V)]``;
     ``M B^-1 M' = diag(beta)`` and ``M B^-1 p = M D^-1 p / zeta``. ``psi`` is ``Psi'`` (one
-    row per column of ``Psi``)."""
+    row per column of ``Psi``); ``twins``: ``(twinned_rows, twinned, rest_rows, rest,
+    n_twins, twin)`` of :func:`_gram_twinned`, ``n_twins`` 0 when its rows have no such
+    structure."""
     n_psi, n_rows = psi.shape[0], rows.shape[0]
     b_rows = np.empty_like(rows)
     per_security = np.empty((n_rows, len(zeta)))
@@ -214,7 +258,9 @@ def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, ro
         per_security[r] = sums / zeta
     size = n_psi + n_rows
     inner = np.zeros((size, size))  # its lower triangle
-    inner[:n_psi, :n_psi] = _gram(psi, beta)
+    twinned_rows, twinned, rest_rows, rest, n_twins, twin = twins
+    inner[:n_psi, :n_psi] = (_gram_twinned(twinned_rows, twinned, rest_rows, rest, beta, n_twins,
+                                           twin) if n_twins else _gram(psi, beta))
     for r in range(n_rows):  # (M B^-1 E')' Psi
         inner[n_psi + r, :n_psi] = _dot(psi, per_security[r])
     for r in range(n_rows):
@@ -431,11 +477,13 @@ def _quadratic_floor(x, moved, value, sigma_a, duals, quad_scale, start, coef, u
 @_jit
 def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, security_rows, rows,
                     bound, a0, loadings, specific, offset, linear, constant, kappa, quad_scale,
-                    max_iterations, tolerance):
+                    twin, twinned, max_iterations, tolerance):
     """Minimize ``c'x + kappa q(x)`` s.t. ``0 <= x <= upper``, ``[security_rows M; rows] x <=
     bound`` and, when ``quad_scale > 0``, ``quad_scale q(x) <= 1``; ``q`` the program's
-    squared TE (:func:`_risk`) with ``a = a0 + M x``. Variables ``start[i]:start[i + 1]`` move security ``i``; those from
-    ``start[m]`` on move none. Every bound is finite.
+    squared TE (:func:`_risk`) with ``a = a0 + M x``. Variables ``start[i]:start[i + 1]``
+    move security ``i``; those from ``start[m]`` on move none. Every bound is finite. ``twin >
+    0``: the last half of the ``loadings`` is ``twin`` times the first half on the securities
+    ``twinned``, zero elsewhere (:func:`_twins`; the Newton matrix's Gram uses it).
 
     Each inequality is a pair of a primal slack and a dual, both kept positive: ``(x, z)``,
     ``(upper - x, zu)``, ``(slack, y)`` for the rows and ``(omega, mu)`` for the quadratic;
@@ -461,6 +509,12 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     psi = np.empty((1 + n_security_rows + k, len(a0)))
     psi[1:1 + n_security_rows] = security_rows
     psi[1 + n_security_rows:] = loadings
+    # twin > 0: the last half of the loadings is twin times the first on ``twinned``; the
+    # other rows of psi on the twinned securities and on the others (row 0 set each iteration)
+    n_twins = k // 2 if twin > 0 else 0
+    on, off = np.flatnonzero(twinned), np.flatnonzero(~twinned)
+    on_rows, off_rows = _columns(psi[:len(psi) - n_twins], on), _columns(psi[:len(psi) - n_twins], off)
+    twins = (on_rows, on, off_rows, off, n_twins, twin)
     scale_c = 1.0 + np.abs(c).max()
     scale_b = 1.0 + (np.abs(bound).max() if len(bound) else 0.0)
     free_rows = np.ones(rows.shape[0], dtype=np.bool_)  # rows no carry variable enters
@@ -510,6 +564,8 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
         alpha = 2.0 * lam * specific
         gradient = 2.0 * quad_scale * sigma_a  # of the scaled quadratic, per security
         psi[0] = gradient
+        if n_twins:
+            on_rows[0], off_rows[0] = gradient[on], gradient[off]
         psi_weight = np.concatenate((np.array([mu / omega if has_quad else 0.0]),
                                      y[:n_security_rows] / slack[:n_security_rows],
                                      np.full(k, 2.0 * lam)))
@@ -521,7 +577,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
         zeta = 1.0 + alpha * sigma
         shrink = alpha / zeta
         chol = _capacitance(inv_d, weighted, start, shrink, zeta, sigma / zeta, psi, psi_weight,
-                            rows, row_weight)
+                            rows, row_weight, twins)
 
         dx, dz, dzu = np.zeros(n), np.zeros(n), np.zeros(n)
         d_slack, dy = np.zeros(len(bound)), np.zeros(len(bound))
@@ -612,29 +668,12 @@ class FastSolver:
         layout = _Layout(problem, carry=0 if min_te else 2)
         if not len(layout.size):  # nothing may trade: the forced sales are the answer
             return problem.sell_lower.copy(), np.zeros(problem.shape[0]), None, -np.inf
-        forced = problem.sell_lower
-        kept = problem.held.sum() - forced.sum()
-        rows = _Rows(layout.size)
-        rows.add(layout.signed(-1.0), 1.0 - kept)  # invested <= 1
-        rows.add(layout.signed(1.0), kept - (1.0 - problem.cash_band))  # >= 1 - band
-        if not min_te:
-            for c, coefficient in enumerate((problem.coefficient_short, problem.coefficient_long)):
-                rows.add(np.concatenate([-layout.per_lot(coefficient), -np.eye(2)[c]]),
-                         problem.capacity[c] + (coefficient * forced).sum())
-        if problem.gain_budget is not None:
-            rows.add(layout.with_carries(layout.per_lot(problem.realized)),
-                     problem.gain_budget - (problem.realized * forced).sum())
-        if problem.turnover is not None:
-            rows.add(layout.with_carries(np.ones(layout.n_trades)), problem.turnover - forced.sum())
-        row_matrix, bound, row_scale = rows.arrays()
+        a0, kept = _active(problem.held, problem.benchmark, problem.sell_lower)
+        row_matrix, bound, row_scale = layout.rows(problem, min_te, kept)
         # the cash-band rows are +-M' / scale: security-level columns of the Newton matrix
         security_rows = np.outer(np.array([1.0, -1.0]) / row_scale[:2], np.ones(problem.shape[0]))
 
-        cost = np.zeros(len(layout.size)) if min_te else np.concatenate([
-            (layout.per_lot(problem.lot_tax) + problem.trade_cost) * layout.size[:layout.n_trades],
-            problem.excess,
-        ])
-        a0 = problem.held - forced.sum(axis=1) - problem.benchmark
+        cost = np.zeros(len(layout.size)) if min_te else layout.cost(problem)
         risk = problem.program_risk
         loadings = risk.loadings
         specific = np.maximum(risk.specific_sd**2, SPECIFIC_FLOOR)
@@ -653,24 +692,190 @@ class FastSolver:
         x, converged, _, snapshot, floor = self._interior_point(
             *initial, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
             row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
-            risk.constant, kappa / scale,
-            0.0 if min_te else 1.0 / problem.te_cap**2, self.max_iterations, self.tolerance,
+            risk.constant, kappa / scale, 0.0 if min_te else 1.0 / problem.te_cap**2,
+            *_twins(loadings), self.max_iterations, self.tolerance,
         )
         if not converged:
             return None, None, None, floor
         return (*layout.trades(x, problem), units.iterate(layout.keys, snapshot), floor)
 
 
+@_jit
+def _twins(loadings):
+    """``(twin, twinned)``: whether the last half of the rows of ``loadings`` is ``twin``
+    times the first half on the securities ``twinned`` and zero elsewhere, as the program's
+    stressed rows are (within rounding: the structure only speeds the Newton matrix's
+    factorization); ``twin`` 0 when not."""
+    k, m = loadings.shape
+    half = k // 2
+    twinned = np.zeros(m, dtype=np.bool_)
+    twin = 0.0
+    if k == 0 or k % 2:
+        return twin, twinned
+    for i in range(m):
+        for r in range(half):
+            if loadings[half + r, i] != 0.0:
+                twinned[i] = True
+                if twin == 0.0 and loadings[r, i] != 0.0:
+                    twin = loadings[half + r, i] / loadings[r, i]
+    if not twin > 0.0:
+        return 0.0, twinned
+    for i in range(m):
+        for r in range(half):
+            expected = twin * loadings[r, i] if twinned[i] else 0.0
+            if abs(loadings[half + r, i] - expected) > 1e-12 * abs(expected):
+                return 0.0, twinned
+    return twin, twinned
+
+
 def _same(a: tuple, b: tuple) -> bool:
-    """Whether two argument tuples are equal, arrays element by element."""
+    """Whether two argument tuples are equal, arrays element by element (shapes and scalars
+    first: they tell most different solves apart)."""
+    arrays = []
     for u, v in zip(a, b, strict=True):
         if isinstance(u, np.ndarray):
-            if not (isinstance(v, np.ndarray) and u.shape == v.shape and u.dtype == v.dtype
-                    and np.array_equal(u, v)):
+            if not (isinstance(v, np.ndarray) and u.shape == v.shape and u.dtype == v.dtype):
                 return False
+            arrays.append((u, v))
         elif isinstance(v, np.ndarray) or u != v:
             return False
-    return True
+    return all(np.array_equal(u, v) for u, v in arrays)
+
+
+@_jit
+def _layout(sell_lower, sell_upper, buy_upper, benchmark, held, carry, most_carry):
+    """:class:`_Layout`'s arrays in one pass: ``keys``, ``security`` and ``is_lot`` (of the
+    trades), ``size``, ``coef``, ``upper``, ``start``."""
+    m, slots = sell_upper.shape
+    n_trades = 0
+    for i in range(m):
+        for j in range(slots):
+            n_trades += sell_upper[i, j] > sell_lower[i, j]
+        n_trades += buy_upper[i] > 0
+    n = n_trades + carry
+    keys, security = np.empty(n, np.int64), np.empty(n_trades, np.int64)
+    is_lot, start = np.zeros(n_trades, np.bool_), np.empty(m + 1, np.int64)
+    size, coef, upper = np.ones(n), np.zeros(n), np.empty(n)
+    v = 0
+    for i in range(m):
+        start[i] = v
+        for j in range(slots):
+            if sell_upper[i, j] > sell_lower[i, j]:
+                keys[v], security[v], is_lot[v] = i * slots + j, i, True
+                size[v], coef[v], upper[v] = sell_upper[i, j], -sell_upper[i, j], 1.0
+                v += 1
+        if buy_upper[i] > 0:
+            keys[v], security[v] = m * slots + i, i
+            size[v] = max(benchmark[i], held[i], 1.0 / m)
+            coef[v], upper[v] = size[v], 1.0 / size[v]
+            v += 1
+    start[m] = v
+    for c in range(carry):
+        keys[v + c], upper[v + c] = m * slots + m + c, most_carry
+    return keys, security, is_lot, size, coef, upper, start
+
+
+@_jit
+def _rows(is_lot, lots, size, carries, cash_bounds, short, long, capacity, realized, forced,
+          has_gain, gain_budget, has_turnover, turnover):
+    """:meth:`_Layout.rows` (lot coefficients read at the flat ``lots``; ``forced`` the
+    forced sales, flat)."""
+    n, trades = len(size), len(is_lot)
+    count = 2 + 2 * carries + has_gain + has_turnover
+    matrix, bound = np.zeros((count, n)), np.empty(count)
+    bound[:2] = cash_bounds
+    for v in range(trades):  # invested money per unit
+        matrix[0, v] = -1.0 if is_lot[v] else 1.0
+        matrix[1, v] = -matrix[0, v]
+    r = 2
+    if carries:
+        for c, coefficient in enumerate((short, long)):
+            _lot_row(matrix[r], is_lot, lots, -coefficient)
+            matrix[r, trades + c] = -1.0
+            bound[r] = capacity[c] + _inner(coefficient, forced)
+            r += 1
+    if has_gain:
+        _lot_row(matrix[r], is_lot, lots, realized)
+        bound[r] = gain_budget - _inner(realized, forced)
+        r += 1
+    if has_turnover:
+        matrix[r, :trades] = 1.0
+        bound[r] = turnover - forced.sum()
+    scale = np.empty(count)
+    for r in range(count):
+        largest = 1e-12
+        for v in range(n):
+            matrix[r, v] *= size[v]
+            largest = max(largest, abs(matrix[r, v]))
+        scale[r] = largest
+        matrix[r] /= largest
+        bound[r] /= largest
+    return matrix, bound, scale
+
+
+@_jit
+def _lot_row(row, is_lot, lots, values):
+    """``row`` on the lot variables: ``values`` (flat, per lot) of each."""
+    lot = 0
+    for v in range(len(is_lot)):
+        if is_lot[v]:
+            row[v] = values[lots[lot]]
+            lot += 1
+
+
+@_jit
+def _cold_start(is_lot, size, upper, cash_to_spend):
+    """:meth:`_Layout.cold_start`."""
+    trades = len(is_lot)
+    sold, bought = 0.0, 0.0
+    for v in range(trades):
+        if is_lot[v]:
+            sold += 0.1 * size[v]
+        else:
+            bought += size[v]
+    buy = max((sold - cash_to_spend) / max(bought, 1e-12), 1e-3)
+    x = np.full(len(size), 0.5)
+    for v in range(trades):
+        x[v] = 0.1 if is_lot[v] else min(buy, 0.5 * upper[v])
+    return x
+
+
+@_jit
+def _trades(x, keys, security, is_lot, size, sell_lower, sell_upper):
+    """:meth:`_Layout.trades` (``sell_upper`` flat)."""
+    sells, buys = sell_lower.copy(), np.zeros(sell_lower.shape[0])
+    flat = sells.reshape(-1)  # a view: the copy is contiguous
+    for v in range(len(is_lot)):
+        traded = max(x[v], 0.0) * size[v]
+        if is_lot[v]:
+            flat[keys[v]] += min(traded, sell_upper[keys[v]])
+        else:
+            buys[security[v]] = traded
+    return sells, buys
+
+
+@_jit
+def _active(held, benchmark, sell_lower):
+    """The active weights once the forced sales are made, and the weight they keep."""
+    active = held - benchmark
+    kept = 0.0
+    for i in range(len(held)):
+        for j in range(sell_lower.shape[1]):
+            active[i] -= sell_lower[i, j]
+        kept += held[i] - sell_lower[i].sum()
+    return active, kept
+
+
+@_jit
+def _cost(is_lot, keys, size, rates, short, long, trade_cost, excess):
+    """:meth:`_Layout.cost` (``short``, ``long`` flat)."""
+    trades = len(is_lot)
+    cost = np.empty(len(size))
+    for v in range(trades):
+        tax = rates[0] * short[keys[v]] + rates[1] * long[keys[v]] if is_lot[v] else 0.0
+        cost[v] = (tax + trade_cost) * size[v]
+    cost[trades:] = excess
+    return cost
 
 
 class _Layout:
@@ -681,62 +886,43 @@ class _Layout:
     variable is (lot ``i L + j``, buy ``m L + i``, carry ``m L + m + c``)."""
 
     def __init__(self, problem: Problem, carry: int) -> None:
-        m, slots, _ = problem.shape
-        self.lots = np.flatnonzero(problem.sell_upper > problem.sell_lower)  # free lots, flat
-        buyable = np.flatnonzero(problem.buy_upper > 0)
-        buy_size = np.maximum(np.maximum(problem.benchmark, problem.held), 1.0 / m)[buyable]
-        order = np.argsort(np.concatenate([self.lots // slots, buyable]), kind="stable")
-        self.security = np.concatenate([self.lots // slots, buyable])[order]
-        self.is_lot = order < len(self.lots)
-        self.lot_at = np.flatnonzero(self.is_lot)  # where the free lots sit, in their order
-        self.n_trades = len(order)
-        self.size = np.concatenate([
-            np.concatenate([problem.sell_upper.ravel()[self.lots], buy_size])[order],
-            np.ones(carry)])
-        self.keys = np.concatenate([np.concatenate([self.lots, m * slots + buyable])[order],
-                                    m * slots + m + np.arange(carry)])
-        self.start = np.searchsorted(self.security, np.arange(m + 1)).astype(np.int64)
-        trade_size = self.size[:self.n_trades]
-        self.coef = np.concatenate([np.where(self.is_lot, -trade_size, trade_size),
-                                    np.zeros(carry)])
         # bounds that never bind: a buy of the whole book, a carry of every loss and capacity
         most_carry = 1.0 + np.abs(problem.capacity).max() + np.abs(problem.realized).max()
-        self.upper = np.concatenate([np.where(self.is_lot, 1.0, 1.0 / trade_size),
-                                     np.full(carry, most_carry)])
+        (self.keys, self.security, self.is_lot, self.size, self.coef, self.upper,
+         self.start) = _layout(problem.sell_lower, problem.sell_upper, problem.buy_upper,
+                               problem.benchmark, problem.held, carry, most_carry)
+        self.n_trades = len(self.security)
+        self.lot_at = np.flatnonzero(self.is_lot)  # where the free lots sit, in their order
+        self.lots = self.keys[self.lot_at]  # free lots, flat
 
-    def per_lot(self, values: np.ndarray) -> np.ndarray:
-        """A per-lot ``(m, L)`` array on the trades (0 on buys)."""
-        out = np.zeros(self.n_trades)
-        out[self.lot_at] = values.ravel()[self.lots]
-        return out
+    def rows(self, problem: Problem, min_te: bool, kept: float):
+        """The dense rows ``row x <= bound`` scaled to unit maximum, their bounds and scales:
+        invested at most 1 and at least ``1 - cash_band``, the carries' epigraphs (unless
+        ``min_te``), the gain budget and the turnover cap when given."""
+        gain, turnover = problem.gain_budget, problem.turnover
+        return _rows(self.is_lot, self.lots, self.size, not min_te,
+                     np.array([1.0 - kept, kept - (1.0 - problem.cash_band)]),
+                     problem.coefficient_short.ravel(), problem.coefficient_long.ravel(),
+                     problem.capacity, problem.realized.ravel(), problem.sell_lower.ravel(),
+                     gain is not None, 0.0 if gain is None else gain,
+                     turnover is not None, 0.0 if turnover is None else turnover)
 
-    def with_carries(self, trades: np.ndarray) -> np.ndarray:
-        """Row coefficients on the trades, zero on the carries."""
-        return np.concatenate([trades, np.zeros(len(self.size) - self.n_trades)])
-
-    def signed(self, lot_sign: float) -> np.ndarray:
-        """``lot_sign`` per unit weight sold, ``-lot_sign`` per unit bought: invested money."""
-        return self.with_carries(np.where(self.is_lot, lot_sign, -lot_sign))
+    def cost(self, problem: Problem) -> np.ndarray:
+        """The objective's linear part per variable: each lot's tax at the full marginal rates
+        and the trading cost, the carries' excess rates."""
+        return _cost(self.is_lot, self.keys, self.size, problem.rates,
+                     problem.coefficient_short.ravel(), problem.coefficient_long.ravel(),
+                     problem.trade_cost, problem.excess)
 
     def cold_start(self, cash_to_spend: float) -> np.ndarray:
         """A tenth of every lot sold; the buys, alike in their units, invest what that and the
         cash leave to the middle of the cash band; carries halfway to one."""
-        sold = 0.1 * self.size[self.lot_at].sum()
-        bought = self.size[:self.n_trades][~self.is_lot].sum()
-        buy = max((sold - cash_to_spend) / max(bought, 1e-12), 1e-3)
-        return np.concatenate([
-            np.where(self.is_lot, 0.1, np.minimum(buy, 0.5 * self.upper[:self.n_trades])),
-            np.full(len(self.size) - self.n_trades, 0.5)])
+        return _cold_start(self.is_lot, self.size, self.upper, cash_to_spend)
 
     def trades(self, x: np.ndarray, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
         """Sells ``(m, L)`` and buys ``(m,)`` in weight units."""
-        traded = np.clip(x[:self.n_trades], 0.0, None) * self.size[:self.n_trades]
-        sells = problem.sell_lower.copy()
-        sells.ravel()[self.lots] += np.minimum(traded[self.lot_at],
-                                               problem.sell_upper.ravel()[self.lots])
-        buys = np.zeros(problem.shape[0])
-        buys[self.security[~self.is_lot]] = traded[~self.is_lot]
-        return sells, buys
+        return _trades(x, self.keys, self.security, self.is_lot, self.size, problem.sell_lower,
+                       problem.sell_upper.ravel())
 
 
 @dataclass(frozen=True)
@@ -785,25 +971,3 @@ class _Units:
         zu[here] = warm.zu[there] * size[here] / scale
         return (x, z, zu, np.maximum(warm.slack / self.row_scale, 1e-12),
                 warm.y * self.row_scale / scale, warm.omega, warm.mu / scale)
-
-
-class _Rows:
-    """Dense rows ``row x <= bound`` (coefficients per unit weight), scaled to unit maximum."""
-
-    def __init__(self, size: np.ndarray) -> None:
-        self.size = size
-        self.rows: list[np.ndarray] = []
-        self.bounds: list[float] = []
-        self.scales: list[float] = []
-
-    def add(self, row: np.ndarray, bound: float) -> None:
-        row = row * self.size
-        scale = max(np.abs(row).max(initial=0.0), 1e-12)
-        self.rows.append(row / scale)
-        self.bounds.append(bound / scale)
-        self.scales.append(scale)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows, bounds and the scale each was divided by."""
-        return (np.array(self.rows).reshape(len(self.rows), len(self.size)),
-                np.array(self.bounds), np.array(self.scales))
