@@ -20,7 +20,7 @@ from taxharvest.optimize import (
 from taxharvest.optimize.fast import FastSolver
 from taxharvest.optimize.optimizer import TE_MARGIN
 from taxharvest.optimize.problem import Problem
-from taxharvest.optimize.reference import ReferenceProgram
+from taxharvest.optimize.reference import Attempt, ReferenceProgram
 
 TINY = {"n_stocks": 4, "slots": 2, "n_sectors": 1, "n_excluded": 0, "n_buy_blocked": 1,
         "n_sell_blocked": 1}
@@ -324,3 +324,19 @@ def test_invalid_inputs_raise_value_error():
         Settings(cash_band=0.0)
     with pytest.raises(ValueError):
         TaxAwareOptimizer().decide(state, Intent(np.ones(m + 1)))
+
+
+def test_a_failed_fast_solve_beyond_the_reference_size_holds_the_book(monkeypatch):
+    """Where the cvxpy reference would outgrow memory, a fast path that fails holds the book
+    and says why, instead of compiling the reference."""
+    from taxharvest.optimize import optimizer as module
+
+    state, intent = tiny_case(0)
+    monkeypatch.setattr(module, "REFERENCE_MAX_SLOTS", 0)
+    monkeypatch.setattr(FastSolver, "solve", lambda self, problem, **_: Attempt(
+        None, None, False, "fast: did not converge", None))
+    fast = TaxAwareOptimizer(Settings(), method="fast")
+    monkeypatch.setattr(fast, "program", lambda shape: pytest.fail("the reference was compiled"))
+    decision = fast.decide(state, intent)
+    assert decision.status == "fallback" and "not tried beyond 0 lot slots" in decision.reason
+    assert not decision.sell_shares.any() and not decision.buy_shares.any()

@@ -24,6 +24,10 @@ Method = Literal["reference", "fast"]
 TE_MARGIN = 1e-5
 #: A trade is accepted when every linear constraint holds within this (weight units).
 LINEAR_SLACK = 1e-6
+#: The fast path falls back to the cvxpy reference only up to this many lot slots (m x L):
+#: the reference's parametrized program (DPP) takes about 4 GB at 522 x 8 and grows with the
+#: square of the slots; beyond, a failed fast solve holds the book (``fallback``).
+REFERENCE_MAX_SLOTS = 5_000
 #: The preference given to the loss lots an intent keeps when the TE limit needs them sold: they
 #: may be sold, worth (almost) nothing to the program.
 LIFTED_PREFERENCE = 1e-9
@@ -214,11 +218,17 @@ class TaxAwareOptimizer:
         only a trade that keeps every constraint; the reference solves what the fast path
         cannot."""
         solved = problem.with_te_cap(problem.te_cap * (1 - TE_MARGIN))
+        attempt = None
         if self.method == "fast" and not reference:
             fast = self._fast.solve(solved, min_te=min_te, start=start)
             attempt = _checked(problem, fast, min_te)
             if attempt.sells is not None or attempt.infeasible:
                 return attempt
+        if self.method == "fast" and problem.lot_weight.size > REFERENCE_MAX_SLOTS:
+            failed = attempt.error if attempt is not None else "fast path not certain"
+            return Attempt(None, None, False, f"{failed}; the cvxpy reference is not tried "
+                           f"beyond {REFERENCE_MAX_SLOTS:,} lot slots (its compiled program "
+                           "outgrows memory)", None)
         return _checked(problem, self.program(problem.shape).solve(solved, min_te=min_te), min_te)
 
     @staticmethod
