@@ -245,7 +245,8 @@ def _gram_twinned(twinned_rows, twinned, rest_rows, rest, beta, n_twins, twin):
 @_jit
 def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, rows, row_weight,
                  twins):
-    """Lower Cholesky factor of ``I + U' B^-1 U``, ``U = [M' Psi sqrt(W), E' sqrt(V)]``;
+    """Lower Cholesky factor of ``I + U' B^-1 U``, ``U = [M' Psi sqrt(W), E' sqrt(V)]``, and
+    ``B^-1 E'`` (as rows);
     ``M B^-1 M' = diag(beta)`` and ``M B^-1 p = M D^-1 p / zeta``. ``psi`` is ``Psi'`` (one
     row per column of ``Psi``); ``twins``: ``(twinned_rows, twinned, rest_rows, rest,
     n_twins, twin)`` of :func:`_gram_twinned`, ``n_twins`` 0 when its rows have no such
@@ -271,24 +272,42 @@ def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, ro
         for b in range(a + 1):
             inner[a, b] *= root[a] * root[b]
         inner[a, a] += 1.0
-    return _cholesky(inner)
+    return _cholesky(inner), b_rows
 
 
 @_jit
-def _woodbury(rhs, inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, rows,
-              row_weight, chol):
-    """``N^-1 rhs`` through ``B^-1`` and the capacitance factor ``chol``."""
-    g, sums = _b_inverse(rhs, inv_d, weighted, start, shrink)
-    n_psi = psi.shape[0]
-    root_psi, root_rows = np.sqrt(psi_weight), np.sqrt(row_weight)
-    u = np.concatenate((root_psi * _dot(psi, sums / zeta), root_rows * _dot(rows, g)))
-    coefficient = _cholesky_solve(chol, u)
-    p = _combine(root_rows * coefficient[n_psi:], rows)
-    combined = _combine(root_psi * coefficient[:n_psi], psi)
-    for i in range(len(zeta)):
+def _woodbury(rhs, inv_d, weighted, start, shrink, zeta, psi, psi_weight, b_rows, row_weight,
+              chol):
+    """``N^-1 rhs = B^-1 rhs - B^-1 U C^-1 U' B^-1 rhs`` through the capacitance factor
+    ``chol`` in two passes over the variables: ``B^-1 E'`` is ``b_rows``, and ``B^-1 M' c``
+    is ``D^-1 coef c / zeta`` on each security's variables."""
+    n, m, n_rows, n_psi = len(rhs), len(zeta), b_rows.shape[0], psi.shape[0]
+    sums, by_rows = np.empty(m), np.zeros(n_rows)  # M D^-1 rhs, E B^-1 rhs
+    for i in range(m):
+        total = 0.0
         for v in range(start[i], start[i + 1]):
-            p[v] += coef[v] * combined[i]
-    return g - _b_inverse(p, inv_d, weighted, start, shrink)[0]
+            total += weighted[v] * rhs[v]
+        sums[i] = total
+    for r in range(n_rows):
+        by_rows[r] = _inner(b_rows[r], rhs)
+    root_psi, root_rows = np.sqrt(psi_weight), np.sqrt(row_weight)
+    u = np.concatenate((root_psi * _dot(psi, sums / zeta), root_rows * by_rows))
+    coefficient = _cholesky_solve(chol, u)
+    row_part = root_rows * coefficient[n_psi:]
+    # per security: B^-1 rhs's Sherman-Morrison term and B^-1 M' Psi (root_psi coefficient)
+    per_security = shrink * sums + _combine(root_psi * coefficient[:n_psi], psi) / zeta
+    out = np.empty(n)
+    for i in range(m):
+        factor = per_security[i]
+        for v in range(start[i], start[i + 1]):
+            out[v] = inv_d[v] * rhs[v] - weighted[v] * factor
+    for v in range(start[m], n):
+        out[v] = inv_d[v] * rhs[v]
+    for r in range(n_rows):
+        part = row_part[r]
+        for v in range(n):
+            out[v] -= part * b_rows[r, v]
+    return out
 
 
 @_jit
@@ -332,9 +351,9 @@ def _factor_terms(d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight)
 
 @_jit
 def _newton_solve(rhs, d_diag, inv_d, weighted, start, coef, alpha, shrink, zeta, psi,
-                  psi_weight, rows, row_weight, chol, refine):
+                  psi_weight, rows, row_weight, chol, b_rows, refine):
     """Solve ``N dx = rhs``: Woodbury, then (``refine``) iterative refinement while it helps."""
-    factors = (inv_d, weighted, start, coef, shrink, zeta, psi, psi_weight, rows, row_weight, chol)
+    factors = (inv_d, weighted, start, shrink, zeta, psi, psi_weight, b_rows, row_weight, chol)
     dx = _woodbury(rhs, *factors)
     if not refine:
         return dx
@@ -576,7 +595,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                                                rows, row_weight)
         zeta = 1.0 + alpha * sigma
         shrink = alpha / zeta
-        chol = _capacitance(inv_d, weighted, start, shrink, zeta, sigma / zeta, psi, psi_weight,
+        chol, b_rows = _capacitance(inv_d, weighted, start, shrink, zeta, sigma / zeta, psi, psi_weight,
                             rows, row_weight, twins)
 
         dx, dz, dzu = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -603,7 +622,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                 x, gap, z, zu, dx, dz, dzu, centre, corrector,
                 -residual_d - _combine(weight_e[n_security_rows:], rows), start, coef, per_security)
             dx = _newton_solve(rhs, d_diag, inv_d, weighted, start, coef, alpha, shrink, zeta,
-                               psi, psi_weight, rows, row_weight, chol,
+                               psi, psi_weight, rows, row_weight, chol, b_rows,
                                corrector == 1 and mu_bar < REFINE_FROM)
             moved_dx = _to_securities(dx, start, coef)
             dz, dzu = _bound_directions(x, gap, z, zu, dx, target_lo, target_up)
