@@ -326,26 +326,28 @@ def _apply(p, d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
 def _factor_terms(d_diag, start, coef, alpha, psi, psi_weight, rows, row_weight):
     """``D^-1`` of the factorization (``D`` plus REGULARIZATION times the diagonal of ``N -
     D``), ``D^-1 coef`` and ``M D^-1 coef`` per security."""
-    n = len(d_diag)
+    n, m, n_rows = len(d_diag), len(alpha), rows.shape[0]
     per_security = alpha.copy()
     for a in range(psi.shape[0]):
-        for i in range(len(alpha)):
+        for i in range(m):
             per_security[i] += psi[a, i] * psi[a, i] * psi_weight[a]
-    inv_d, weighted, sigma = np.empty(n), np.empty(n), np.zeros(len(alpha))
-    for v in range(n):
-        low = 0.0
-        for r in range(rows.shape[0]):
-            low += row_weight[r] * rows[r, v] * rows[r, v]
-        inv_d[v] = low
-    for i in range(len(alpha)):
+    low, inv_d, weighted, sigma = np.zeros(n), np.empty(n), np.empty(n), np.empty(m)
+    for r in range(n_rows):
+        weight = row_weight[r]
+        for v in range(n):
+            low[v] += weight * rows[r, v] * rows[r, v]
+    for i in range(m):
+        share = per_security[i]
         for v in range(start[i], start[i + 1]):
-            inv_d[v] += coef[v] * coef[v] * per_security[i]
-    for v in range(n):
-        inv_d[v] = 1.0 / (d_diag[v] + REGULARIZATION * inv_d[v])
+            low[v] += coef[v] * coef[v] * share
+    for v in range(n):  # branch-free: SIMD divisions
+        inv_d[v] = 1.0 / (d_diag[v] + REGULARIZATION * low[v])
         weighted[v] = inv_d[v] * coef[v]
-    for i in range(len(alpha)):
+    for i in range(m):
+        total = 0.0
         for v in range(start[i], start[i + 1]):
-            sigma[i] += weighted[v] * coef[v]
+            total += weighted[v] * coef[v]
+        sigma[i] = total
     return inv_d, weighted, sigma
 
 
@@ -382,37 +384,51 @@ def _step_to_boundary(values, deltas, step):
     return step
 
 
-@_jit
-def _dual_terms(x, z, zu, upper, c, start, coef, per_security, row_duals):
-    """``upper - x``, the dual residual ``c + M' per_security + row_duals - z + zu``, the
-    barrier diagonal ``z / x + zu / (upper - x)`` and the bound pairs' complementarity."""
+@_jit_sum
+def _dual_terms(x, z, zu, upper, c, start, coef, per_security, rows, row_y):
+    """``upper - x``, the dual residual ``c + M' per_security + rows' row_y - z + zu``, the
+    barrier diagonal ``z / x + zu / (upper - x)``, the bound pairs' complementarity and
+    ``1 / x``, ``1 / (upper - x)`` (the loops branch-free: SIMD divisions)."""
     n = len(x)
     gap, residual, d_diag = np.empty(n), np.empty(n), np.empty(n)
+    inv_x, inv_gap = np.empty(n), np.empty(n)
     complementarity = 0.0
     for v in range(n):
         gap[v] = upper[v] - x[v]
-        residual[v] = c[v] + row_duals[v] - z[v] + zu[v]
-        d_diag[v] = z[v] / x[v] + zu[v] / gap[v]
+        inv_x[v], inv_gap[v] = 1.0 / x[v], 1.0 / gap[v]
+        residual[v] = c[v] - z[v] + zu[v]
+        d_diag[v] = z[v] * inv_x[v] + zu[v] * inv_gap[v]
         complementarity += x[v] * z[v] + gap[v] * zu[v]
+    for r in range(rows.shape[0]):
+        weight = row_y[r]
+        for v in range(n):
+            residual[v] += weight * rows[r, v]
     for i in range(len(start) - 1):
         for v in range(start[i], start[i + 1]):
             residual[v] += coef[v] * per_security[i]
-    return gap, residual, d_diag, complementarity
+    return gap, residual, d_diag, complementarity, inv_x, inv_gap
 
 
 @_jit
-def _bound_rhs(x, gap, z, zu, dx, dz, dzu, centre, corrector, base, start, coef, per_security):
+def _bound_rhs(x, gap, z, zu, inv_x, inv_gap, dx, dz, dzu, centre, corrector, residual_d, rows,
+               row_weight, start, coef, per_security):
     """The bound pairs' complementarity targets (affine, or corrected with the affine
-    directions) and the Newton rhs: ``base + M' per_security`` plus their part."""
+    directions) and the Newton rhs: ``-residual_d - rows' row_weight + M' per_security``
+    plus their part."""
     n = len(x)
     target_lo, target_up, rhs = np.empty(n), np.empty(n), np.empty(n)
+    shift = centre if corrector else 0.0
     for v in range(n):
-        target_lo[v] = -x[v] * z[v]
-        target_up[v] = -gap[v] * zu[v]
+        lo, up = shift - x[v] * z[v], shift - gap[v] * zu[v]
         if corrector:
-            target_lo[v] += centre - dx[v] * dz[v]
-            target_up[v] += centre + dx[v] * dzu[v]
-        rhs[v] = base[v] + target_lo[v] / x[v] - target_up[v] / gap[v]
+            lo -= dx[v] * dz[v]
+            up += dx[v] * dzu[v]
+        target_lo[v], target_up[v] = lo, up
+        rhs[v] = lo * inv_x[v] - up * inv_gap[v] - residual_d[v]
+    for r in range(rows.shape[0]):
+        weight = row_weight[r]
+        for v in range(n):
+            rhs[v] -= weight * rows[r, v]
     for i in range(len(start) - 1):
         for v in range(start[i], start[i + 1]):
             rhs[v] += coef[v] * per_security[i]
@@ -420,13 +436,13 @@ def _bound_rhs(x, gap, z, zu, dx, dz, dzu, centre, corrector, base, start, coef,
 
 
 @_jit
-def _bound_directions(x, gap, z, zu, dx, target_lo, target_up):
+def _bound_directions(inv_x, inv_gap, z, zu, dx, target_lo, target_up):
     """``dz`` and ``dzu`` from ``dx``."""
-    n = len(x)
+    n = len(dx)
     dz, dzu = np.empty(n), np.empty(n)
     for v in range(n):
-        dz[v] = (target_lo[v] - z[v] * dx[v]) / x[v]
-        dzu[v] = (target_up[v] + zu[v] * dx[v]) / gap[v]
+        dz[v] = (target_lo[v] - z[v] * dx[v]) * inv_x[v]
+        dzu[v] = (target_up[v] + zu[v] * dx[v]) * inv_gap[v]
     return dz, dzu
 
 
@@ -445,7 +461,7 @@ def _bound_step(x, gap, z, zu, dx, dz, dzu, step):
     return step
 
 
-@_jit
+@_jit_sum
 def _bound_complementarity(x, gap, z, zu, dx, dz, dzu, step):
     """The bound pairs' complementarity after ``step``."""
     total = 0.0
@@ -556,8 +572,8 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
             residual_q = quad_scale * q + omega - 1.0
         per_security = (2.0 * (kappa + mu * quad_scale) * sigma_a
                         + _combine(y[:n_security_rows], security_rows))
-        gap, residual_d, d_diag, complementarity = _dual_terms(
-            x, z, zu, upper, c, start, coef, per_security, _combine(y[n_security_rows:], rows))
+        gap, residual_d, d_diag, complementarity, inv_x, inv_gap = _dual_terms(
+            x, z, zu, upper, c, start, coef, per_security, rows, y[n_security_rows:])
         mu_bar = (complementarity + _inner(slack, y) + omega * mu) / n_pairs
         error = max(np.abs(residual_d).max() / scale_c, mu_bar,
                     0.1 * max(np.abs(residual_e).max() if len(bound) else 0.0,
@@ -619,13 +635,13 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
             if has_quad:
                 per_security -= gradient * (target_q + mu * residual_q) / omega
             target_lo, target_up, rhs = _bound_rhs(
-                x, gap, z, zu, dx, dz, dzu, centre, corrector,
-                -residual_d - _combine(weight_e[n_security_rows:], rows), start, coef, per_security)
+                x, gap, z, zu, inv_x, inv_gap, dx, dz, dzu, centre, corrector, residual_d, rows,
+                weight_e[n_security_rows:], start, coef, per_security)
             dx = _newton_solve(rhs, d_diag, inv_d, weighted, start, coef, alpha, shrink, zeta,
                                psi, psi_weight, rows, row_weight, chol, b_rows,
                                corrector == 1 and mu_bar < REFINE_FROM)
             moved_dx = _to_securities(dx, start, coef)
-            dz, dzu = _bound_directions(x, gap, z, zu, dx, target_lo, target_up)
+            dz, dzu = _bound_directions(inv_x, inv_gap, z, zu, dx, target_lo, target_up)
             d_slack = -residual_e - row_values(dx, moved_dx)
             dy = (target_e - y * d_slack) / slack
             if has_quad:
