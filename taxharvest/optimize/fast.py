@@ -448,16 +448,19 @@ def _bound_directions(inv_x, inv_gap, z, zu, dx, target_lo, target_up):
 
 @_jit
 def _bound_step(x, gap, z, zu, dx, dz, dzu, step):
-    """Largest step up to ``step`` keeping the bound pairs positive."""
-    for v in range(len(x)):
-        if dx[v] < 0:
-            step = min(step, -x[v] / dx[v])
-        elif dx[v] > 0:
-            step = min(step, gap[v] / dx[v])
-        if dz[v] < 0:
-            step = min(step, -z[v] / dz[v])
-        if dzu[v] < 0:
-            step = min(step, -zu[v] / dzu[v])
+    """Largest step up to ``step`` keeping the bound pairs positive: every pair's ratio
+    first, branch-free (SIMD divisions; a direction away from its bound gives +inf), then
+    their minimum."""
+    n = len(x)
+    ratio = np.empty(n)
+    for v in range(n):
+        to_x = (x[v] if dx[v] < 0 else gap[v]) / abs(dx[v])
+        to_z = z[v] / (-dz[v] if dz[v] < 0 else 0.0)
+        to_zu = zu[v] / (-dzu[v] if dzu[v] < 0 else 0.0)
+        ratio[v] = min(to_x, min(to_z, to_zu))
+    for v in range(n):
+        if ratio[v] < step:
+            step = ratio[v]
     return step
 
 
