@@ -15,6 +15,15 @@ turnover). ``D + M' diag(alpha) M`` is one diagonal-plus-rank-one block per secu
 ``O(n rows + m k^2)`` per iteration, where a generic solver factors a sparse system with dense
 rows. Variables are scaled to their natural size (a lot's sale as a share of the lot), rows to
 unit coefficients, the objective to a unit gradient.
+
+Speed: no BLAS or LAPACK call inside the interior point (at these sizes OpenBLAS's threads
+cost far more than they save: 100x per iteration on a busy 2-core machine); sums that may be
+reordered are SIMD reductions, divisions are branch-free loops. The frozen positions'
+stressed loadings (a multiple of the plain ones on the frozen securities) enter the Gram
+through the plain rows' Grams on the frozen securities and on the rest (:func:`_gram_twinned`).
+An unreachable TE cap is certified inside the interior point by a dual bound on the TE over
+the feasible set (:func:`_quadratic_floor`), not by solving the minimum-TE twin. A solver
+remembers its last few solves: a decision's fallbacks may pose the same program twice.
 """
 
 from __future__ import annotations
