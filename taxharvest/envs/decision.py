@@ -153,10 +153,14 @@ class OptimizerRules:
         n, m = world.n_assets, world.n_securities
         price = broker.last_price
         tradable = price > 0
+        # a stock outside the index is never bought: the program would take it as a hedge on
+        # the strength of a risk model estimated on its short history (late listings)
+        outside = np.zeros(m, bool)
+        outside[:n] = bench[:n] <= 0
         state = AccountState(
             price=np.where(tradable, price, 1.0), shares=lots.shares, basis=lots.basis,
             long_term=day > ANNIVERSARY[lots.acq - DAY_BASE], cash=max(lots.cash, 0.0),
-            benchmark=bench, buy_blocked=blocks.buy_blocked | ~tradable,
+            benchmark=bench, buy_blocked=blocks.buy_blocked | ~tradable | outside,
             sell_blocked=blocks.sell_blocked | ~tradable, excluded=world.excluded,
             risk=risk, tax=tax, group=lots.group, max_gain=max_gain, te_target=te_target)
         preference = np.empty(m)
