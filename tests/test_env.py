@@ -262,6 +262,28 @@ def test_late_listing_joins_the_benchmark_and_the_book_at_reconstitution(market)
     assert np.isfinite(env.bench_path[: env.t + 1]).all()
 
 
+@pytest.mark.parametrize("guardrail", [True, False])
+def test_a_stock_outside_the_index_is_never_bought(market, guardrail):
+    # a late listing stays out of a buy-and-hold benchmark; the program must not take it as a
+    # replacement or a hedge (its risk estimate rests on a short history)
+    prices, returns = market.prices.copy(), market.total_returns.copy()
+    prices[:200, 3] = np.nan
+    returns[:200, 3] = np.nan
+    returns[200, 3] = 0.0
+    weights = np.where(np.arange(40) == 3, 0.0, 1.0 / 39)
+    late = dataclasses.replace(market, prices=prices, total_returns=returns,
+                               benchmark_weights=weights)
+    env = DirectIndexEnv(market=late, random_start=False, guardrail=guardrail, **SMALL)
+    env.reset(seed=0)
+    bought, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(env.action_mask.astype(np.int8))
+        bought += int(env.ledger.shares[3].sum() > 0)
+        done = terminated or truncated
+    assert env._bench_weights()[3] == 0.0 and bought == 0
+    assert env.ledger.shares[:40][weights > 0].sum(axis=1).min() > 0
+
+
 def test_stable_baselines3_subprocess_vector_env():
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
