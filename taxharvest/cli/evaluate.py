@@ -16,12 +16,20 @@ from taxharvest.sim.quiet import quiet_guardrail
 def evaluate(
     profiles: Annotated[str, typer.Option(help="all, or comma-separated tax profiles.")] = "all",
     policies: Annotated[str, typer.Option(
-        help="Comma-separated: ppo (the profile's shipped model), tuned, monthly-all, hold, "
-             "threshold:X, ppo:PATH.")] = "ppo,tuned,monthly-all",
+        help="Comma-separated: ppo (the profile's shipped model), optimizer, tuned, "
+             "monthly-all, hold, threshold:X, ppo:PATH.")] = "ppo,tuned,monthly-all",
+    baseline: Annotated[str | None, typer.Option(
+        help="The policy (one of --policies) every other is paired with, path by path; "
+             "default: the best (mean tax alpha) of optimizer, tuned and monthly-all "
+             "evaluated, else the best non-PPO policy. The 95% interval of the paired "
+             "difference is over the synthetic paths; the --prices path, not an independent "
+             "draw of the same process, is shown on its own.")] = None,
     paths: Annotated[int, typer.Option(help="Synthetic evaluation paths (seeds 0..N-1).")] = 4,
     assets: Annotated[int, typer.Option(help="Stocks per synthetic path.")] = 500,
     years: Annotated[float, typer.Option(help="Years per synthetic path.")] = 10.0,
-    prices: Annotated[Path | None, typer.Option(help="Real prices for one more path.")] = None,
+    prices: Annotated[Path | None, typer.Option(
+        help="Real prices for one more path (paired separately, outside the interval).")
+    ] = None,
     sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")
     ] = None,
     start: Annotated[str | None, typer.Option(
@@ -34,13 +42,20 @@ def evaluate(
     ] = Path("models"),
     te_limit: Annotated[float, typer.Option(help="Tracking-error limit.")] = 0.01,
     json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Rows and summary as JSON (- for stdout).")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="The summary as a Markdown table.")
+        "--json", help="Rows, summary and paired differences as JSON (- for stdout).")
     ] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        help="The summary and the paired differences as Markdown tables.")] = None,
     ray: options.RayOption = None,
     workers: options.WorkersOption = None,
 ) -> None:
-    """Compare policies per profile on the same unseen paths (synthetic, and real data)."""
+    """Compare policies per profile on the same unseen paths (synthetic, and real data).
+
+    Beside the summary, each policy is paired with the profile's baseline path by path: the
+    mean difference of tax alpha and of the after-tax excess liquidated, its 95% Student-t
+    interval over the synthetic paths (n/a with one path), the paths won, and the
+    difference on the real path, which the interval leaves out.
+    """
     from taxharvest.io import json_text
     from taxharvest.sim.parallel import engine_of
     from taxharvest.tax.law import PROFILES
@@ -48,6 +63,8 @@ def evaluate(
         EvalMarket,
         EvalTask,
         markdown_table,
+        paired,
+        paired_markdown,
         summarize,
     )
     from taxharvest.workflows.evaluate import evaluate as run_evaluation
@@ -56,6 +73,9 @@ def evaluate(
     names = list(PROFILES) if profiles.strip() == "all" else _items(profiles, "profiles")
     clients = {name: options.profile(name) for name in names}  # presets or profile files
     specs = _items(policies, "policies")
+    if baseline is not None and baseline.strip() not in specs:
+        raise InputError(f"{baseline!r} is not one of --policies ({', '.join(specs)})",
+                         field="baseline")
     options.check({"paths": 0 <= paths <= len(EVALUATION_SEEDS), "te-limit": te_limit > 0,
                    "workers": workers is None or workers >= 1},
                   f"0 <= paths <= {len(EVALUATION_SEEDS)} (the seeds reserved for evaluation), "
@@ -84,16 +104,53 @@ def evaluate(
         rows = run_evaluation(tasks, engine=engine, address=address, workers=workers,
                               progress=lambda done, total: bar.update(task, completed=done))
     summary = summarize(rows)
+    pairs = paired(rows, baseline.strip() if baseline is not None else None)
     table = markdown_table(summary)
-    config = {"profiles": names, "policies": specs, "paths": paths, "assets": assets,
-              "years": years, "te_limit": te_limit, "prices": prices and str(prices),
+    config = {"profiles": names, "policies": specs, "baseline": baseline, "paths": paths,
+              "assets": assets, "years": years, "te_limit": te_limit,
+              "prices": prices and str(prices),
               "start": markets[-1].start if prices is not None else None,
               "rebalance": rebalance}
     options.write(json_text({"kind": "evaluation", "config": config, "rows": rows,
-                             "summary": summary}), paths_out["json"], json_out)
-    options.write(table, paths_out["markdown"], None)
+                             "summary": summary, "paired": pairs}), paths_out["json"], json_out)
+    pairs_md = paired_markdown(pairs)
+    options.write(table + ("\n" + pairs_md if pairs_md else ""), paths_out["markdown"], None)
     if json_out is None or str(json_out) != "-":
         sys.stdout.write(table)
+        _print_paired(pairs, rows)
+
+
+def _print_paired(pairs: list[dict], rows: list[dict]) -> None:
+    """The paired differences per profile: the baseline named, one row per policy."""
+    from rich import box
+    from rich.table import Table
+
+    from taxharvest.sim.measures import MEASURES
+    from taxharvest.sim.paired import PAIRED_MEASURES, interval, signed, wins
+
+    real = any(r["market"] == "real" for r in rows)
+    for profile in dict.fromkeys(r["profile"] for r in rows):
+        mine = [e for e in pairs if e["profile"] == profile]
+        if not mine:
+            options.console.print(f"{profile}: one policy, nothing to pair")
+            continue
+        first = mine[0]
+        options.console.print(f"{profile}: baseline {first['baseline_name']}, "
+                              f"{first['baseline_by']}", soft_wrap=True)
+        table = Table(title=f"{profile}: policy minus baseline {first['baseline_name']} "
+                            "on the same paths", box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True)
+        for head in ("policy", "measure", "paths", "Δ mean", "95% CI", "wins",
+                     *(("Δ real",) if real else ())):
+            table.add_column(head, justify="left" if head in ("policy", "measure")
+                             else "right", no_wrap=True)
+        for e in mine:
+            for k, key in enumerate(PAIRED_MEASURES):
+                cell = e[key]
+                table.add_row(e["name"] if k == 0 else "", MEASURES[key].short, str(cell["n"]),
+                              signed(cell["mean"]), interval(cell), wins(cell),
+                              *((signed(cell["real"]),) if real else ()))
+        options.console.print(table)
 
 
 def _items(text: str, option: str) -> list[str]:

@@ -1,5 +1,6 @@
 """The page of an evaluation (``taxharvest evaluate --json``): the policies per profile on
-the same paths, the summary over the synthetic paths, the real-data path and every row."""
+the same paths, the summary over the synthetic paths, the paired differences with each
+profile's baseline, the real-data path and every row."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import numpy as np
 
 from taxharvest.errors import InputError
 from taxharvest.report.page import COLORS, figure, fmt, meta, need, table
-from taxharvest.sim.measures import EVALUATION
+from taxharvest.sim.measures import EVALUATION, MEASURES
+from taxharvest.sim.paired import PAIRED_MEASURES, interval, paired_table, signed, wins
 
 REAL = "real"  # the label of the real-data path (workflows.evaluate)
 
@@ -27,6 +29,23 @@ def sections(doc: dict) -> list[str]:
               *[m.format(e.get(m.key)) for m in EVALUATION], fmt(e.get("tax_alpha_std"), "pct"),
               fmt(e.get("tax_alpha_vs_best_rule"), "pct"), fmt(e.get("real_tax_alpha"), "pct"),
               fmt(e.get("real_max_ex_ante_te"), "pct")) for e in summary]
+    pairs = doc.get("paired")
+    if pairs is None:  # a document from before the paired section: paired from its rows
+        pairs = paired_table(rows)
+    if not isinstance(pairs, list):
+        raise InputError("an evaluation document's 'paired' is a list", field="paired")
+    for k, entry in enumerate(pairs):
+        need(entry, ("profile", "policy", "baseline", *PAIRED_MEASURES), f"paired[{k}]")
+    pair_head = ["profile", "policy", "baseline", "paths"]
+    for key in PAIRED_MEASURES:
+        short = MEASURES[key].label.partition(" (")[0]
+        pair_head += [f"Δ {short} (mean)", "95% CI", "wins", f"Δ {short} (real)"]
+    pair_cells = [(e["profile"], e.get("name", e["policy"]), e.get("baseline_name",
+                                                                    e["baseline"]),
+                   e[PAIRED_MEASURES[0]].get("n"),
+                   *[text for key in PAIRED_MEASURES for text in (
+                       signed(e[key].get("mean")), interval(e[key]), wins(e[key]),
+                       signed(e[key].get("real")))]) for e in pairs]
     path_cells = [(r["profile"], r["market"], r.get("name", r["policy"]),
                    *[m.format(r.get(m.key)) for m in EVALUATION]) for r in rows]
     return [
@@ -37,6 +56,15 @@ def sections(doc: dict) -> list[str]:
         "<h2>Summary per profile and policy (synthetic paths: mean, or worst path for "
         "maxima)</h2>",
         table(head, cells),
+        "<h2>Paired with the baseline: policy minus baseline on the same paths</h2>",
+        table(tuple(pair_head), pair_cells) if pair_cells
+        else "<p class='note'>One policy per profile: nothing to pair.</p>",
+        "<p class='note'>Each profile's baseline is the best (mean tax alpha) of optimizer, "
+        "tuned and monthly-all evaluated, unless --baseline named one. The mean difference "
+        "and its 95% Student-t interval are over the synthetic paths (n/a with one path); "
+        "an interval that excludes zero tells a winner from noise. The real-data path is "
+        "not an independent draw of the same process: its difference is shown on its own. "
+        "Wins: paths where the policy beat the baseline.</p>",
         "<h2>Every path</h2>",
         table(("profile", "path", "policy", *[m.label for m in EVALUATION]), path_cells,
               small=True),

@@ -2,8 +2,11 @@
 
 One :class:`EvalTask` backtests several policies on one path (a synthetic evaluation seed,
 or a window of real prices) with the same environment; :func:`evaluate` fans tasks out with
-:func:`~taxharvest.sim.parallel.run_tasks` and :func:`summarize` pairs the policies
-path by path. The sweep uses the same task for the policies it trains.
+:func:`~taxharvest.sim.parallel.run_tasks`, :func:`summarize` tabulates each policy over
+the paths and :func:`paired` differences each policy with the profile's baseline path by
+path (:mod:`taxharvest.sim.paired`: mean, 95% Student-t interval over the synthetic paths,
+wins; the real-data path reported on its own, outside the interval). The sweep uses the
+same task for the policies it trains.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
-from taxharvest.sim.measures import EVALUATION
+from taxharvest.sim.measures import EVALUATION, MEASURES
+from taxharvest.sim.paired import PAIRED_MEASURES, interval, paired_table, wins
+from taxharvest.sim.paired import signed as signed_diff
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.tax.law import TaxProfile, get_profile
@@ -136,6 +141,36 @@ def markdown_table(summary: Sequence[dict]) -> str:
             f"| {_pct(e['after_tax_excess_liquidated'])} | {_pct(e['active_return'])} "
             f"| {_pct(e['max_ex_ante_te'])} | {_pct(e['real_tax_alpha'])} "
             f"| {_pct(e['real_max_ex_ante_te'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def paired(rows: Sequence[dict], baseline: str | None = None, *,
+           real_label: str = "real") -> list[dict]:
+    """Per profile, every policy minus the profile's baseline on the same paths
+    (:func:`~taxharvest.sim.paired.paired_table`): ``baseline`` (a policy name) when given,
+    else the best of ``optimizer``, ``tuned`` and ``monthly-all`` evaluated (else the best
+    non-PPO policy). The interval pools the synthetic paths only; the real path, not a draw
+    of the same process, is its own column."""
+    return paired_table(rows, baseline, real_label=real_label)
+
+
+def paired_markdown(table: Sequence[dict]) -> str:
+    """The paired differences as a Markdown table (after :func:`markdown_table`)."""
+    if not table:
+        return ""
+    labels = {key: MEASURES[key].label.partition(" (")[0] for key in PAIRED_MEASURES}
+    head = ["profile", "policy", "baseline", "paths"]
+    for key in PAIRED_MEASURES:
+        head += [f"Δ {labels[key]} (mean)", "95% CI", "wins", f"Δ {labels[key]} (real)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in table:
+        cells = [e["profile"], e["name"], e["baseline_name"],
+                 str(e[PAIRED_MEASURES[0]]["n"])]
+        for key in PAIRED_MEASURES:
+            cell = e[key]
+            cells += [signed_diff(cell["mean"]), interval(cell), wins(cell),
+                      signed_diff(cell["real"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
