@@ -108,13 +108,20 @@ def test_history_runs_both_policies_on_the_same_path(market):
     assert summary["agreement_rate"] == pytest.approx(np.mean([d["agree"] for d in decisions]))
     assert summary["largest_divergence"][0]["divergence"] == max(d["divergence"]
                                                                  for d in decisions)
-    assert summary["divergent_trades"]["baseline"] == {}
+    # hold never harvests; its rebalancing may differ from the harvester's
+    assert not any(reason.startswith("harvest") for reason in summary["divergent_trades"]["baseline"])
     assert summary["divergent_trades"]["policy"]["harvest: sell the lots at a loss"] >= 1
     assert summary["policy"]["harvested_losses"] > 0 == summary["baseline"]["harvested_losses"]
-    assert summary["policy"]["tax_alpha"] > summary["baseline"]["tax_alpha"] == 0.0
+    # hold may realize a gain to track (never a loss): its tax alpha is at most zero
+    assert summary["policy"]["tax_alpha"] > 0.0 >= summary["baseline"]["tax_alpha"]
     runs = history.to_json()["runs"]
     assert runs["policy"]["series"]["dates"] == runs["baseline"]["series"]["dates"]
-    assert runs["policy"]["schedule_d"] and runs["baseline"]["schedule_d"] == {}
+    assert runs["policy"]["schedule_d"]
+    held = [term for year in runs["baseline"]["schedule_d"].values() for term in year.values()]
+    assert all(term["gain"] >= 0 for term in held)  # hold realizes no loss
+    # no Form 8949 row for a solver's residue (a lot's sale worth cents)
+    assert all(term["proceeds"] >= 1.0 for run in runs.values()
+               for year in run["schedule_d"].values() for term in year.values())
     json.dumps(history.to_json(), allow_nan=False)
 
 

@@ -21,6 +21,7 @@ from taxharvest.optimize import AccountState, Intent, TaxAwareOptimizer, TaxPosi
 from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE
 
 TICKET_SLACK = 1e-9  # relative: float rounding must not decide whether a minimum ticket trades
+LOT_DUST = 0.01  # a lot's sale below this share of a minimum ticket is a solver's residue
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,8 @@ class OptimizerRules:
         names stay). Purchases below ``min_trade`` are pooled into tickets of ``min_trade``
         for the largest of them (the remainder stays cash): a crumb bought would block the
         name's harvest for 30 days for no tracking gain. Purchases never spend more than the
-        cash and the sales kept.
+        cash and the sales kept. A lot's sale below a hundredth of a ticket is dropped (an
+        interior point's residue on the other lots of a sold security).
         """
         sells, buys = result.sell_shares, result.buy_shares
         sold = sells.sum(axis=1)
@@ -200,6 +202,7 @@ class OptimizerRules:
         keep = np.divide(np.clip(-net, 0.0, None), sold, out=np.zeros_like(sold), where=sold > 0)
         sells, buys = sells * keep[:, None], np.clip(net, 0.0, None)
         ticket = self.min_trade * value * (1.0 - TICKET_SLACK)
+        sells[sells * price[:, None] < LOT_DUST * ticket] = 0.0  # no Form 8949 row for cents
         floor = np.where(((sells > 0) & loss).any(axis=1), ticket, self.min_rebalance * value)
         sells[((sells.sum(axis=1) * price) < floor) & ~excluded] = 0.0
         cost = buys * price
