@@ -22,7 +22,7 @@ from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import EVALUATION, MEASURES
-from taxharvest.sim.paired import PAIRED_MEASURES, interval, paired_table, wins
+from taxharvest.sim.paired import PAIRED_MEASURES, interval, is_ppo, paired_table, wins
 from taxharvest.sim.paired import signed as signed_diff
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
@@ -108,7 +108,7 @@ def summarize(rows: Sequence[dict], *, real_label: str = "real") -> list[dict]:
         policies = list(dict.fromkeys(r["policy"] for r in mine))
         synthetic = [r for r in mine if r["market"] != real_label]
         best_rule = max((float(np.mean([r["tax_alpha"] for r in synthetic if r["policy"] == p]))
-                         for p in policies if p not in ("ppo", "hold")), default=np.nan)
+                         for p in policies if not is_ppo(p) and p != "hold"), default=np.nan)
         for policy in policies:
             block = [r for r in synthetic if r["policy"] == policy]
             real = [r for r in mine if r["market"] == real_label and r["policy"] == policy]
@@ -118,7 +118,7 @@ def summarize(rows: Sequence[dict], *, real_label: str = "real") -> list[dict]:
             for m in EVALUATION:
                 values = [r[m.key] for r in block]
                 entry[m.key] = m.summarize(values) if values else np.nan
-            entry["tax_alpha_std"] = float(alphas.std(ddof=1)) if len(alphas) > 1 else 0.0
+            entry["tax_alpha_std"] = float(alphas.std(ddof=1)) if len(alphas) > 1 else np.nan
             entry["tax_alpha_vs_best_rule"] = (entry["tax_alpha"] / best_rule - 1.0
                                                if best_rule and np.isfinite(best_rule) else np.nan)
             entry["real_tax_alpha"] = real[0]["tax_alpha"] if real else np.nan
@@ -136,7 +136,7 @@ def markdown_table(summary: Sequence[dict]) -> str:
     for e in summary:
         lines.append(
             f"| {e['profile']} | {e['name']} | "
-            + (f"{e['tax_alpha']:.2%} ± {e['tax_alpha_std']:.2%} " if e["paths"] else "– ")
+            + (f"{e['tax_alpha']:.2%} ± {_pct(e['tax_alpha_std'])} " if e["paths"] else "– ")
             + f"| {_pct(e['tax_alpha_vs_best_rule'], signed=True)} "
             f"| {_pct(e['after_tax_excess_liquidated'])} | {_pct(e['active_return'])} "
             f"| {_pct(e['max_ex_ante_te'])} | {_pct(e['real_tax_alpha'])} "
