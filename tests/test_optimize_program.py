@@ -255,8 +255,10 @@ def test_fast_path_equals_reference(optimizers, seed):
     fast = optimizer(optimizers, "fast", settings).decide(state, intent)
     reference = optimizer(optimizers, "reference", settings).decide(state, intent)
     assert fast.solver == "fast" and fast.status == reference.status
-    assert decision_objective(fast, state, intent, settings) == pytest.approx(
-        decision_objective(reference, state, intent, settings), rel=1e-5, abs=1e-6)
+    # the purchases that invest cash are nearly indifferent: the solvers' tolerances may
+    # leave a few dollars per million apart, but the fast path is never the worse by $1
+    ours, theirs = (decision_objective(d, state, intent, settings) for d in (fast, reference))
+    assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-5) and ours <= theirs + 1e-6
     np.testing.assert_allclose(fast.weights, reference.weights, atol=1e-4)
     assert fast.realized_short + fast.realized_long == pytest.approx(
         reference.realized_short + reference.realized_long, rel=1e-3, abs=5.0)
