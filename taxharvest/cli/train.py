@@ -17,9 +17,15 @@ from taxharvest.cli.options import RayOption, WorkersOption, console
 from taxharvest.errors import InputError
 from taxharvest.sim.quiet import quiet_guardrail
 
+TRAIN_KEYWORDS = {"assets": "n_assets", "envs": "n_envs", "years": "episode_years"}  # others: same
+RUN_OPTIONS = ("profile", "timesteps", "seed", "out", "assets", "envs", "years", "cadence",
+               "scenario_probability", "eval_freq", "eval_paths", "vec_env")  # a checkpoint's
+
 
 def train(
-    profile: options.ProfileOption,
+    ctx: typer.Context,
+    profile: Annotated[str | None, typer.Option(
+        help=options.PROFILE_HELP + " Required unless --resume.")] = None,
     timesteps: Annotated[int, typer.Option(help="Environment steps (weekly decisions) to train for.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Seed of the environments, torch and SB3.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Policy folder (default: models/PROFILE).")] = None,
@@ -32,24 +38,57 @@ def train(
     eval_freq: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 10_000,
     eval_paths: Annotated[int, typer.Option(help="Held-out synthetic paths per evaluation.")] = 8,
     vec_env: Annotated[str, typer.Option(help="subproc (worker processes) or dummy (in process).")] = "dummy",
+    checkpoint_every: Annotated[int | None, typer.Option(
+        help="Steps between checkpoints in OUT/checkpoints/ (at the next update; default "
+             "50,000, or the resumed run's).", show_default=False)] = None,
+    resume: Annotated[Path | None, typer.Option(
+        metavar="RUN_DIR", help="Continue the interrupted run in RUN_DIR from its last "
+                                "checkpoint, with its own options, to its timesteps.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a PPO harvester and write model.zip, vecnormalize.pkl and its card."""
+    from taxharvest.workflows.train import DEFAULT_CHECKPOINT_EVERY
+    from taxharvest.workflows.train import resume as resume_training
     from taxharvest.workflows.train import train as run_training
 
-    result = run_training(
-        profile, timesteps=timesteps, seed=seed,
-        out=out or Path("models") / options.profile(profile).name,
-        n_assets=assets, n_envs=envs, episode_years=years, cadence=cadence,
-        scenario_probability=scenario_probability, eval_freq=eval_freq, eval_paths=eval_paths,
-        vec_env=vec_env, progress_bar=progress,
-    )
+    if resume is not None:
+        values = locals()
+        given = {TRAIN_KEYWORDS.get(name, name): values[name] for name in RUN_OPTIONS
+                 if _given(ctx, name)}
+        result = resume_training(resume, given=given, checkpoint_every=checkpoint_every,
+                                 progress_bar=progress)
+        if result.already_finished:
+            console.print(f"The run in {result.out}/ had already finished "
+                          f"({result.card['training']['timesteps']:,} steps); nothing to do.")
+            return
+    else:
+        if profile is None:
+            raise InputError("required (a tax profile), unless --resume RUN_DIR",
+                             field="profile")
+        result = run_training(
+            profile, timesteps=timesteps, seed=seed,
+            out=out or Path("models") / options.profile(profile).name,
+            n_assets=assets, n_envs=envs, episode_years=years, cadence=cadence,
+            scenario_probability=scenario_probability, eval_freq=eval_freq,
+            eval_paths=eval_paths, vec_env=vec_env,
+            checkpoint_every=checkpoint_every or DEFAULT_CHECKPOINT_EVERY, progress_bar=progress,
+        )
     best = result.card["evaluation"]["best"]
+    resumed = result.card["training"].get("resumed")
+    done = (f"Resumed at {resumed[-1]['from_timesteps']:,} steps; trained "
+            if resume is not None and resumed else "Trained ")
     console.print(
-        f"Trained {result.card['training']['timesteps']:,} steps in {result.wall_time_s:.0f} s "
+        f"{done}{result.card['training']['timesteps']:,} steps in {result.wall_time_s:.0f} s "
         f"({result.env_steps_per_s:.0f} env steps/s); best held-out mean reward "
         f"{best['mean_reward']:.3f} at {best['timesteps']:,} steps, tax alpha "
         f"{best['tax_alpha']:.2%}/yr. Policy in {result.out}/")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the command line set option ``name`` (typer's click is its own, so the
+    source's enum is compared by name)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def tune(

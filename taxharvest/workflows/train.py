@@ -28,6 +28,14 @@ Hyperparameters (:data:`PPO_HYPERPARAMETERS`), for weekly decisions over 3-year 
   exceptions at a larger (KL-bounded) step lands within 0.1 point of the best rule's tax
   alpha in the same budget (see the model cards).
 
+Every ``checkpoint_every`` steps (at the next rollout boundary; and when training starts and
+ends) the run writes a checkpoint in ``out/checkpoints/`` (:mod:`taxharvest.workflows.checkpoint`):
+:func:`resume` (``taxharvest train --resume RUN_DIR``) continues a killed run from it to the
+requested timesteps with the run's own options, keeps the best model of the whole run, records
+the resume in the card and keeps the card's reproduce command. The resumed environments draw
+new markets from their saved generators (the interrupted episodes are dropped), so a resumed
+run is a faithful continuation, not bit-identical to an uninterrupted one.
+
 ``vec_env="dummy"`` by default: on the 2-core machine the models were trained on, shared with
 other jobs, ``DummyVecEnv`` ran 173-224 env steps/s and ``SubprocVecEnv`` 132-171 (64 names,
 weekly, 12k steps each, alternating runs); both give the same parameters for a seed.
@@ -37,11 +45,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import inspect
 import json
 import os
+import pickle
 import platform
 import shlex
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -83,6 +94,18 @@ from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import CARD
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.tax.law import get_profile
+from taxharvest.workflows.checkpoint import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FORMAT,
+    ContinueStream,
+    capture_rng,
+    copy_atomic,
+    generator_state,
+    read_state,
+    restore_rng,
+    write_binary,
+    write_state,
+)
 from taxharvest.workflows.markets import MAX_ASSETS
 
 PPO_HYPERPARAMETERS: dict[str, Any] = {
@@ -112,6 +135,10 @@ CLI_FLAGS = {  # train() keyword -> `taxharvest train` option, for the reproduce
     "cadence": "--cadence", "scenario_probability": "--scenario-probability",
     "eval_freq": "--eval-freq", "eval_paths": "--eval-paths", "vec_env": "--vec-env",
 }
+OPTION_NAMES = {  # train() keyword -> its option's name in errors (field 'assets')
+    "profile": "profile", "timesteps": "timesteps", "seed": "seed", "out": "out",
+    **{name: flag.removeprefix("--") for name, flag in CLI_FLAGS.items()}}
+DEFAULT_CHECKPOINT_EVERY = 50_000
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -124,6 +151,7 @@ class TrainResult:
     best_mean_reward: float
     env_steps_per_s: float
     wall_time_s: float
+    already_finished: bool = False  # resume() of a run that had finished: nothing was done
 
 
 def env_config(profile: str, *, n_assets: int, cadence: str, episode_years: float,
@@ -138,21 +166,24 @@ def make_env(config: dict[str, Any]) -> gym.Env:
     return gym.make(ENV_ID, **config)
 
 
-def _worker_env(config: dict[str, Any]) -> gym.Env:
+def _worker_env(config: dict[str, Any], stream: dict[str, Any] | None = None) -> gym.Env:
     """:func:`make_env` for a vectorized worker, whose relaxed-projection warnings would flood
     the log (module-level, so subprocesses can build it). The worker steps the environment
-    long after this returns, so the guardrail stays quiet for the worker's life."""
+    long after this returns, so the guardrail stays quiet for the worker's life. ``stream``:
+    a resumed run's saved market generator, which the first reset continues."""
     quiet_guardrail().__enter__()
-    return make_env(config)
+    env = make_env(config)
+    return env if stream is None else ContinueStream(env, stream)
 
 
 def save_checkpoint(model: PPO, normalizer: VecNormalize, out: Path) -> None:
-    """``model.zip`` and ``vecnormalize.pkl`` with statistics frozen for evaluation."""
-    model.save(out / MODEL_FILE)
+    """``model.zip`` and ``vecnormalize.pkl`` with statistics frozen for evaluation (each
+    written to a temporary file and renamed)."""
+    write_binary(out / MODEL_FILE, model.save)
     training, norm_reward = normalizer.training, normalizer.norm_reward
     normalizer.training = normalizer.norm_reward = False
     try:
-        normalizer.save(str(out / NORMALIZER_FILE))
+        write_binary(out / NORMALIZER_FILE, lambda handle: pickle.dump(normalizer, handle))
     finally:
         normalizer.training, normalizer.norm_reward = training, norm_reward
 
@@ -190,6 +221,14 @@ class HeldOutEvaluation(BaseCallback):
             self._evaluate()
         return True
 
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Continue the evaluations of a checkpoint (``best`` as ``json_text`` wrote it)."""
+        best = dict(saved["best"])
+        if best.get("mean_reward") is None:  # -inf, written as null
+            best["mean_reward"] = -np.inf
+        self.best, self.history = best, list(saved["history"])
+        self.eval_time_s = float(saved["eval_time_s"])
+
     def _on_training_end(self) -> None:
         if not self.history or self.history[-1]["timesteps"] != self.num_timesteps:
             self._evaluate()
@@ -213,6 +252,23 @@ class HeldOutEvaluation(BaseCallback):
             self.best = row
             self.on_best(self.model)
         self.eval_time_s += time.perf_counter() - started
+
+
+class PeriodicCheckpoint(BaseCallback):
+    """Call ``write`` at the start of a rollout (the model just updated, nothing collected)
+    once ``every`` steps have passed since ``last`` (``None``: at the first rollout)."""
+
+    def __init__(self, every: int, write: Callable[[], None], last: int | None) -> None:
+        super().__init__(0)
+        self.every, self.write, self.last = every, write, last
+
+    def _on_rollout_start(self) -> None:
+        if self.last is None or self.num_timesteps - self.last >= self.every:
+            self.write()
+            self.last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
 
 
 @contextlib.contextmanager
@@ -302,6 +358,7 @@ def train(
     eval_freq: int = 10_000,
     eval_paths: int = 8,
     vec_env: str = "dummy",
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     progress_bar: bool = False,
     baselines: bool = True,
 ) -> TrainResult:
@@ -311,38 +368,146 @@ def train(
     torch and SB3; single-threaded deterministic torch). ``vec_env`` (``subproc`` runs the
     environments in worker processes, ``dummy`` in this one) and ``progress_bar`` do not change
     the result. With ``baselines`` the card also compares the policy with the rule-based
-    harvesters on the held-out paths (:func:`evaluate_against_baselines`).
+    harvesters on the held-out paths (:func:`evaluate_against_baselines`). A checkpoint is
+    written to ``out/checkpoints/`` every ``checkpoint_every`` steps, for :func:`resume`; it
+    does not change the result.
     Raises :class:`InputError` naming the bad option.
     """
     options = {"n_assets": n_assets, "n_envs": n_envs, "episode_years": episode_years,
                "cadence": cadence, "scenario_probability": scenario_probability,
                "eval_freq": eval_freq, "eval_paths": eval_paths, "vec_env": vec_env}
     _validate(profile, timesteps, seed, **options)
+    _check_checkpoint_every(checkpoint_every)
     out = check_folder(out, "out", parents=True)
     out.mkdir(parents=True, exist_ok=True)
-    config = env_config(profile, n_assets=n_assets, cadence=cadence, episode_years=episode_years,
-                        scenario_probability=scenario_probability)
-    eval_seeds = [EVAL_SEED_BASE + i for i in range(eval_paths)]
-    started = time.perf_counter()
-    with _training_process():
-        venv = VEC_ENVS[vec_env]([partial(_worker_env, config) for _ in range(n_envs)])
-        normalizer = VecNormalize(VecMonitor(venv), norm_obs_keys=["portfolio"],
-                                  norm_reward=True, gamma=PPO_HYPERPARAMETERS["gamma"])
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # an earlier run's, now stale
+    run = {"profile": profile, "timesteps": timesteps, "seed": seed, **options,
+           "baselines": baselines}
+    return _run(out, run, reproduce_command(profile, timesteps, seed, out, **options),
+                checkpoint_every=checkpoint_every, progress_bar=progress_bar)
+
+
+def resume(run_dir: str | Path, *, given: dict[str, Any] | None = None,
+           checkpoint_every: int | None = None, progress_bar: bool = False) -> TrainResult:
+    """Continue the run in ``run_dir`` from its last checkpoint to its requested timesteps.
+
+    The run's options come from the checkpoint; ``given`` (:func:`train` keywords the user
+    also passed) must agree with them, else :class:`InputError` names the first that does
+    not. ``checkpoint_every`` may change (it does not change the result; default: the run's).
+    A run that had finished is left alone (``already_finished``).
+    """
+    run_dir = Path(run_dir)
+    state = read_state(run_dir)
+    run = state["run"]
+    for name, value in (given or {}).items():
+        if name == "out":
+            same = Path(value).resolve() == run_dir.resolve()
+            recorded: Any = run_dir
+        else:
+            same, recorded = value == run[name], run[name]
+        if not same:
+            raise InputError(f"{value} conflicts with the run being resumed (started with "
+                             f"--{OPTION_NAMES[name]} {recorded}); leave it out to resume "
+                             "with the run's own options", path=run_dir,
+                             field=OPTION_NAMES[name])
+    if state["finished"]:
         try:
-            model = PPO(PerAssetPolicy, normalizer, seed=seed, device="cpu", verbose=0,
-                        policy_kwargs=POLICY_KWARGS, tensorboard_log=str(out / "tb"),
-                        **PPO_HYPERPARAMETERS)
+            card = json.loads((run_dir / CARD_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(f"the run has finished but its card cannot be read "
+                             f"({type(err).__name__})", path=run_dir / CARD_FILE,
+                             field="resume") from None
+        return TrainResult(run_dir, card, card["evaluation"]["best"]["mean_reward"],
+                           card["training"]["env_steps_per_s"], card["training"]["wall_time_s"],
+                           already_finished=True)
+    if checkpoint_every is None:
+        checkpoint_every = int(state["checkpoint_every"])
+    _check_checkpoint_every(checkpoint_every)
+    check_folder(run_dir, "resume")  # still takes files
+    return _run(run_dir, run, state["command"], checkpoint_every=checkpoint_every,
+                progress_bar=progress_bar, state=state)
+
+
+def _check_checkpoint_every(steps: int) -> None:
+    if steps < 1:
+        raise InputError("must be at least 1", field="checkpoint-every")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
+         progress_bar: bool, state: dict[str, Any] | None = None) -> TrainResult:
+    """Train (from scratch, or from the checkpoint ``state``) and write the folder ``out``."""
+    profile, seed, n_envs = run["profile"], run["seed"], run["n_envs"]
+    config = env_config(profile, n_assets=run["n_assets"], cadence=run["cadence"],
+                        episode_years=run["episode_years"],
+                        scenario_probability=run["scenario_probability"])
+    eval_seeds = [EVAL_SEED_BASE + i for i in range(run["eval_paths"])]
+    folder = out / CHECKPOINT_DIR
+    folder.mkdir(exist_ok=True)
+    before = state["elapsed"] if state else {"wall_s": 0.0, "learn_s": 0.0}
+    resumed = list(state["resumed"]) if state else []
+    if state:
+        resumed.append({"from_timesteps": state["num_timesteps"], "at": _now()})
+        files = state["files"]
+        if "best_model" in files:  # the best model of the checkpoint, whatever came after it
+            copy_atomic(folder / files["best_model"], out / MODEL_FILE)
+            copy_atomic(folder / files["best_normalizer"], out / NORMALIZER_FILE)
+    started = time.perf_counter()
+    learn_time = checkpoint_time = 0.0
+    with _training_process():
+        streams = state["env_rng"] if state else [None] * n_envs
+        venv = VEC_ENVS[run["vec_env"]]([partial(_worker_env, config, stream)
+                                         for stream in streams])
+        normalizer: VecEnv = VecMonitor(venv)
+        try:
+            if state is None:
+                normalizer = VecNormalize(normalizer, norm_obs_keys=["portfolio"],
+                                          norm_reward=True, gamma=PPO_HYPERPARAMETERS["gamma"])
+                model = PPO(PerAssetPolicy, normalizer, seed=seed, device="cpu", verbose=0,
+                            policy_kwargs=POLICY_KWARGS, tensorboard_log=str(out / "tb"),
+                            **PPO_HYPERPARAMETERS)
+            else:
+                normalizer = VecNormalize.load(str(folder / state["files"]["normalizer"]),
+                                               normalizer)
+                model = PPO.load(folder / state["files"]["model"], env=normalizer,
+                                 device="cpu")
+            assert isinstance(normalizer, VecNormalize)
+            frozen = normalizer
             evaluation = HeldOutEvaluation(
-                config, eval_seeds, eval_freq,
-                on_best=lambda m: save_checkpoint(m, normalizer, out))
+                config, eval_seeds, run["eval_freq"],
+                on_best=lambda m: save_checkpoint(m, frozen, out))
+            if state:
+                evaluation.restore(state["evaluation"])
+                restore_rng(state["rng"])  # after the model's load, which reseeds everything
             learn_started = time.perf_counter()
-            model.learn(timesteps, callback=evaluation, progress_bar=progress_bar,
-                        tb_log_name=f"ppo-{profile}-seed{seed}")
-            learn_time = time.perf_counter() - learn_started
+
+            def checkpoint() -> None:
+                nonlocal checkpoint_time
+                began = time.perf_counter()
+                _write_checkpoint(folder, model, frozen, venv, evaluation, run, command,
+                                  checkpoint_every, resumed, {
+                                      "wall_s": before["wall_s"] + began - started,
+                                      "learn_s": before["learn_s"] + began - learn_started
+                                      - checkpoint_time})
+                checkpoint_time += time.perf_counter() - began
+
+            remaining = run["timesteps"] - model.num_timesteps
+            if remaining > 0:
+                periodic = PeriodicCheckpoint(checkpoint_every, checkpoint,
+                                              last=state["num_timesteps"] if state else None)
+                model.learn(remaining, callback=[evaluation, periodic],
+                            reset_num_timesteps=state is None, progress_bar=progress_bar,
+                            tb_log_name=f"ppo-{profile}-seed{seed}")
+                learn_time = time.perf_counter() - learn_started - checkpoint_time
+                checkpoint()  # trained: a kill while comparing with the baselines loses nothing
         finally:
             normalizer.close()
-    wall = time.perf_counter() - started
-    steps_per_s = model.num_timesteps / max(learn_time - evaluation.eval_time_s, 1e-9)
+    wall = before["wall_s"] + time.perf_counter() - started
+    learn_total = before["learn_s"] + learn_time
+    steps_per_s = model.num_timesteps / max(learn_total - evaluation.eval_time_s, 1e-9)
     card = {
         "format": CARD_FORMAT,
         "name": f"ppo-{profile}",
@@ -354,20 +519,53 @@ def train(
                    "parameters": sum(p.numel() for p in model.policy.parameters()),
                    "policy_kwargs": POLICY_KWARGS, "shared_across_assets": True},
         "training": {"timesteps": int(model.num_timesteps), "seed": seed, "n_envs": n_envs,
-                     "vec_env": vec_env, "hyperparameters": PPO_HYPERPARAMETERS,
+                     "vec_env": run["vec_env"], "hyperparameters": PPO_HYPERPARAMETERS,
                      "reset_seeds": list(range(seed, seed + n_envs)),
                      "wall_time_s": round(wall, 1), "env_steps_per_s": round(steps_per_s, 1),
                      "eval_time_s": round(evaluation.eval_time_s, 1)},
         "evaluation": {"metric": "mean_reward", "seeds": eval_seeds, "best": evaluation.best,
                        "history": evaluation.history},
         "versions": package_versions(),
-        "command": reproduce_command(profile, timesteps, seed, out, **options),
+        "command": command,
     }
+    if resumed:
+        card["training"]["resumed"] = resumed
     write_card(out, card)
-    if baselines:
+    if run["baselines"]:
         card["evaluation"]["baselines"] = evaluate_against_baselines(out, profile, eval_seeds)
         write_card(out, card)
+    write_state(folder, {"format": CHECKPOINT_FORMAT, "finished": True,
+                         "num_timesteps": int(model.num_timesteps), "run": run,
+                         "command": command, "resumed": resumed, "written": _now()})
     return TrainResult(out, card, evaluation.best["mean_reward"], steps_per_s, wall)
+
+
+def _write_checkpoint(folder: Path, model: PPO, normalizer: VecNormalize, venv: VecEnv,
+                      evaluation: HeldOutEvaluation, run: dict[str, Any], command: str,
+                      checkpoint_every: int, resumed: list[dict], elapsed: dict[str, float],
+                      ) -> None:
+    """The model as it trains, its statistics, the best model so far and ``last.json``."""
+    n = int(model.num_timesteps)
+    files = {"model": f"model-{n}.zip", "normalizer": f"vecnormalize-{n}.pkl"}
+    write_binary(folder / files["model"], model.save)
+    write_binary(folder / files["normalizer"], lambda handle: pickle.dump(normalizer, handle))
+    if "timesteps" in evaluation.best:  # out/ holds the best model: saved when it was found
+        best = evaluation.best["timesteps"]
+        files |= {"best_model": f"best-model-{best}.zip",
+                  "best_normalizer": f"best-vecnormalize-{best}.pkl"}
+        out = folder.parent
+        for key, source in (("best_model", MODEL_FILE), ("best_normalizer", NORMALIZER_FILE)):
+            if not (folder / files[key]).is_file():
+                copy_atomic(out / source, folder / files[key])
+    write_state(folder, {
+        "format": CHECKPOINT_FORMAT, "finished": False, "num_timesteps": n, "run": run,
+        "command": command, "checkpoint_every": checkpoint_every, "files": files,
+        "evaluation": {"best": evaluation.best, "history": evaluation.history,
+                       "eval_time_s": evaluation.eval_time_s},
+        "elapsed": elapsed, "resumed": resumed, "written": _now(),
+        "rng": capture_rng(),
+        "env_rng": [generator_state(g) for g in venv.get_attr("np_random")],
+    })
 
 
 def write_card(out: Path, card: dict) -> None:
@@ -392,6 +590,8 @@ def card_markdown(card: dict) -> str:
         f"{training['n_envs']} environments ({training['vec_env']})",
         f"- wall time {training['wall_time_s']:.0f} s, {training['env_steps_per_s']:.0f} env "
         f"steps/s while learning, evaluation {training['eval_time_s']:.0f} s",
+        *(f"- resumed from its checkpoint at {entry['from_timesteps']:,} steps ({entry['at']})"
+          for entry in training.get("resumed", ())),
         f"- hyperparameters: `{json.dumps(training['hyperparameters'])}`",
         f"- versions: `{json.dumps(card['versions'])}`", "",
         "## Held-out evaluation", "",
