@@ -255,10 +255,10 @@ def test_fast_path_equals_reference(optimizers, seed):
     fast = optimizer(optimizers, "fast", settings).decide(state, intent)
     reference = optimizer(optimizers, "reference", settings).decide(state, intent)
     assert fast.solver == "fast" and fast.status == reference.status
-    # the purchases that invest cash are nearly indifferent: the solvers' tolerances may
-    # leave a few dollars per million apart, but the fast path is never the worse by $1
+    # the purchases that invest cash are nearly indifferent: the reference's tolerance may
+    # stop it tens of dollars per million short, but the fast path is never the worse by $1
     ours, theirs = (decision_objective(d, state, intent, settings) for d in (fast, reference))
-    assert ours == pytest.approx(theirs, rel=1e-5, abs=1e-5) and ours <= theirs + 1e-6
+    assert theirs - 5e-5 <= ours <= theirs + 1e-6
     np.testing.assert_allclose(fast.weights, reference.weights, atol=1e-4)
     assert fast.realized_short + fast.realized_long == pytest.approx(
         reference.realized_short + reference.realized_long, rel=1e-3, abs=5.0)
@@ -342,3 +342,21 @@ def test_a_failed_fast_solve_beyond_the_reference_size_holds_the_book(monkeypatc
     decision = fast.decide(state, intent)
     assert decision.status == "fallback" and "not tried beyond 0 lot slots" in decision.reason
     assert not decision.sell_shares.any() and not decision.buy_shares.any()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gains_are_realized_to_track_only_where_the_book_breaks_the_bound(optimizers, method):
+    """A hold intent (no harvest) on a calm drifted book: inside the bound no gain lot is
+    sold, whatever the TE price; below the book's TE gains are sold to reach the bound."""
+    state = synthetic_account(60, 4, crash=False, n_excluded=0, n_buy_blocked=0,
+                              n_sell_blocked=0, seed=4)
+    intent = Intent(np.zeros(state.n_securities))
+    problem = build_problem(state, intent, Settings())
+    te = problem.tracking_error(problem.held + state.cash / state.value * state.benchmark)
+    inside = optimizer(optimizers, method, Settings(te_limit=1.5 * te, te_aversion=1e-2))
+    calm = inside.decide(state, intent)
+    assert calm.status == "optimal" and not calm.sell_shares.any()
+    assert calm.realized_short == calm.realized_long == 0.0
+    tight = optimizer(optimizers, method, Settings(te_limit=0.5 * te)).decide(state, intent)
+    gain_lots = (state.shares > 0) & (state.basis < state.shares * state.price[:, None])
+    assert (tight.sell_shares[gain_lots] > 0).any() and tight.te <= 0.5 * te * (1 + 1e-6)

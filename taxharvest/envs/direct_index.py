@@ -36,9 +36,10 @@ ACTION_TYPES = ("binary", "preference")
 GAIN_BUDGET_MARGIN = 0.1  # share of a gain budget left for the moves up to execution
 MIN_TE_BUDGET = 0.01  # the least share of the TE budget a preference action may ask for
 UNGUARDED_TE = 1.0  # the optimizer's TE bound with the guardrail off: no practical limit
-# ... and its TE price (kappa of kappa * TE^2): a thirtieth of a guarded 1%-limit program's,
+# ... and its TE price (kappa of kappa * TE^2): a tenth of a guarded 1%-limit program's,
 # enough to invest cash and pick replacements toward the benchmark, never to skip a harvest
-UNGUARDED_RISK_PRICE = 1.0
+# (gains are never sold to track without a bound)
+UNGUARDED_RISK_PRICE = 3.0
 
 PORTFOLIO_FEATURES = (
     "short_rate", "long_rate", "ytd_short_gain", "ytd_long_gain", "carry_short", "carry_long",

@@ -357,7 +357,14 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         & (intent.preference[:, None] > 0)
         & (-gain >= intent.harvest_threshold)
     )
-    sellable = (occupied & ~loss) | harvestable | (occupied & excluded)
+    loadings = factor_loadings(state.risk)
+    specific_sd = np.sqrt(np.asarray(state.risk.specific_var, dtype=float))
+    te_cap = max(intent.te_budget * settings.te_limit, state.te_target or 0.0)
+    # a gain is realized to track only where the book, its cash invested like the index,
+    # breaks the bound: inside it the TE price alone would sell gains at every decision
+    invested = lot_weight.sum(axis=1) + max(state.cash / value, 0.0) * state.benchmark
+    rebalance = _te(invested - state.benchmark, loadings, specific_sd) > te_cap
+    sellable = (occupied & ~loss & rebalance) | harvestable | (occupied & excluded)
     realized = np.where(washed, 0.0, gain)
     weight = np.where(loss & ~excluded, intent.preference[:, None], 1.0)
     coefficient = weight * realized
@@ -367,7 +374,6 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
     wash_block = state.buy_blocked & ~state.excluded
     buy_upper = np.where(state.excluded | state.buy_blocked | harvest_block, 0.0, 1.0)
     tax = state.tax
-    loadings = factor_loadings(state.risk)
     return Problem(
         lot_weight=lot_weight,
         held=lot_weight.sum(axis=1),
@@ -382,8 +388,8 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         capacity=tax.capacities / value,
         benchmark=state.benchmark,
         loadings=np.ascontiguousarray(loadings),
-        specific_sd=np.sqrt(np.asarray(state.risk.specific_var, dtype=float)),
-        te_cap=max(intent.te_budget * settings.te_limit, state.te_target or 0.0),
+        specific_sd=specific_sd,
+        te_cap=te_cap,
         risk_price=settings.risk_price,
         trade_cost=settings.trade_cost,
         cash_band=settings.cash_band,
