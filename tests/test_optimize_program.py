@@ -346,8 +346,8 @@ def test_a_failed_fast_solve_beyond_the_reference_size_holds_the_book(monkeypatc
 
 @pytest.mark.parametrize("method", METHODS)
 def test_gains_are_realized_to_track_only_where_the_book_breaks_the_bound(optimizers, method):
-    """A hold intent (no harvest) on a calm drifted book: inside the bound no gain lot is
-    sold, whatever the TE price; below the book's TE gains are sold to reach the bound."""
+    """A hold intent (no harvest) on a calm drifted book: inside the bound no gain is
+    realized, whatever the TE price; below the book's TE gains are sold to reach the bound."""
     state = synthetic_account(60, 4, crash=False, n_excluded=0, n_buy_blocked=0,
                               n_sell_blocked=0, seed=4)
     intent = Intent(np.zeros(state.n_securities))
@@ -355,8 +355,9 @@ def test_gains_are_realized_to_track_only_where_the_book_breaks_the_bound(optimi
     te = problem.tracking_error(problem.held + state.cash / state.value * state.benchmark)
     inside = optimizer(optimizers, method, Settings(te_limit=1.5 * te, te_aversion=1e-2))
     calm = inside.decide(state, intent)
-    assert calm.status == "optimal" and not calm.sell_shares.any()
-    assert calm.realized_short == calm.realized_long == 0.0
+    sold = (calm.sell_shares * state.price[:, None]).sum()
+    assert calm.status == "optimal" and sold < 1.0  # dollars: an interior point's residue
+    assert abs(calm.realized_short) + abs(calm.realized_long) < 1.0
     tight = optimizer(optimizers, method, Settings(te_limit=0.5 * te)).decide(state, intent)
     gain_lots = (state.shares > 0) & (state.basis < state.shares * state.price[:, None])
     assert (tight.sell_shares[gain_lots] > 0).any() and tight.te <= 0.5 * te * (1 + 1e-6)

@@ -360,12 +360,9 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
     loadings = factor_loadings(state.risk)
     specific_sd = np.sqrt(np.asarray(state.risk.specific_var, dtype=float))
     te_cap = max(intent.te_budget * settings.te_limit, state.te_target or 0.0)
-    # a gain is realized to track only where the book, its cash invested like the index,
-    # breaks the bound: inside it the TE price alone would sell gains at every decision
-    invested = lot_weight.sum(axis=1) + max(state.cash / value, 0.0) * state.benchmark
-    rebalance = _te(invested - state.benchmark, loadings, specific_sd) > te_cap
-    sellable = (occupied & ~loss & rebalance) | harvestable | (occupied & excluded)
+    sellable = (occupied & ~loss) | harvestable | (occupied & excluded)
     realized = np.where(washed, 0.0, gain)
+    gain_budget = None if state.max_gain is None else state.max_gain / value
     weight = np.where(loss & ~excluded, intent.preference[:, None], 1.0)
     coefficient = weight * realized
     loss_sale = harvestable | (excluded & loss & ~washed)
@@ -374,7 +371,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
     wash_block = state.buy_blocked & ~state.excluded
     buy_upper = np.where(state.excluded | state.buy_blocked | harvest_block, 0.0, 1.0)
     tax = state.tax
-    return Problem(
+    problem = Problem(
         lot_weight=lot_weight,
         held=lot_weight.sum(axis=1),
         sell_lower=np.where(excluded, lot_weight, 0.0),
@@ -393,7 +390,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         risk_price=settings.risk_price,
         trade_cost=settings.trade_cost,
         cash_band=settings.cash_band,
-        gain_budget=None if state.max_gain is None else state.max_gain / value,
+        gain_budget=gain_budget,
         turnover=settings.max_turnover,
         min_harvest=settings.min_harvest,
         washed_loss=np.where(washed, -gain, 0.0),
@@ -406,3 +403,13 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         locked=state.sell_blocked & ~state.excluded,
         frozen_stress=settings.frozen_stress,
     )
+    # Inside the bound (the book, its cash invested like the index, within it under the
+    # plain model) a decision realizes no net gain beyond what exclusions force: gains may
+    # pay for the room a harvest needs, never for tracking alone, which the TE price would
+    # buy at every decision. (The stressed TE as the trigger let a book with exclusions,
+    # always above it, turn over half its value a year.)
+    invested = problem.held + max(state.cash / value, 0.0) * state.benchmark
+    if problem.tracking_error(invested) > te_cap:
+        return problem
+    forced = max(float((problem.sell_lower * realized).sum()), 0.0)
+    return replace(problem, gain_budget=forced if gain_budget is None else min(gain_budget, forced))
