@@ -98,9 +98,14 @@ def independent_model(state: AccountState, intent: Intent, settings: Settings,
         rows.append(row)
         bounds_ub.append(np.array([state.tax.capacity_short, state.tax.capacity_long])[character]
                          / value)
-    if state.max_gain is not None:
+    budget = np.inf if state.max_gain is None else state.max_gain / value
+    # inside the bound no net gain beyond what the exclusions force
+    active = lot.sum(axis=1) + state.cash / value * state.benchmark - state.benchmark
+    if np.sqrt(active @ state.risk.covariance() @ active) <= intent.te_budget * settings.te_limit:
+        budget = min(budget, max((lower * realized).sum(), 0.0))
+    if np.isfinite(budget):
         rows.append(np.concatenate([realized.ravel(), np.zeros(m + 2)]))
-        bounds_ub.append(state.max_gain / value)
+        bounds_ub.append(budget)
     if settings.max_turnover is not None:
         rows.append(np.concatenate([np.ones(n_s + m), np.zeros(2)]))
         bounds_ub.append(settings.max_turnover)
