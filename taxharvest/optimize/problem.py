@@ -336,6 +336,9 @@ def _classes_of(group: np.ndarray, members: np.ndarray) -> np.ndarray:
     return marked[group]
 
 
+GAIN_SLACK = 1e-6  # share of the book: the net gain a decision inside the bound may round to
+
+
 def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Problem:
     """Translate an account, an intent and the settings into one :class:`Problem`."""
     m = state.n_securities
@@ -411,5 +414,9 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
     invested = problem.held + max(state.cash / value, 0.0) * state.benchmark
     if problem.tracking_error(invested) > te_cap:
         return problem
-    forced = max(float((problem.sell_lower * realized).sum()), 0.0)
+    if not ((problem.sell_upper > 0) & (realized < 0)).any():  # no loss to pay for a gain
+        gain_lots = (realized > 0) & ~excluded
+        return replace(problem, sell_upper=np.where(gain_lots, 0.0, problem.sell_upper))
+    # a hair above the forced gain keeps the budget's row an interior for the solvers
+    forced = max(float((problem.sell_lower * realized).sum()), 0.0) + GAIN_SLACK
     return replace(problem, gain_budget=forced if gain_budget is None else min(gain_budget, forced))
