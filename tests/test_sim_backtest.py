@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
+from taxharvest.agents.registry import make_policy
 from taxharvest.agents.rules import MonthlyAllPolicy
 from taxharvest.cli import app
 from taxharvest.envs.direct_index import DirectIndexEnv
+from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.sim.backtest import JSON_KEYS, run_backtest
+from taxharvest.sim.quiet import quiet_guardrail
 
 SMALL = ["--assets", "24", "--years", "1"]
 TOP_KEYS = {*JSON_KEYS, "yearly", "series", "config"}
@@ -45,3 +49,16 @@ def test_same_seed_same_json(tmp_path):
         assert data.pop("runtime_s") >= 0
         outputs.append(data)
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("guardrail", [True, False])
+def test_a_book_that_never_harvests_tracks_its_benchmark_through_dividends(guardrail):
+    # dividends arrive as cash the program invests at the next decision, pooled into
+    # minimum tickets for the names furthest under the index
+    market = SyntheticMarket(n_assets=100, years=4.0, seed=11, dividends=True).generate()
+    env = DirectIndexEnv(market=market, random_start=False, episode_years=3.0,
+                         guardrail=guardrail)
+    with quiet_guardrail():
+        m = run_backtest(make_policy("hold", "mfj-800k"), env, seed=0).metrics
+    assert m["harvested_losses"] == 0.0
+    assert m["tracking_error"] < 2e-4 and m["decoupling"] < 5e-4

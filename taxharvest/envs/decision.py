@@ -172,7 +172,7 @@ class OptimizerRules:
             return Decision(None, _Status(result), result.te)
         loss = loss_lots(lots.shares, lots.basis, price)
         sells, buys = self._tickets(result, price, loss, world.excluded, broker.value,
-                                    max(lots.cash, 0.0))
+                                    max(lots.cash, 0.0), bench - result.weights)
         if not (sells.any() or buys.any()):
             return Decision(None, _Status(result), result.te)
         shares = buys - sells.sum(axis=1)
@@ -183,7 +183,7 @@ class OptimizerRules:
         return Decision(order, _Status(result), result.te)
 
     def _tickets(self, result, price: np.ndarray, loss: np.ndarray, excluded: np.ndarray,
-                 value: float, cash: float) -> tuple[np.ndarray, np.ndarray]:
+                 value: float, cash: float, shortfall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The program's trades as tickets.
 
         One side per security: selling and buying one security at once is an interior
@@ -191,9 +191,11 @@ class OptimizerRules:
         sale below ``min_trade`` of the book is dropped, a sale of gain lots below
         ``min_rebalance`` (a Form 8949 row for a hair of tracking; forced sales of excluded
         names stay). Purchases below ``min_trade`` are pooled into tickets of ``min_trade``
-        for the largest of them (the remainder stays cash): a crumb bought would block the
-        name's harvest for 30 days for no tracking gain. Purchases never spend more than the
-        cash and the sales kept. A lot's sale below a hundredth of a ticket is dropped (an
+        (the remainder stays cash): a crumb bought would block the name's harvest for 30
+        days for no tracking gain. The tickets go to the crumbs the program leaves furthest
+        under the benchmark (``shortfall``: benchmark less its weights), so pooled cash pulls
+        the book toward the index. Purchases never spend more than the cash and the sales
+        kept. A lot's sale below a hundredth of a ticket is dropped (an
         interior point's residue on the other lots of a sold security).
         """
         sells, buys = result.sell_shares, result.buy_shares
@@ -207,7 +209,7 @@ class OptimizerRules:
         sells[((sells.sum(axis=1) * price) < floor) & ~excluded] = 0.0
         cost = buys * price
         small = np.flatnonzero((cost > 0) & (cost < ticket))
-        small = small[np.argsort(-cost[small], kind="stable")]
+        small = small[np.argsort(-shortfall[small], kind="stable")]
         pooled = small[: int(cost[small].sum() // ticket)]
         buys[small] = 0.0
         buys[pooled] = self.min_trade * value / price[pooled]
