@@ -9,6 +9,7 @@ problems compile once and every decision only sets values and solves.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -267,7 +268,9 @@ class ReferenceProgram:
         errors = []
         for solver in solvers:
             try:
-                program.solve(solver=solver, **_SOLVER_OPTIONS.get(solver, {}))
+                with warnings.catch_warnings():  # an inaccurate solution is its status, not a warning
+                    warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                    program.solve(solver=solver, **_SOLVER_OPTIONS.get(solver, {}))
             except cp.error.SolverError as error:
                 errors.append(f"{solver}: {error}")
                 continue
