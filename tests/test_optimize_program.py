@@ -366,3 +366,22 @@ def test_gains_are_realized_to_track_only_where_the_book_breaks_the_bound(optimi
     tight = optimizer(optimizers, method, Settings(te_limit=0.5 * te)).decide(state, intent)
     gain_lots = (state.shares > 0) & (state.basis < state.shares * state.price[:, None])
     assert (tight.sell_shares[gain_lots] > 0).any() and tight.te <= 0.5 * te * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_book_with_nothing_to_sell_and_crumbs_of_cash_skips_the_solve(optimizers, method):
+    """Nothing sellable (no preference, no exclusion, gains withheld inside the bound) and
+    less cash than a ticket: the solve would buy only what cannot trade, so it is skipped."""
+    state = synthetic_account(60, 4, crash=False, n_excluded=0, n_buy_blocked=0,
+                              n_sell_blocked=0, seed=4)
+    state = replace(state, cash=50.0)
+    intent = Intent(np.zeros(state.n_securities))
+    program = optimizer(optimizers, method, Settings())
+    solved, skipped = program.decide(state, intent), program.decide(state, intent, min_buy=1e-4)
+    assert skipped.solver is None and skipped.status == solved.status == "optimal"
+    assert not skipped.sell_shares.any() and not skipped.buy_shares.any()
+    assert (solved.buy_shares * state.price).sum() < 1e-4 * state.value  # could not trade
+    assert (solved.sell_shares * state.price[:, None]).sum() < 1.0
+    assert skipped.te == pytest.approx(solved.te, abs=1e-5)
+    busy = program.decide(replace(state, cash=5_000.0), intent, min_buy=1e-4)
+    assert busy.solver is not None  # a ticket's worth of cash: solved

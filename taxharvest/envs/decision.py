@@ -167,7 +167,8 @@ class OptimizerRules:
         preference = np.empty(m)
         preference[:n] = np.clip(np.asarray(action, float), 0.0, 1.0)
         preference[n:] = preference[:n].max(initial=0.0)
-        result = self.optimizer.decide(state, Intent(preference, te_budget))
+        result = self.optimizer.decide(state, Intent(preference, te_budget),
+                                       min_buy=self.min_trade * (1.0 - TICKET_SLACK))
         if result.status == "fallback" or not (result.sell_shares.any() or result.buy_shares.any()):
             return Decision(None, _Status(result), result.te)
         loss = loss_lots(lots.shares, lots.basis, price)

@@ -120,12 +120,20 @@ class TaxAwareOptimizer:
             self._programs[shape] = ReferenceProgram(*shape, self.settings)
         return self._programs[shape]
 
-    def decide(self, state: AccountState, intent: Intent) -> Decision:
+    def decide(self, state: AccountState, intent: Intent, *, min_buy: float = 0.0) -> Decision:
         """The decision for ``state`` under ``intent``. The TE guarantee holds whatever the
         intent asks: when the loss lots it keeps make the limit unreachable, they may be sold
-        (worth nothing to the program) before the limit is relaxed."""
+        (worth nothing to the program) before the limit is relaxed. ``min_buy``: the share of
+        the book below which the caller does not trade a purchase (its tickets); a book that
+        may sell nothing, holds less cash than that and meets its bound is left as it is
+        without a solve (what the program would buy could not trade)."""
         start = time.perf_counter()
         problem = build_problem(state, intent, self.settings)
+        if (state.cash < min_buy * state.value and not problem.sell_upper.any()
+                and problem.program_te(problem.held) <= problem.te_cap):
+            idle = Attempt(np.zeros_like(problem.lot_weight), np.zeros_like(problem.held),
+                           False, "", None)
+            return self._result(state, _Outcome(problem, idle, "optimal"), start)
         conflicts = problem.conflicts()
         if conflicts:
             reason = f"hard constraints infeasible: {'; '.join(conflicts)}"
