@@ -125,12 +125,14 @@ class TaxAwareOptimizer:
         intent asks: when the loss lots it keeps make the limit unreachable, they may be sold
         (worth nothing to the program) before the limit is relaxed. ``min_buy``: the share of
         the book below which the caller does not trade a purchase (its tickets); a book that
-        may sell nothing, holds less cash than that and meets its bound is left as it is
-        without a solve (what the program would buy could not trade)."""
+        may sell nothing, holds less cash than that and meets its bound (and the limit: a
+        glide path's step above it is reported relaxed) is left as it is without a solve
+        (what the program would buy could not trade)."""
         start = time.perf_counter()
         problem = build_problem(state, intent, self.settings)
         if (state.cash < min_buy * state.value and not problem.sell_upper.any()
-                and problem.program_te(problem.held) <= problem.te_cap):
+                and problem.program_te(problem.held) <= min(problem.te_cap,
+                                                             self.settings.te_limit)):
             idle = Attempt(np.zeros_like(problem.lot_weight), np.zeros_like(problem.held),
                            False, "", None)
             return self._result(state, _Outcome(problem, idle, "optimal"), start)
