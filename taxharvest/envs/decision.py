@@ -196,8 +196,8 @@ class OptimizerRules:
         days for no tracking gain. The tickets go to the crumbs the program leaves furthest
         under the benchmark (``shortfall``: benchmark less its weights), so pooled cash pulls
         the book toward the index. Purchases never spend more than the cash and the sales
-        kept. A lot's sale below a hundredth of a ticket is dropped (an
-        interior point's residue on the other lots of a sold security).
+        kept. A lot's sale below a hundredth of a ticket is dropped (an interior point's
+        residue on the other lots of a sold security).
         """
         sells, buys = result.sell_shares, result.buy_shares
         sold = sells.sum(axis=1)

@@ -37,9 +37,9 @@ class Settings:
             replacements whose losses may not be sold): the TE bound holds for
             ``TE^2 + (stress^2 - 1) TE_frozen^2``, so the frozen part alone stays within
             ``1 / stress`` of the bound. Crashes triple volatility or more (DOMAIN §6), and
-            a frozen position cannot be repaired before its window ends: 3 kept every decision
-            of the five crash templates inside the limit (README), where 2 let the ex-ante TE
-            of a gfc-2008 path reach 1.54%; 1 turns it off.
+            a frozen position cannot be repaired before its window ends. At 2 a gfc-2008
+            path's ex-ante TE reached 1.54%; at 3 four of the five crash templates stay inside
+            the limit and gfc-2008 reaches 1.34% (README, "Results"); 1 turns it off.
     """
 
     te_limit: float = 0.01
