@@ -133,9 +133,7 @@ class TaxAwareOptimizer:
         if (state.cash < min_buy * state.value and not problem.sell_upper.any()
                 and problem.program_te(problem.held) <= min(problem.te_cap,
                                                              self.settings.te_limit)):
-            idle = Attempt(np.zeros_like(problem.lot_weight), np.zeros_like(problem.held),
-                           False, "", None)
-            return self._result(state, _Outcome(problem, idle, "optimal"), start)
+            return self._result(state, _Outcome(problem, _no_trade(problem), "optimal"), start)
         conflicts = problem.conflicts()
         if conflicts:
             reason = f"hard constraints infeasible: {'; '.join(conflicts)}"
@@ -281,10 +279,13 @@ def _rank(outcome: _Outcome, problem: Problem) -> tuple[bool, float, float]:
     )
 
 
+def _no_trade(problem: Problem) -> Attempt:
+    return Attempt(np.zeros_like(problem.lot_weight), np.zeros_like(problem.held), False, "", None)
+
+
 def _hold(problem: Problem, reason: str) -> _Outcome:
-    """No trade."""
-    hold = Attempt(np.zeros_like(problem.lot_weight), np.zeros_like(problem.held), False, "", None)
-    return _Outcome(problem, hold, "fallback", reason)
+    """No trade, as a fallback."""
+    return _Outcome(problem, _no_trade(problem), "fallback", reason)
 
 
 def _checked(problem: Problem, attempt: Attempt, min_te: bool) -> Attempt:
