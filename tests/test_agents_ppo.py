@@ -14,7 +14,7 @@ from typer.main import get_command
 
 from taxharvest.agents.base import Decision, Policy
 from taxharvest.agents.ppo import HARVESTABLE, PerAssetPolicy, load_policy
-from taxharvest.envs import DirectIndexEnv
+from taxharvest.envs import ASSET_FEATURES, PORTFOLIO_FEATURES, DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.workflows.train import CLI_FLAGS, make_env, reproduce_command, train
 
@@ -46,10 +46,10 @@ def test_parameters_do_not_depend_on_the_number_of_assets():
 def test_unharvestable_assets_get_no_probability():
     policy = build_policy(20)
     rng = np.random.default_rng(0)
-    assets = rng.normal(size=(4, 20, 12)).astype(np.float32)
+    assets = rng.normal(size=(4, 20, len(ASSET_FEATURES))).astype(np.float32)
     harvestable = rng.random((4, 20)) < 0.5
     assets[..., HARVESTABLE] = harvestable
-    obs = {"assets": th.as_tensor(assets), "portfolio": th.zeros(4, 15)}
+    obs = {"assets": th.as_tensor(assets), "portfolio": th.zeros(4, len(PORTFOLIO_FEATURES))}
     probs = policy.get_distribution(obs).distribution.probs.detach().numpy()
     assert probs[~harvestable].max() < 1e-9
     assert probs[harvestable].min() > 0.1

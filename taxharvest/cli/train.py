@@ -19,7 +19,7 @@ from taxharvest.sim.quiet import quiet_guardrail
 
 TRAIN_KEYWORDS = {"assets": "n_assets", "envs": "n_envs", "years": "episode_years"}  # others: same
 RUN_OPTIONS = ("profile", "timesteps", "seed", "out", "assets", "envs", "years", "cadence",
-               "scenario_probability", "eval_freq", "eval_paths", "vec_env")  # a checkpoint's
+               "scenario_probability", "eval_freq", "eval_paths", "vec_env", "action")  # a checkpoint's
 
 
 def train(
@@ -38,6 +38,9 @@ def train(
     eval_freq: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 10_000,
     eval_paths: Annotated[int, typer.Option(help="Held-out synthetic paths per evaluation.")] = 8,
     vec_env: Annotated[str, typer.Option(help="subproc (worker processes) or dummy (in process).")] = "dummy",
+    action: Annotated[str, typer.Option(
+        help="preference (a harvest preference per stock and a TE-budget share) or binary "
+             "(harvest a stock or not).")] = "preference",
     checkpoint_every: Annotated[int | None, typer.Option(
         help="Steps between checkpoints in OUT/checkpoints/ (at the next update; default "
              "50,000, or the resumed run's).", show_default=False)] = None,
@@ -70,7 +73,7 @@ def train(
             out=out or Path("models") / options.profile(profile).name,
             n_assets=assets, n_envs=envs, episode_years=years, cadence=cadence,
             scenario_probability=scenario_probability, eval_freq=eval_freq,
-            eval_paths=eval_paths, vec_env=vec_env,
+            eval_paths=eval_paths, vec_env=vec_env, action=action,
             checkpoint_every=checkpoint_every or DEFAULT_CHECKPOINT_EVERY, progress_bar=progress,
         )
     best = result.card["evaluation"]["best"]

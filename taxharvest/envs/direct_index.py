@@ -45,7 +45,10 @@ PORTFOLIO_FEATURES = (
     "short_rate", "long_rate", "ytd_short_gain", "ytd_long_gain", "carry_short", "carry_long",
     "te_ratio", "te_budget", "index_vol_21d", "index_drawdown", "year_elapsed",
     "episode_remaining", "proxy_weight", "cash_weight", "harvestable_share",
+    "next_short_rate", "next_long_rate", "usable_short", "usable_long", "frozen_te",
+    "vol_regime",
 )
+LONG_VOL_DAYS = 252  # the index volatility the 21-day one is compared with (``vol_regime``)
 ASSET = ASSET_FEATURE_INDEX
 
 __all__ = ["ACTION_TYPES", "ASSET_FEATURES", "CADENCE_DAYS", "DECISION_CORES",
@@ -66,18 +69,23 @@ class DirectIndexEnv(gym.Env):
     The account follows the same convention: dividends and distributions arrive as cash and
     cash is invested toward the benchmark weights, so a book that never harvests tracks it.
 
-    **Observation** (``Dict``, float32, fresh arrays every step):
-    ``assets`` ``(n, 12)``: per stock, in order ``ASSET_FEATURES``: unrealized return of the
+    **Observation** (``Dict``, float32, fresh arrays every step; no width depends on ``n``):
+    ``assets`` ``(n, 13)``: per stock, in order ``ASSET_FEATURES``: unrealized return of the
     worst lot, of the position, share of value in loss lots, share of value short-term, age of
     the worst lot (years), days left in the buy-blocking window / 30 (a loss sale in the
     last 30 days), days left in the sell-blocking window / 30 (a purchase in the last 30
     days), annualized volatility (risk model), active weight and benchmark weight (both times
-    ``n``), a harvestable flag, an excluded-or-unlisted flag. ``portfolio`` ``(15,)``, in
-    order ``PORTFOLIO_FEATURES``: the profile's marginal short/long rates this year,
+    ``n``), a harvestable flag, an excluded-or-unlisted flag, days until the worst lot turns
+    long-term / 365 (0 unless it is a short-term loss). ``portfolio`` ``(21,)``, in order
+    ``PORTFOLIO_FEATURES``: the profile's marginal short/long rates this year,
     year-to-date realized short/long gain and loss carryforwards (fractions of value),
     ex-ante TE over its limit and the budget left, 21-day index volatility, index drawdown,
     fraction of the year elapsed, of the episode remaining, weight in proxies and in cash,
-    share of names harvestable.
+    share of names harvestable; next year's marginal short/long rates (the income
+    schedule); the short/long loss this year's gains and the ordinary offset can still use
+    at full rate (fractions of value; :meth:`usable_losses`); the TE of the positions frozen
+    by wash windows (underweights that may not be bought back, overweights that may not be
+    sold) over the limit; 21-day over 252-day index volatility (the volatility regime).
 
     **Action**: the policy's intent for the decision core. ``action="binary"``:
     ``MultiBinary(n)``, 1 asks to harvest a stock. ``action="preference"``:
@@ -399,22 +407,31 @@ class DirectIndexEnv(gym.Env):
         the portfolio already added; a discounted carryforward beyond (IRC §1211(b), §1212(b)).
         Short- and long-term losses are valued against their own character (cross-netting
         is left to the year's settlement)."""
+        short_rate, long_rate = self._rates
+        capacity_short, capacity_long = self.usable_losses()
+        return TaxPosition(
+            short_rate=short_rate, long_rate=long_rate,
+            carry_rate=self.rules.carry_discount * min(short_rate, long_rate),
+            capacity_short=capacity_short, capacity_long=capacity_long)
+
+    def usable_losses(self) -> tuple[float, float]:
+        """Dollars of short/long loss the client can still use this year at full rate: the
+        outside gains of the character (short-term: plus the ordinary offset) and the
+        portfolio's gains realized so far, less the carryforward the portfolio already added
+        (negative where losses already exceed them)."""
         income = self.profile.for_year(self.year)
         law = default_tables().law(self.profile.filing, self.year, self.profile.indexing,
                                    self.profile.inflation)
         short, long = self.ledger.realized(self.year)
         extra = np.subtract(self.tracker.carry_with, self.tracker.carry_base)
-        short_rate, long_rate = self._rates
-        return TaxPosition(
-            short_rate=short_rate, long_rate=long_rate,
-            carry_rate=self.rules.carry_discount * min(short_rate, long_rate),
-            capacity_short=income.outside_short_gain + law.loss_limit + short - extra[0],
-            capacity_long=income.outside_long_gain + long - extra[1])
+        return (income.outside_short_gain + law.loss_limit + short - extra[0],
+                income.outside_long_gain + long - extra[1])
 
     def _new_year(self, year: int) -> None:
         self.year = year
         self._year_start = int(np.datetime64(f"{year}-01-01", "D").astype(np.int64))
         self._rates = marginal_rates(self.profile, year)
+        self._next_rates = marginal_rates(self.profile, year + 1)
 
     def _close_year_if_new(self, day: int) -> float:
         """Settle the year's tax saving when ``day`` starts a new year."""
@@ -569,8 +586,8 @@ class DirectIndexEnv(gym.Env):
         weights, value = broker.weights, broker.value
         lots = broker.ledger
         assets = np.empty((n, len(ASSET_FEATURES)), np.float32)
-        harvestable = broker.blocks(day).harvestable
-        self.action_mask = harvestable & (self.t >= self.decisions_from)
+        blocks = broker.blocks(day)
+        self.action_mask = blocks.harvestable & (self.t >= self.decisions_from)
         asset_observation(broker.features, day, lots.last_loss_sale, lots.last_buy, lots.group,
                           self.volatility, weights, self._bench_weights(), world.excluded[:n],
                           world.trading(self.t), self.action_mask, WASH_WINDOW_DAYS, assets)
@@ -578,6 +595,11 @@ class DirectIndexEnv(gym.Env):
         carry_short, carry_long = self.tracker.carry_with
         bench_value = self._bench_value()
         self.bench_peak = max(self.bench_peak, bench_value)
+        active = weights - self._bench_weights()
+        frozen = (np.where(blocks.buy_blocked, np.minimum(active, 0.0), 0.0)
+                  + np.where(blocks.sell_blocked, np.maximum(active, 0.0), 0.0))
+        usable_short, usable_long = self.usable_losses()
+        long_vol = self.benchmark.volatility(self.t, LONG_VOL_DAYS)
         portfolio = np.array([
             self._rates[0], self._rates[1], short / value, long / value,
             carry_short / value, carry_long / value,
@@ -586,6 +608,9 @@ class DirectIndexEnv(gym.Env):
             bench_value / self.bench_peak - 1.0, (day - self._year_start) / 365.0,
             (self.end - self.t) / max(self.end - self.start, 1),
             weights[n:].sum(), lots.cash / value, assets[:, ASSET.harvestable].mean(),
+            self._next_rates[0], self._next_rates[1], usable_short / value, usable_long / value,
+            self.risk.tracking_error(frozen) / self.te_limit,
+            self.benchmark.volatility(self.t) / long_vol if long_vol > 0 else 1.0,
         ], dtype=np.float32)
         return {"assets": assets, "portfolio": portfolio}
 

@@ -18,6 +18,7 @@ LOT_FEATURES = (
     "loss_shares",  # shares in lots at a loss (what a harvest sells)
     "loss_amount",  # unrealized loss of those lots, positive
     "value",  # market value of the position
+    "days_to_long_term",  # days until the worst lot, if at a loss, turns long-term (0: none)
 )
 N_LOT_FEATURES = len(LOT_FEATURES)
 LOT_FEATURE_INDEX = SimpleNamespace(**{name: i for i, name in enumerate(LOT_FEATURES)})
@@ -25,7 +26,7 @@ LOT_FEATURE_INDEX = SimpleNamespace(**{name: i for i, name in enumerate(LOT_FEAT
 ASSET_FEATURES = (  # the per-stock observation, filled by ``asset_observation``
     "worst_lot_return", "unrealized_return", "loss_value_share", "short_term_share",
     "worst_lot_age", "buy_block_days", "sell_block_days", "volatility",
-    "active_weight", "benchmark_weight", "harvestable", "excluded",
+    "active_weight", "benchmark_weight", "harvestable", "excluded", "days_to_long_term",
 )
 ASSET_FEATURE_INDEX = SimpleNamespace(**{name: i for i, name in enumerate(ASSET_FEATURES)})
 
@@ -44,6 +45,7 @@ def lot_features(shares, basis, acq, used, price, day, anniversary, day_base, ou
         loss_amount = 0.0
         worst = np.inf
         worst_age = 0.0
+        worst_days_short = 0.0
         for j in range(used[i]):
             q = shares[i, j]
             if q <= 0.0:
@@ -55,10 +57,14 @@ def lot_features(shares, basis, acq, used, price, day, anniversary, day_base, ou
             if day <= anniversary[acq[i, j] - day_base]:
                 short_value += v
             r = v / b - 1.0 if b > 0.0 else np.inf
+            loss = is_loss(v, b)
             if r < worst:
                 worst = r
                 worst_age = (day - acq[i, j]) / 365.25
-            if is_loss(v, b):
+                worst_days_short = 0.0
+                if loss and day <= anniversary[acq[i, j] - day_base]:
+                    worst_days_short = float(anniversary[acq[i, j] - day_base] + 1 - day)
+            if loss:
                 loss_value += v
                 loss_shares += q
                 loss_amount += b - v
@@ -70,6 +76,7 @@ def lot_features(shares, basis, acq, used, price, day, anniversary, day_base, ou
         out[i, 5] = loss_shares
         out[i, 6] = loss_amount
         out[i, 7] = value
+        out[i, 8] = worst_days_short
 
 
 @njit(cache=True)
@@ -105,7 +112,7 @@ def wash_blocks(day, last_loss_sale, last_buy, group, worst_return, loss_shares,
 @njit(cache=True)
 def asset_observation(features, day, last_loss_sale, last_buy, group, volatility, weights,
                       bench, excluded, trading, harvestable, window, assets):
-    """Fill the per-stock observation ``assets`` ``(n, 12)`` (see ``ASSET_FEATURES``)."""
+    """Fill the per-stock observation ``assets`` ``(n, 13)`` (see ``ASSET_FEATURES``)."""
     n = assets.shape[0]
     for i in range(n):
         since_loss = day - last_loss_sale[group[i]]
@@ -122,6 +129,7 @@ def asset_observation(features, day, last_loss_sale, last_buy, group, volatility
         assets[i, 9] = bench[i] * n
         assets[i, 10] = 1.0 if harvestable[i] else 0.0
         assets[i, 11] = 1.0 if excluded[i] or not trading[i] else 0.0
+        assets[i, 12] = features[i, 8] / 365.0
 
 
 @njit(cache=True)

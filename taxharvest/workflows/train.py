@@ -121,19 +121,23 @@ PPO_HYPERPARAMETERS: dict[str, Any] = {
     "max_grad_norm": 0.5,
     "target_kl": 0.03,
 }
-POLICY_KWARGS: dict[str, Any] = {
+NETWORK: dict[str, Any] = {
     "net_arch": {"pi": [64], "vf": [64]},
     "features_extractor_kwargs": {"asset_arch": [64, 64], "context_dim": 64},
-    "harvest_prior": 0.88,
+}
+POLICY_KWARGS: dict[str, dict[str, Any]] = {  # per action type
+    "binary": {**NETWORK, "harvest_prior": 0.88},
+    "preference": {**NETWORK, "harvest_prior": 1.0, "log_std_init": -1.5},
 }
 EVAL_SEED_BASE = 1_000_000  # held-out paths use seeds from here; training seeds stay below
 MIN_ASSETS = 20  # the synthetic market needs a few names per sector (11 sectors)
-BASELINES = ("hold", "monthly-all", "tuned")
+BASELINES = ("hold", "optimizer", "monthly-all", "tuned")
 VEC_ENVS: dict[str, type[VecEnv]] = {"subproc": SubprocVecEnv, "dummy": DummyVecEnv}
 CLI_FLAGS = {  # train() keyword -> `taxharvest train` option, for the reproduce command
     "n_assets": "--assets", "n_envs": "--envs", "episode_years": "--years",
     "cadence": "--cadence", "scenario_probability": "--scenario-probability",
     "eval_freq": "--eval-freq", "eval_paths": "--eval-paths", "vec_env": "--vec-env",
+    "action": "--action",
 }
 OPTION_NAMES = {  # train() keyword -> its option's name in errors (field 'assets')
     "profile": "profile", "timesteps": "timesteps", "seed": "seed", "out": "out",
@@ -155,10 +159,11 @@ class TrainResult:
 
 
 def env_config(profile: str, *, n_assets: int, cadence: str, episode_years: float,
-               scenario_probability: float) -> dict[str, Any]:
+               scenario_probability: float, action: str) -> dict[str, Any]:
     """Keyword arguments of the training environment (recorded in the card)."""
     return {"n_assets": n_assets, "profile": profile, "cadence": cadence,
-            "episode_years": episode_years, "scenario_probability": scenario_probability}
+            "episode_years": episode_years, "scenario_probability": scenario_probability,
+            "action": action}
 
 
 def make_env(config: dict[str, Any]) -> gym.Env:
@@ -299,7 +304,7 @@ def _training_process() -> Iterator[None]:
 
 def _validate(profile: str, timesteps: int, seed: int, n_assets: int, n_envs: int,
               episode_years: float, cadence: str, scenario_probability: float, eval_freq: int,
-              eval_paths: int, vec_env: str) -> None:
+              eval_paths: int, vec_env: str, action: str) -> None:
     try:
         get_profile(profile)  # a preset or a profile file
     except InputError:
@@ -319,6 +324,7 @@ def _validate(profile: str, timesteps: int, seed: int, n_assets: int, n_envs: in
         ("eval-freq", eval_freq >= 1, "must be at least 1"),
         ("eval-paths", eval_paths >= 1, "must be at least 1"),
         ("vec-env", vec_env in VEC_ENVS, f"must be one of {', '.join(VEC_ENVS)}"),
+        ("action", action in POLICY_KWARGS, f"must be one of {', '.join(POLICY_KWARGS)}"),
     ]
     for field, ok, message in checks:
         if not ok:
@@ -358,6 +364,7 @@ def train(
     eval_freq: int = 10_000,
     eval_paths: int = 8,
     vec_env: str = "dummy",
+    action: str = "preference",
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     progress_bar: bool = False,
     baselines: bool = True,
@@ -375,7 +382,8 @@ def train(
     """
     options = {"n_assets": n_assets, "n_envs": n_envs, "episode_years": episode_years,
                "cadence": cadence, "scenario_probability": scenario_probability,
-               "eval_freq": eval_freq, "eval_paths": eval_paths, "vec_env": vec_env}
+               "eval_freq": eval_freq, "eval_paths": eval_paths, "vec_env": vec_env,
+               "action": action}
     _validate(profile, timesteps, seed, **options)
     _check_checkpoint_every(checkpoint_every)
     out = check_folder(out, "out", parents=True)
@@ -443,7 +451,9 @@ def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
     profile, seed, n_envs = run["profile"], run["seed"], run["n_envs"]
     config = env_config(profile, n_assets=run["n_assets"], cadence=run["cadence"],
                         episode_years=run["episode_years"],
-                        scenario_probability=run["scenario_probability"])
+                        scenario_probability=run["scenario_probability"],
+                        action=run["action"])
+    policy_kwargs = POLICY_KWARGS[config["action"]]
     eval_seeds = [EVAL_SEED_BASE + i for i in range(run["eval_paths"])]
     folder = out / CHECKPOINT_DIR
     folder.mkdir(exist_ok=True)
@@ -467,7 +477,7 @@ def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
                 normalizer = VecNormalize(normalizer, norm_obs_keys=["portfolio"],
                                           norm_reward=True, gamma=PPO_HYPERPARAMETERS["gamma"])
                 model = PPO(PerAssetPolicy, normalizer, seed=seed, device="cpu", verbose=0,
-                            policy_kwargs=POLICY_KWARGS, tensorboard_log=str(out / "tb"),
+                            policy_kwargs=policy_kwargs, tensorboard_log=str(out / "tb"),
                             **PPO_HYPERPARAMETERS)
             else:
                 normalizer = VecNormalize.load(str(folder / state["files"]["normalizer"]),
@@ -514,10 +524,10 @@ def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
         "profile": profile,
         "env": {"id": ENV_ID, "version": taxharvest.__version__, "config": config},
         "observation": {**observation_layout(), "normalized_keys": ["portfolio"]},
-        "action_space": "MultiBinary",
+        "action_space": "MultiBinary" if config["action"] == "binary" else "Box",
         "policy": {"class": f"taxharvest.agents.ppo.{PerAssetPolicy.__qualname__}",  # public name
                    "parameters": sum(p.numel() for p in model.policy.parameters()),
-                   "policy_kwargs": POLICY_KWARGS, "shared_across_assets": True},
+                   "policy_kwargs": policy_kwargs, "shared_across_assets": True},
         "training": {"timesteps": int(model.num_timesteps), "seed": seed, "n_envs": n_envs,
                      "vec_env": run["vec_env"], "hyperparameters": PPO_HYPERPARAMETERS,
                      "reset_seeds": list(range(seed, seed + n_envs)),

@@ -7,23 +7,25 @@ their policy class ``taxharvest.agents.ppo.PerAssetPolicy``.
 from taxharvest.agents.ppo.card import (
     CARD_FILE,
     CARD_FORMAT,
+    HARVESTABLE,
     MODEL_FILE,
     NORMALIZER_FILE,
     check_card,
     observation_layout,
 )
 from taxharvest.agents.ppo.network import (
-    HARVESTABLE,
     MASKED_LOGIT,
     AssetSetExtractor,
     AssetSetHeads,
     PerAssetBernoulli,
+    PerAssetGaussian,
     PerAssetPolicy,
 )
 from taxharvest.agents.ppo.policy import PPOPolicy, load_policy
 
 __all__ = [
     "CARD_FILE", "CARD_FORMAT", "HARVESTABLE", "MASKED_LOGIT", "MODEL_FILE", "NORMALIZER_FILE",
-    "AssetSetExtractor", "AssetSetHeads", "PPOPolicy", "PerAssetBernoulli", "PerAssetPolicy",
+    "AssetSetExtractor", "AssetSetHeads", "PPOPolicy", "PerAssetBernoulli", "PerAssetGaussian",
+    "PerAssetPolicy",
     "check_card", "load_policy", "observation_layout",
 ]

@@ -3,18 +3,25 @@ checked against this package and the environment before the weights are loaded."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium import spaces
 
 import taxharvest
 from taxharvest.envs import ASSET_FEATURES, ENV_ID, PORTFOLIO_FEATURES
+
+HARVESTABLE = ASSET_FEATURES.index("harvestable")
 from taxharvest.errors import InputError
 
 CARD_FORMAT = 1
 MODEL_FILE, NORMALIZER_FILE, CARD_FILE = "model.zip", "vecnormalize.pkl", "card.json"
+
+
+ACTION_SPACES = ("MultiBinary", "Box")  # a card's action_space: binary, or preferences
 
 
 def observation_layout() -> dict[str, list[str]]:
@@ -23,30 +30,72 @@ def observation_layout() -> dict[str, list[str]]:
             "portfolio_features": list(PORTFOLIO_FEATURES)}
 
 
-def check_card(card: dict, env: gym.Env, path: str | Path) -> None:
-    """Raise :class:`InputError` naming the first card field this package or ``env`` contradicts.
+@dataclass(frozen=True)
+class CardLayout:
+    """What a model reads and how it acts, from its card: the columns of the environment's
+    ``assets`` and ``portfolio`` it was trained on (a model trained before features were
+    added reads its own), and its action space's name (``ACTION_SPACES``)."""
 
-    The number of assets may differ (the weights are shared across assets).
+    assets: np.ndarray
+    portfolio: np.ndarray
+    action_space: str
+
+    def space(self, n: int) -> tuple[spaces.Dict, spaces.Space]:
+        """The model's observation and action spaces for ``n`` stocks."""
+        observation = spaces.Dict({
+            "assets": spaces.Box(-np.inf, np.inf, (n, len(self.assets)), np.float32),
+            "portfolio": spaces.Box(-np.inf, np.inf, (len(self.portfolio),), np.float32)})
+        action = (spaces.MultiBinary(n) if self.action_space == "MultiBinary"
+                  else spaces.Box(0.0, 1.0, (n + 1,), np.float32))
+        return observation, action
+
+    def select(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's view of an environment observation."""
+        return {"assets": observation["assets"][..., self.assets],
+                "portfolio": observation["portfolio"][..., self.portfolio]}
+
+
+def check_card(card: dict, env: gym.Env, path: str | Path) -> CardLayout:
+    """The layout of ``card``, or :class:`InputError` naming the first card field this package
+    or ``env`` contradicts.
+
+    The number of assets may differ (the weights are shared across assets); the card's
+    features must all be in this package's observation, the mask (``harvestable``) where the
+    network reads it.
     """
     expected: list[tuple[str, Any, Any]] = [
         ("format", card.get("format"), CARD_FORMAT),
         ("env.id", card.get("env", {}).get("id"), ENV_ID),
         ("env.version", card.get("env", {}).get("version"), taxharvest.__version__),
     ]
-    layout = card.get("observation", {})
-    expected += [(f"observation.{key}", layout.get(key), names)
-                 for key, names in observation_layout().items()]
-    expected.append(("action_space", card.get("action_space"), "MultiBinary"))
     for field, found, wanted in expected:
         if found != wanted:
             raise InputError(f"the model card says {found!r}, this taxharvest expects {wanted!r}",
                              path=path, field=field)
+    action = card.get("action_space")
+    if action not in ACTION_SPACES:
+        raise InputError(f"the model card says {action!r}, this taxharvest expects one of "
+                         f"{', '.join(ACTION_SPACES)}", path=path, field="action_space")
     space = env.observation_space
-    if not isinstance(env.action_space, spaces.MultiBinary) or not isinstance(space, spaces.Dict):
-        raise InputError(f"the environment's action space is {env.action_space}, the model "
-                         "needs MultiBinary with a Dict observation", path=path, field="action_space")
+    if not isinstance(space, spaces.Dict):
+        raise InputError(f"the environment's observation is {space}, the model needs a Dict",
+                         path=path, field="observation")
     shapes = {key: space[key].shape[-1] for key in ("assets", "portfolio") if key in space.spaces}
     wanted_shapes = {"assets": len(ASSET_FEATURES), "portfolio": len(PORTFOLIO_FEATURES)}
     if shapes != wanted_shapes:
         raise InputError(f"the environment's observation has feature widths {shapes}, the model "
                          f"expects {wanted_shapes}", path=path, field="observation")
+    layout = card.get("observation", {})
+    columns = []
+    for key, names in observation_layout().items():
+        wanted = layout.get(key)
+        if not isinstance(wanted, list) or not wanted or set(wanted) - set(names) \
+                or len(set(wanted)) != len(wanted):
+            missing = sorted(set(wanted) - set(names)) if isinstance(wanted, list) else wanted
+            raise InputError(f"the model card reads {missing!r}, not features of this "
+                             f"taxharvest's observation", path=path, field=f"observation.{key}")
+        columns.append(np.array([names.index(name) for name in wanted]))
+    if layout["asset_features"][:HARVESTABLE + 1][-1:] != ["harvestable"]:
+        raise InputError(f"the model card's asset feature {HARVESTABLE} is not 'harvestable' "
+                         "(the mask the network reads)", path=path, field="observation.asset_features")
+    return CardLayout(columns[0], columns[1], action)

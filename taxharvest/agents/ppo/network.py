@@ -2,10 +2,17 @@
 
 Every stock's row of ``assets`` goes through the same small MLP; the book-level context (an
 MLP of ``portfolio`` with mean and max pooling over the stock embeddings) is appended to each
-row; the same per-asset head turns each row into one Bernoulli logit. No parameter depends on
-the number of stocks: a policy trained on 64 names runs a 500-name book. Stocks the
-environment would not harvest (``harvestable == 0``) get a logit of :data:`MASKED_LOGIT`, in
-rollouts and in training alike, so the policy puts no probability on them.
+row; the same per-asset head turns each row into its action. No parameter depends on the number
+of stocks: a policy trained on 64 names runs a 500-name book.
+
+Two actions, as the environment offers them. ``MultiBinary(n)``: one Bernoulli logit per
+stock; stocks the environment would not harvest (``harvestable == 0``) get a logit of
+:data:`MASKED_LOGIT`, in rollouts and in training alike, so the policy puts no probability on
+them. ``Box(0, 1, (n + 1,))`` (preferences): a Gaussian per stock (the mean from its row) and
+one for the TE-budget share (the mean of the rows' second output), two learned standard
+deviations (stocks, budget); the environment clips to ``[0, 1]``. Masked stocks' entries
+add nothing to the log-probability or the entropy: the one reward is not credited to
+choices the environment ignores.
 """
 
 from __future__ import annotations
@@ -16,14 +23,18 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.distributions import BernoulliDistribution, Distribution
+from stable_baselines3.common.distributions import (
+    BernoulliDistribution,
+    DiagGaussianDistribution,
+    Distribution,
+)
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from torch.distributions import Normal
 
-from taxharvest.envs import ASSET_FEATURES
+from taxharvest.agents.ppo.card import HARVESTABLE
 
-HARVESTABLE = ASSET_FEATURES.index("harvestable")
 MASKED_LOGIT = -30.0  # sigmoid(-30) ~ 1e-13: no probability, yet finite log-probabilities
 
 
@@ -104,21 +115,51 @@ class PerAssetBernoulli(BernoulliDistribution):
         return nn.Linear(latent_dim, 1)
 
 
+class PerAssetGaussian(DiagGaussianDistribution):
+    """Gaussian preferences per stock and a TE-budget share, masked, weights shared across
+    stocks: the action layer maps one row's latent to two outputs (the stock's mean, its
+    contribution to the budget's mean); ``log_std`` holds two entries (stocks, budget)."""
+
+    def proba_distribution_net(self, latent_dim: int, log_std_init: float = 0.0
+                               ) -> tuple[nn.Module, nn.Parameter]:
+        return nn.Linear(latent_dim, 2), nn.Parameter(th.full((2,), float(log_std_init)))
+
+    def masked(self, outputs: th.Tensor, log_std: th.Tensor, mask: th.Tensor) -> PerAssetGaussian:
+        """From the action layer's ``(B, n, 2)`` outputs and the ``(B, n)`` harvestable mask."""
+        mean = th.cat([outputs[..., 0], outputs[..., 1].mean(dim=1, keepdim=True)], dim=-1)
+        std = th.cat([log_std[:1].expand(outputs.shape[1]), log_std[1:]]).exp()
+        self.distribution = Normal(mean, std.expand_as(mean))
+        self.mask = th.cat([mask, th.ones_like(mask[:, :1])], dim=-1).to(mean.dtype)
+        return self
+
+    def log_prob(self, actions: th.Tensor) -> th.Tensor:
+        return (self.distribution.log_prob(actions) * self.mask).sum(dim=-1)
+
+    def entropy(self) -> th.Tensor:
+        return (self.distribution.entropy() * self.mask).sum(dim=-1)
+
+
 class PerAssetPolicy(ActorCriticPolicy):
     """Actor-critic for ``DirectIndexEnv`` with weights shared across assets.
 
     Accepts the usual :class:`ActorCriticPolicy` arguments; ``net_arch`` must be a dict with
-    ``pi`` (per-asset head) and ``vf`` (value head) widths. ``harvest_prior`` is the initial
-    harvest probability of a harvestable stock (the logit layer's bias). SB3's ``_build``
-    creates the per-asset logit layer through :class:`PerAssetBernoulli`, so the optimizer sees
-    the final modules; ``forward``, ``evaluate_actions`` and ``get_distribution`` share one
-    masked path.
+    ``pi`` (per-asset head) and ``vf`` (value head) widths. ``harvest_prior``: for a binary
+    action, the initial harvest probability of a harvestable stock (the logit layer's bias);
+    for preferences, the initial mean preference of every stock and of the TE-budget share
+    (1: the ``optimizer`` baseline, every loss valued in full with the whole budget), whose
+    spread starts at ``exp(log_std_init)``. SB3's ``_build`` creates the per-asset action
+    layer through :class:`PerAssetBernoulli` or :class:`PerAssetGaussian`, so the optimizer
+    sees the final modules; ``forward``, ``evaluate_actions`` and ``get_distribution`` share
+    one masked path.
     """
 
-    def __init__(self, observation_space: spaces.Dict, action_space: spaces.MultiBinary,
-                 lr_schedule: Any, *args: Any, harvest_prior: float = 0.5, **kwargs: Any) -> None:
-        if not 0.0 < harvest_prior < 1.0:
-            raise ValueError(f"harvest_prior must be in (0, 1), got {harvest_prior}")
+    def __init__(self, observation_space: spaces.Dict,
+                 action_space: spaces.MultiBinary | spaces.Box, lr_schedule: Any, *args: Any,
+                 harvest_prior: float = 0.5, **kwargs: Any) -> None:
+        self.preferences = isinstance(action_space, spaces.Box)
+        if not (0.0 <= harvest_prior <= 2.0 if self.preferences else 0.0 < harvest_prior < 1.0):
+            raise ValueError(f"harvest_prior must be in {'[0, 2]' if self.preferences else '(0, 1)'}"
+                             f", got {harvest_prior}")
         self.harvest_prior = harvest_prior
         kwargs.setdefault("features_extractor_class", AssetSetExtractor)
         kwargs.setdefault("net_arch", {"pi": [64], "vf": [64]})
@@ -130,17 +171,23 @@ class PerAssetPolicy(ActorCriticPolicy):
         self.mlp_extractor = AssetSetHeads(self.features_dim, self.net_arch, self.activation_fn)
 
     def _build(self, lr_schedule: Any) -> None:
-        self.action_dist = PerAssetBernoulli(int(self.action_space.n))
+        if self.preferences:
+            self.action_dist = PerAssetGaussian(int(self.action_space.shape[0]))
+        else:
+            self.action_dist = PerAssetBernoulli(int(self.action_space.n))
         super()._build(lr_schedule)
+        prior = self.harvest_prior
         with th.no_grad():
-            self.action_net.bias.fill_(float(np.log(self.harvest_prior / (1 - self.harvest_prior))))
+            self.action_net.bias.fill_(prior if self.preferences else float(np.log(prior / (1 - prior))))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), "harvest_prior": self.harvest_prior}
 
     def _masked_distribution(self, latent_pi: th.Tensor, obs: dict[str, th.Tensor]) -> Distribution:
-        logits = self.action_net(latent_pi).squeeze(-1)
         harvestable = obs["assets"][..., HARVESTABLE] > 0.5
+        if self.preferences:
+            return self.action_dist.masked(self.action_net(latent_pi), self.log_std, harvestable)
+        logits = self.action_net(latent_pi).squeeze(-1)
         logits = th.where(harvestable, logits, th.full_like(logits, MASKED_LOGIT))
         return self.action_dist.proba_distribution(action_logits=logits)
 
