@@ -17,7 +17,7 @@ from taxharvest.agents.rules import (
     TunedPolicy,
     period_of,
 )
-from taxharvest.envs.direct_index import ASSET_FEATURES, DirectIndexEnv
+from taxharvest.envs.direct_index import ASSET_FEATURES, PORTFOLIO_FEATURES, DirectIndexEnv
 from taxharvest.errors import InputError
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.tax.law import PROFILES
@@ -32,7 +32,7 @@ def observation(worst, mask, date="2025-03-03", value=1e6):
     assets[:, ASSET_FEATURES.index("loss_value_share")] = 1.0
     assets[:, ASSET_FEATURES.index("benchmark_weight")] = 1.0
     info = {"date": date, "portfolio_value": value, "action_mask": np.asarray(mask, bool)}
-    return {"assets": assets, "portfolio": np.zeros(15, np.float32)}, info
+    return {"assets": assets, "portfolio": np.zeros(len(PORTFOLIO_FEATURES), np.float32)}, info
 
 
 def test_threshold_harvests_past_the_threshold_and_only_what_the_mask_allows():

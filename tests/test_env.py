@@ -44,15 +44,16 @@ def test_gymnasium_and_sb3_checks():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        check_env(DirectIndexEnv(**SMALL), skip_render_check=True)
-        sb3_check_env(DirectIndexEnv(**SMALL), warn=False)
+        for action in ("binary", "preference"):
+            check_env(DirectIndexEnv(**SMALL, action=action), skip_render_check=True)
+            sb3_check_env(DirectIndexEnv(**SMALL, action=action), warn=False)
 
 
 def test_make_spaces_and_render():
     env = gym.make(ENV_ID, render_mode="ansi", **SMALL)
     obs, info = env.reset(seed=0)
-    assert obs["assets"].shape == (40, 12) and obs["assets"].dtype == np.float32
-    assert obs["portfolio"].shape == (15,) and obs["portfolio"].dtype == np.float32
+    assert obs["assets"].shape == (40, 13) and obs["assets"].dtype == np.float32
+    assert obs["portfolio"].shape == (21,) and obs["portfolio"].dtype == np.float32
     assert env.observation_space.contains(obs)
     for key in ("tax_savings", "harvested_loss", "wash_sale_disallowed", "ex_ante_te",
                 "active_return", "n_trades"):
@@ -63,7 +64,7 @@ def test_make_spaces_and_render():
 def test_vector_env():
     vec = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", **SMALL)
     obs, _ = vec.reset(seed=1)
-    assert obs["assets"].shape == (2, 40, 12)
+    assert obs["assets"].shape == (2, 40, 13)
     obs, reward, terminated, truncated, _ = vec.step(vec.action_space.sample())
     assert reward.shape == (2,)
     vec.close()
@@ -292,7 +293,7 @@ def test_stable_baselines3_subprocess_vector_env():
     vec = make_vec_env(f"taxharvest.envs:{ENV_ID}", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
                        env_kwargs=SMALL)
     obs = vec.reset()
-    assert obs["assets"].shape == (2, 40, 12)
+    assert obs["assets"].shape == (2, 40, 13)
     obs, rewards, dones, infos = vec.step(np.zeros((2, 40), np.int8))
     assert rewards.shape == (2,) and len(infos) == 2
     vec.close()

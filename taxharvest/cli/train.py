@@ -25,7 +25,8 @@ RUN_OPTIONS = ("profile", "timesteps", "seed", "out", "assets", "envs", "years",
 def train(
     ctx: typer.Context,
     profile: Annotated[str | None, typer.Option(
-        help=options.PROFILE_HELP + " Required unless --resume.")] = None,
+        help=options.PROFILE_HELP + " random: a fresh client every episode (one policy "
+             "across brackets). Required unless --resume.")] = None,
     timesteps: Annotated[int, typer.Option(help="Environment steps (weekly decisions) to train for.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Seed of the environments, torch and SB3.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Policy folder (default: models/PROFILE).")] = None,
@@ -50,6 +51,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a PPO harvester and write model.zip, vecnormalize.pkl and its card."""
+    from taxharvest.tax.clients import RANDOM_PROFILE
     from taxharvest.workflows.train import DEFAULT_CHECKPOINT_EVERY
     from taxharvest.workflows.train import resume as resume_training
     from taxharvest.workflows.train import train as run_training
@@ -70,7 +72,8 @@ def train(
                              field="profile")
         result = run_training(
             profile, timesteps=timesteps, seed=seed,
-            out=out or Path("models") / options.profile(profile).name,
+            out=out or Path("models") / (profile if profile == RANDOM_PROFILE
+                                         else options.profile(profile).name),
             n_assets=assets, n_envs=envs, episode_years=years, cadence=cadence,
             scenario_probability=scenario_probability, eval_freq=eval_freq,
             eval_paths=eval_paths, vec_env=vec_env, action=action,

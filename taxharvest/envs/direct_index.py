@@ -20,6 +20,7 @@ from taxharvest.market.riskmodel import market_risk_model
 from taxharvest.market.universe import MarketData
 from taxharvest.optimize import Settings, TaxAwareOptimizer, TaxPosition
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS, year_of
+from taxharvest.tax.clients import RANDOM_PROFILE, draw_profile
 from taxharvest.tax.law import (
     TaxProfile,
     TaxSavingsTracker,
@@ -115,7 +116,9 @@ class DirectIndexEnv(gym.Env):
     (all in dollars; the savings account holds each year's settled tax saving, invested
     in the benchmark) and ``TE`` the ex-ante tracking error of the decided portfolio.
 
-    **Start**: the account is funded at the benchmark's weights (excluded names' weight
+    **Start**: with ``profile="random"`` a client is drawn (filing status, income, outside
+    gains, state rate, an income path; :func:`~taxharvest.tax.clients.draw_profile`), the
+    observation its only view of it. The account is funded at the benchmark's weights (excluded names' weight
     spread over their sector) on the start row, or takes ``initial_lots`` in kind (the
     benchmark account then starts at their value, ``initial_value`` unused). The risk
     model is fed up to ``warmup_days`` of returns before the start; where the data holds
@@ -186,7 +189,9 @@ class DirectIndexEnv(gym.Env):
             render_mode = None
         self.market_template = market
         self.n_assets = market.n_assets if market is not None else int(n_assets)
-        self.profile = get_profile(profile)
+        # ``profile="random"``: a fresh client every reset (:mod:`taxharvest.tax.clients`)
+        self.random_profile = isinstance(profile, str) and profile == RANDOM_PROFILE
+        self.profile = None if self.random_profile else get_profile(profile)
         self.cadence = cadence
         self.step_days = CADENCE_DAYS[cadence]
         self.te_limit = float(te_limit)
@@ -271,6 +276,9 @@ class DirectIndexEnv(gym.Env):
         else:
             self.broker.fund(self._initial_target())
 
+        if self.random_profile:
+            self.profile = draw_profile(self.np_random, int(year_of(world.days[start])),
+                                        int(np.ceil(self.episode_years)) + 1)
         self.tracker = TaxSavingsTracker(self.profile)
         self.savings_units = 0.0  # savings account, in index units
         self._new_year(int(year_of(world.days[start])))

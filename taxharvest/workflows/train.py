@@ -93,6 +93,7 @@ from taxharvest.io import check_folder, json_text, write_atomic
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import CARD
 from taxharvest.sim.quiet import quiet_guardrail
+from taxharvest.tax.clients import RANDOM_PROFILE
 from taxharvest.tax.law import get_profile
 from taxharvest.workflows.checkpoint import (
     CHECKPOINT_DIR,
@@ -306,7 +307,8 @@ def _validate(profile: str, timesteps: int, seed: int, n_assets: int, n_envs: in
               episode_years: float, cadence: str, scenario_probability: float, eval_freq: int,
               eval_paths: int, vec_env: str, action: str) -> None:
     try:
-        get_profile(profile)  # a preset or a profile file
+        if profile != RANDOM_PROFILE:  # a fresh client every episode
+            get_profile(profile)  # a preset or a profile file
     except InputError:
         raise
     except ValueError as err:

@@ -13,11 +13,10 @@ from gymnasium import spaces
 
 import taxharvest
 from taxharvest.envs import ASSET_FEATURES, ENV_ID, PORTFOLIO_FEATURES
-
-HARVESTABLE = ASSET_FEATURES.index("harvestable")
 from taxharvest.errors import InputError
 
 CARD_FORMAT = 1
+HARVESTABLE = ASSET_FEATURES.index("harvestable")  # the mask the network reads
 MODEL_FILE, NORMALIZER_FILE, CARD_FILE = "model.zip", "vecnormalize.pkl", "card.json"
 
 
