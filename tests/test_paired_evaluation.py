@@ -7,6 +7,7 @@ import json
 import math
 import random
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -147,3 +148,21 @@ def test_evaluate_prints_writes_and_reports_the_paired_differences(tmp_path, pri
     refused = CliRunner().invoke(app, ["evaluate", "--policies", "hold", "--baseline", "tuned"])
     assert isinstance(refused.exception, InputError)
     assert refused.exception.field == "baseline"
+
+
+def test_a_share_of_the_synthetic_paths_carries_the_crash_templates_in_turn():
+    from taxharvest.workflows.evaluate import EvalMarket, synthetic_paths
+
+    markets = synthetic_paths(8, 30, 3.0, crash_share=0.25)
+    crashed = [m for m in markets if m.scenario is not None]
+    assert [m.seed for m in markets] == list(range(8)) and len(crashed) == 2
+    assert len({m.scenario for m in crashed}) == 2
+    assert all(m.label == f"synthetic:{m.seed}+{m.scenario}" for m in crashed)
+    assert synthetic_paths(8, 30, 3.0, crash_share=0.25) == markets  # drawn from the seeds
+    assert all(m.scenario is None for m in synthetic_paths(8, 30, 3.0))
+    for m in crashed:  # the whole template inside the episode
+        env, _ = m.environment("mfj-800k", "weekly", 0.01)
+        plain, _ = EvalMarket(f"synthetic:{m.seed}", seed=m.seed, assets=30,
+                              years=3.0).environment("mfj-800k", "weekly", 0.01)
+        assert env.market_template.n_days == plain.market_template.n_days
+        assert not np.array_equal(env.market_template.prices, plain.market_template.prices)

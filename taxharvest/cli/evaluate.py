@@ -25,6 +25,9 @@ def evaluate(
              "difference is over the synthetic paths; the --prices path, not an independent "
              "draw of the same process, is shown on its own.")] = None,
     paths: Annotated[int, typer.Option(help="Synthetic evaluation paths (seeds 0..N-1).")] = 4,
+    crash_share: Annotated[float, typer.Option(
+        help="Share of the synthetic paths that carry a crash template (the templates in "
+             "turn, each at a point of the episode's first half).")] = 0.0,
     assets: Annotated[int, typer.Option(help="Stocks per synthetic path.")] = 500,
     years: Annotated[float, typer.Option(help="Years per synthetic path.")] = 10.0,
     prices: Annotated[Path | None, typer.Option(
@@ -66,6 +69,7 @@ def evaluate(
         paired,
         paired_markdown,
         summarize,
+        synthetic_paths,
     )
     from taxharvest.workflows.evaluate import evaluate as run_evaluation
     from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size, window
@@ -77,9 +81,10 @@ def evaluate(
         raise InputError(f"{baseline!r} is not one of --policies ({', '.join(specs)})",
                          field="baseline")
     options.check({"paths": 0 <= paths <= len(EVALUATION_SEEDS), "te-limit": te_limit > 0,
+                   "crash-share": 0 <= crash_share <= 1,
                    "workers": workers is None or workers >= 1},
                   f"0 <= paths <= {len(EVALUATION_SEEDS)} (the seeds reserved for evaluation), "
-                  "te-limit > 0, workers >= 1")
+                  "te-limit > 0, 0 <= crash-share <= 1, workers >= 1")
     check_size(assets, years)
     options.only_with("prices", prices is not None, {"start": start, "rebalance": rebalance})
     options.rebalance(rebalance)
@@ -88,8 +93,7 @@ def evaluate(
     engine, address = engine_of(ray)
     tasks_specs = {name: tuple(_policy(spec, clients[name], models) for spec in specs)
                    for name in names}
-    markets = [EvalMarket(f"synthetic:{seed}", seed=seed, assets=assets, years=years)
-               for seed in range(paths)]
+    markets = synthetic_paths(paths, assets, years, crash_share)
     if prices is not None:
         mk, _ = options.market(prices, sectors, strict_data=strict_data)
         mk, first = window(mk, start, None)
@@ -107,6 +111,7 @@ def evaluate(
     pairs = paired(rows, baseline.strip() if baseline is not None else None)
     table = markdown_table(summary)
     config = {"profiles": names, "policies": specs, "baseline": baseline, "paths": paths,
+              "crash_share": crash_share,
               "assets": assets, "years": years, "te_limit": te_limit,
               "prices": prices and str(prices),
               "start": markets[-1].start if prices is not None else None,

@@ -18,7 +18,8 @@ import numpy as np
 
 from taxharvest.agents.registry import make_policy
 from taxharvest.envs.direct_index import DirectIndexEnv
-from taxharvest.market.risk import WARMUP_DAYS
+from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
+from taxharvest.market.scenarios import get_scenario, list_scenarios
 from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import EVALUATION, MEASURES
@@ -27,7 +28,7 @@ from taxharvest.sim.paired import signed as signed_diff
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.tax.law import TaxProfile, get_profile
-from taxharvest.workflows.markets import synthetic_market, years_to_end
+from taxharvest.workflows.markets import crash_market, synthetic_market, years_to_end
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class EvalMarket:
     ``market`` of real prices already cut to its window
     (:func:`~taxharvest.workflows.markets.window`: read and checked before any task runs)
     decided from ``start`` to its end, the benchmark reconstituted every ``rebalance``
-    period (None: buy-and-hold)."""
+    period (None: buy-and-hold). A synthetic path may carry the crash template ``scenario``,
+    starting ``offset`` trading days into the episode."""
 
     label: str
     seed: int = 0
@@ -45,12 +47,17 @@ class EvalMarket:
     market: MarketData | None = None
     start: str | None = None
     rebalance: str | None = None
+    scenario: str | None = None
+    offset: int = 0
 
     def environment(self, profile: str | TaxProfile, cadence: str, te_limit: float,
                     initial_value: float = 1_000_000.0) -> tuple[DirectIndexEnv, dict | None]:
         """The environment of this path (an account of ``initial_value`` dollars) and the
         ``reset`` options that start it."""
-        if self.market is None:
+        if self.market is None and self.scenario is not None:
+            market = crash_market(self.assets, self.years, self.seed, self.scenario, self.offset)
+            years, options = self.years, None
+        elif self.market is None:
             market = synthetic_market(self.assets, self.years, self.seed)
             years, options = self.years, None
         else:
@@ -60,6 +67,28 @@ class EvalMarket:
                              random_start=False, warmup_days=WARMUP_DAYS, episode_years=years,
                              benchmark_rebalance=self.rebalance, initial_value=initial_value)
         return env, options
+
+
+def synthetic_paths(paths: int, assets: int, years: float, crash_share: float = 0.0
+                    ) -> list[EvalMarket]:
+    """Synthetic evaluation paths on seeds ``0 .. paths - 1``; a ``crash_share`` of them
+    (evenly spread: every path whose share of crashes so far falls behind) carry a crash
+    template, in turn the templates that fit in the episode, each starting at a day drawn
+    from the path's seed among those that leave the whole template inside the episode."""
+    days = int(years * TRADING_DAYS)
+    templates = [name for name in list_scenarios() if get_scenario(name).n_days < days]
+    markets, crashes = [], 0
+    for seed in range(paths):
+        if templates and crash_share > 0 and crashes < crash_share * (seed + 1) - 1e-9:
+            scenario = templates[crashes % len(templates)]
+            room = days - get_scenario(scenario).n_days
+            offset = int(np.random.default_rng([seed, crashes]).integers(room))
+            markets.append(EvalMarket(f"synthetic:{seed}+{scenario}", seed=seed, assets=assets,
+                                      years=years, scenario=scenario, offset=offset))
+            crashes += 1
+        else:
+            markets.append(EvalMarket(f"synthetic:{seed}", seed=seed, assets=assets, years=years))
+    return markets
 
 
 @dataclass(frozen=True)
