@@ -20,13 +20,17 @@ Hyperparameters (:data:`PPO_HYPERPARAMETERS`), for weekly decisions over 3-year 
   often in a CPU budget where the environment (its TE projection) is the bottleneck;
 - ``target_kl=0.03``: a step's log-probability sums over dozens of Bernoulli decisions, so the
   ratio moves fast; stopping the epochs early keeps updates inside the trust region;
-- ``harvest_prior=0.88`` (initial logit 2), ``learning_rate=1e-3``, ``ent_coef=0``: one
-  reward per step is shared by ~25 harvest decisions, so each asset's gradient is weak.
-  Started at probability 0.5 with 3e-4 and an entropy bonus (which pulls every Bernoulli back
-  to 0.5), 64k steps left the probabilities at 0.3-0.7 and the tax alpha 0.1-0.3 points
-  below the rules. Starting near the strong rule "harvest every loss" and learning its
-  exceptions at a larger (KL-bounded) step lands within 0.1 point of the best rule's tax
-  alpha in the same budget (see the model cards).
+- binary action: ``harvest_prior=0.88`` (initial logit 2), ``learning_rate=1e-3``,
+  ``ent_coef=0``: one reward per step is shared by ~25 harvest decisions, so each asset's
+  gradient is weak. Started at probability 0.5 with 3e-4 and an entropy bonus (which pulls
+  every Bernoulli back to 0.5), 64k steps left the probabilities at 0.3-0.7 and the tax
+  alpha 0.1-0.3 points below the rules. Starting near the strong rule "harvest every loss"
+  and learning its exceptions at a larger (KL-bounded) step lands within 0.1 point of the
+  best rule's tax alpha in the same budget;
+- preference action (the default): the mean preference and TE-budget share start at 1 (the
+  ``optimizer`` baseline exactly, once clipped) with a spread of ``exp(-1.5) = 0.22``, and
+  ``learning_rate=3e-4`` (SB3's default for Gaussian policies): at 1e-3 the held-out reward
+  fell below the starting point's within 20k steps.
 
 Every ``checkpoint_every`` steps (at the next rollout boundary; and when training starts and
 ends) the run writes a checkpoint in ``out/checkpoints/`` (:mod:`taxharvest.workflows.checkpoint`):
@@ -113,7 +117,6 @@ PPO_HYPERPARAMETERS: dict[str, Any] = {
     "n_steps": 256,
     "batch_size": 128,
     "n_epochs": 10,
-    "learning_rate": 1e-3,
     "gamma": 0.99,
     "gae_lambda": 0.95,
     "clip_range": 0.2,
@@ -126,6 +129,7 @@ NETWORK: dict[str, Any] = {
     "net_arch": {"pi": [64], "vf": [64]},
     "features_extractor_kwargs": {"asset_arch": [64, 64], "context_dim": 64},
 }
+LEARNING_RATE = {"binary": 1e-3, "preference": 3e-4}  # per action type
 POLICY_KWARGS: dict[str, dict[str, Any]] = {  # per action type
     "binary": {**NETWORK, "harvest_prior": 0.88},
     "preference": {**NETWORK, "harvest_prior": 1.0, "log_std_init": -1.5},
@@ -456,6 +460,7 @@ def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
                         scenario_probability=run["scenario_probability"],
                         action=run["action"])
     policy_kwargs = POLICY_KWARGS[config["action"]]
+    hyperparameters = {**PPO_HYPERPARAMETERS, "learning_rate": LEARNING_RATE[config["action"]]}
     eval_seeds = [EVAL_SEED_BASE + i for i in range(run["eval_paths"])]
     folder = out / CHECKPOINT_DIR
     folder.mkdir(exist_ok=True)
@@ -480,7 +485,7 @@ def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
                                           norm_reward=True, gamma=PPO_HYPERPARAMETERS["gamma"])
                 model = PPO(PerAssetPolicy, normalizer, seed=seed, device="cpu", verbose=0,
                             policy_kwargs=policy_kwargs, tensorboard_log=str(out / "tb"),
-                            **PPO_HYPERPARAMETERS)
+                            **hyperparameters)
             else:
                 normalizer = VecNormalize.load(str(folder / state["files"]["normalizer"]),
                                                normalizer)
@@ -531,7 +536,7 @@ def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
                    "parameters": sum(p.numel() for p in model.policy.parameters()),
                    "policy_kwargs": policy_kwargs, "shared_across_assets": True},
         "training": {"timesteps": int(model.num_timesteps), "seed": seed, "n_envs": n_envs,
-                     "vec_env": run["vec_env"], "hyperparameters": PPO_HYPERPARAMETERS,
+                     "vec_env": run["vec_env"], "hyperparameters": hyperparameters,
                      "reset_seeds": list(range(seed, seed + n_envs)),
                      "wall_time_s": round(wall, 1), "env_steps_per_s": round(steps_per_s, 1),
                      "eval_time_s": round(evaluation.eval_time_s, 1)},
