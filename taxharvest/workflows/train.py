@@ -30,7 +30,7 @@ Hyperparameters (:data:`PPO_HYPERPARAMETERS`), for weekly decisions over 3-year 
 - preference action (the default): the mean preference and TE-budget share start at 1 (the
   ``optimizer`` baseline exactly, once clipped) with a spread of ``exp(-1.5) = 0.22``, and
   ``learning_rate=3e-4`` (SB3's default for Gaussian policies): at 1e-3 the held-out reward
-  fell below the starting point's within 20k steps.
+  fell from 10k to 20k steps for both mfj-800k profiles.
 
 Every ``checkpoint_every`` steps (at the next rollout boundary; and when training starts and
 ends) the run writes a checkpoint in ``out/checkpoints/`` (:mod:`taxharvest.workflows.checkpoint`):
