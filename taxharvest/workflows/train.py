@@ -668,7 +668,7 @@ def evaluate_against_baselines(model_path: str | Path, profile: str, seeds: Sequ
             try:
                 policy = make_policy_for()
             except InputError as err:  # e.g. no tuned parameters for this profile yet
-                figures[name] = {"unavailable": str(err)}
+                figures[name] = {"unavailable": err.message}  # no machine's path in a card
                 continue
             runs = [run_backtest(policy, make_env(config), seed=seed).to_json() for seed in seeds]
             numeric = [key for key, value in runs[0].items()
