@@ -615,7 +615,8 @@ def card_markdown(card: dict) -> str:
         f"{len(evaluation['seeds'])} paths (seeds {evaluation['seeds'][0]}..."
         f"{evaluation['seeds'][-1]}); best at {best['timesteps']:,} steps: mean episode reward "
         f"{best['mean_reward']:.3f}, tax alpha {best['tax_alpha']:.2%}/yr, worst ex-ante TE "
-        f"{best['max_ex_ante_te']:.2%}.", "",
+        f"{best['max_ex_ante_te']:.2%}. These paths choose the checkpoint, so its figures "
+        "on them flatter it: `taxharvest evaluate` compares on other paths.", "",
         "| timesteps | mean reward | tax alpha | worst ex-ante TE |", "|---|---|---|---|",
         *(f"| {row['timesteps']:,} | {row['mean_reward']:.3f} | {row['tax_alpha']:.2%} | "
           f"{row['max_ex_ante_te']:.2%} |" for row in evaluation["history"]),
