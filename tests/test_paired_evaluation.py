@@ -166,3 +166,18 @@ def test_a_share_of_the_synthetic_paths_carries_the_crash_templates_in_turn():
                               years=3.0).environment("mfj-800k", "weekly", 0.01)
         assert env.market_template.n_days == plain.market_template.n_days
         assert not np.array_equal(env.market_template.prices, plain.market_template.prices)
+
+
+def test_a_real_path_alone_summarizes_without_numpy_warnings():
+    import warnings
+
+    from taxharvest.sim.measures import EVALUATION
+    from taxharvest.workflows.evaluate import summarize
+
+    rows = [{"profile": "mfj-800k", "market": "real", "policy": policy, "name": policy,
+             **{m.key: 0.001 for m in EVALUATION}} for policy in ("optimizer", "ppo")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = summarize(rows)
+    assert [e["real_tax_alpha"] for e in summary] == [0.001, 0.001]
+    assert all(np.isnan(e["tax_alpha_vs_best_rule"]) for e in summary)

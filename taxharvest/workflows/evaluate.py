@@ -136,8 +136,9 @@ def summarize(rows: Sequence[dict], *, real_label: str = "real") -> list[dict]:
         mine = [r for r in rows if r["profile"] == profile]
         policies = list(dict.fromkeys(r["policy"] for r in mine))
         synthetic = [r for r in mine if r["market"] != real_label]
-        best_rule = max((float(np.mean([r["tax_alpha"] for r in synthetic if r["policy"] == p]))
-                         for p in policies if not is_ppo(p) and p != "hold"), default=np.nan)
+        rule_alphas = ([r["tax_alpha"] for r in synthetic if r["policy"] == p]
+                       for p in policies if not is_ppo(p) and p != "hold")
+        best_rule = max((float(np.mean(a)) for a in rule_alphas if a), default=np.nan)
         for policy in policies:
             block = [r for r in synthetic if r["policy"] == policy]
             real = [r for r in mine if r["market"] == real_label and r["policy"] == policy]
