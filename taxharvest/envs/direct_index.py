@@ -12,7 +12,12 @@ from taxharvest.envs.benchmark import Benchmark
 from taxharvest.envs.broker import LOT, Broker, Execution
 from taxharvest.envs.cashflows import CashFlow, schedule
 from taxharvest.envs.decision import DecisionRules, OptimizerRules
-from taxharvest.envs.features import ASSET_FEATURE_INDEX, ASSET_FEATURES, asset_observation
+from taxharvest.envs.features import (
+    ASSET_FEATURE_INDEX,
+    ASSET_FEATURES,
+    asset_observation,
+    frozen_weights,
+)
 from taxharvest.envs.world import PROXY_SETS, build_world, draw_market, warmup_rows
 from taxharvest.guardrails import GuardrailResult, TrackingErrorGuardrail
 from taxharvest.market.risk import TRADING_DAYS, WARMUP_DAYS
@@ -603,9 +608,8 @@ class DirectIndexEnv(gym.Env):
         carry_short, carry_long = self.tracker.carry_with
         bench_value = self._bench_value()
         self.bench_peak = max(self.bench_peak, bench_value)
-        active = weights - self._bench_weights()
-        frozen = (np.where(blocks.buy_blocked, np.minimum(active, 0.0), 0.0)
-                  + np.where(blocks.sell_blocked, np.maximum(active, 0.0), 0.0))
+        frozen = frozen_weights(weights - self._bench_weights(), blocks.buy_blocked,
+                                blocks.sell_blocked)
         usable_short, usable_long = self.usable_losses()
         long_vol = self.benchmark.volatility(self.t, LONG_VOL_DAYS)
         portfolio = np.array([

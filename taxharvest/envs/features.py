@@ -140,6 +140,15 @@ def _frozen(a, buy_blocked, sell_blocked):
 
 
 @njit(cache=True)
+def frozen_weights(active, buy_blocked, sell_blocked):
+    """``(m,)`` the frozen part of every security's active weight (:func:`_frozen`)."""
+    out = np.empty_like(active)
+    for j in range(active.shape[0]):
+        out[j] = _frozen(active[j], buy_blocked[j], sell_blocked[j])
+    return out
+
+
+@njit(cache=True)
 def select_within_lock_budget(candidates, sold, proxy_of, active, buy_blocked, sell_blocked,
                               loadings, specific_var, budget_var):
     """Greedy harvest selection under a budget on the TE of frozen positions.
@@ -150,12 +159,10 @@ def select_within_lock_budget(candidates, sold, proxy_of, active, buy_blocked, s
     within ``budget_var``; candidates (largest loss first) that would break it are skipped.
     Returns the accepted mask over ``candidates``.
     """
-    k, m = loadings.shape
+    k = loadings.shape[0]
     buy_blocked = buy_blocked.copy()
     sell_blocked = sell_blocked.copy()
-    frozen = np.empty(m)
-    for j in range(m):
-        frozen[j] = _frozen(active[j], buy_blocked[j], sell_blocked[j])
+    frozen = frozen_weights(active, buy_blocked, sell_blocked)
     y = loadings @ frozen
     s = (specific_var * frozen * frozen).sum()
     accepted = np.zeros(candidates.shape[0], np.bool_)
