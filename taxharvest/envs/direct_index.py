@@ -123,9 +123,10 @@ class DirectIndexEnv(gym.Env):
 
     **Start**: with ``profile="random"`` a client is drawn (filing status, income, outside
     gains, state rate, an income path; :func:`~taxharvest.tax.clients.draw_profile`), the
-    observation its only view of it. The account is funded at the benchmark's weights (excluded names' weight
-    spread over their sector) on the start row, or takes ``initial_lots`` in kind (the
-    benchmark account then starts at their value, ``initial_value`` unused). The risk
+    observation its only view of it. The account is funded at the benchmark's weights
+    (excluded names' weight spread over their sector) on the start row, or takes
+    ``initial_lots`` in kind (the benchmark account then starts at their value,
+    ``initial_value`` unused). The risk
     model is fed up to ``warmup_days`` of returns before the start; where the data holds
     fewer, the account holds and only invests its cash (no harvest, no guardrail) until the
     risk model has seen ``warmup_days`` (``info["warming_up"]``). A legacy book's transition
