@@ -26,8 +26,8 @@ def evaluate(
              "draw of the same process, is shown on its own.")] = None,
     paths: Annotated[int, typer.Option(help="Synthetic evaluation paths (seeds 0..N-1).")] = 4,
     crash_share: Annotated[float, typer.Option(
-        help="Share of the synthetic paths that carry a crash template (the templates in "
-             "turn, each at a point of the episode's first half).")] = 0.0,
+        help="Share of the synthetic paths that carry a crash template (the templates that "
+             "fit in the episode in turn, each wholly inside it).")] = 0.0,
     assets: Annotated[int, typer.Option(help="Stocks per synthetic path.")] = 500,
     years: Annotated[float, typer.Option(help="Years per synthetic path.")] = 10.0,
     prices: Annotated[Path | None, typer.Option(

@@ -58,7 +58,21 @@ LONG_VOL_DAYS = 252  # the index volatility the 21-day one is compared with (``v
 ASSET = ASSET_FEATURE_INDEX
 
 __all__ = ["ACTION_TYPES", "ASSET_FEATURES", "CADENCE_DAYS", "DECISION_CORES",
-           "PORTFOLIO_FEATURES", "DirectIndexEnv"]
+           "PORTFOLIO_FEATURES", "DirectIndexEnv", "action_space", "observation_space"]
+
+
+def observation_space(n: int, asset_width: int = len(ASSET_FEATURES),
+                      portfolio_width: int = len(PORTFOLIO_FEATURES)) -> spaces.Dict:
+    """The observation space for ``n`` stocks (narrower widths: a model's own features)."""
+    return spaces.Dict({
+        "assets": spaces.Box(-np.inf, np.inf, (n, asset_width), np.float32),
+        "portfolio": spaces.Box(-np.inf, np.inf, (portfolio_width,), np.float32),
+    })
+
+
+def action_space(n: int, action: str) -> spaces.Space:
+    """``MultiBinary(n)`` for ``binary``; ``Box(0, 1, (n + 1,))`` for ``preference``."""
+    return spaces.MultiBinary(n) if action == "binary" else spaces.Box(0.0, 1.0, (n + 1,), np.float32)
 
 
 class DirectIndexEnv(gym.Env):
@@ -242,14 +256,9 @@ class DirectIndexEnv(gym.Env):
         self.record_trades = record_trades
         self.render_mode = render_mode
 
-        n = self.n_assets
-        self.observation_space = spaces.Dict({
-            "assets": spaces.Box(-np.inf, np.inf, (n, len(ASSET_FEATURES)), np.float32),
-            "portfolio": spaces.Box(-np.inf, np.inf, (len(PORTFOLIO_FEATURES),), np.float32),
-        })
+        self.observation_space = observation_space(self.n_assets)
         self.action_type = action
-        self.action_space = (spaces.MultiBinary(n) if action == "binary"
-                             else spaces.Box(0.0, 1.0, (n + 1,), np.float32))
+        self.action_space = action_space(self.n_assets, action)
 
     # --- episode set-up ------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from taxharvest.io import json_text, write_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "last.json"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the run records its action type
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 

@@ -80,6 +80,7 @@ from stable_baselines3.common.vec_env import (
 import taxharvest
 from taxharvest.agents.base import Policy
 from taxharvest.agents.ppo import (
+    CARD_ACTION_SPACES,
     CARD_FILE,
     CARD_FORMAT,
     MODEL_FILE,
@@ -531,7 +532,7 @@ def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
         "profile": profile,
         "env": {"id": ENV_ID, "version": taxharvest.__version__, "config": config},
         "observation": {**observation_layout(), "normalized_keys": ["portfolio"]},
-        "action_space": "MultiBinary" if config["action"] == "binary" else "Box",
+        "action_space": CARD_ACTION_SPACES[config["action"]],
         "policy": {"class": f"taxharvest.agents.ppo.{PerAssetPolicy.__qualname__}",  # public name
                    "parameters": sum(p.numel() for p in model.policy.parameters()),
                    "policy_kwargs": policy_kwargs, "shared_across_assets": True},

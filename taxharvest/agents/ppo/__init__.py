@@ -5,6 +5,7 @@ their policy class ``taxharvest.agents.ppo.PerAssetPolicy``.
 """
 
 from taxharvest.agents.ppo.card import (
+    CARD_ACTION_SPACES,
     CARD_FILE,
     CARD_FORMAT,
     HARVESTABLE,
@@ -24,7 +25,7 @@ from taxharvest.agents.ppo.network import (
 from taxharvest.agents.ppo.policy import PPOPolicy, load_policy
 
 __all__ = [
-    "CARD_FILE", "CARD_FORMAT", "HARVESTABLE", "MASKED_LOGIT", "MODEL_FILE", "NORMALIZER_FILE",
+    "CARD_ACTION_SPACES", "CARD_FILE", "CARD_FORMAT", "HARVESTABLE", "MASKED_LOGIT", "MODEL_FILE", "NORMALIZER_FILE",
     "AssetSetExtractor", "AssetSetHeads", "PPOPolicy", "PerAssetBernoulli", "PerAssetGaussian",
     "PerAssetPolicy",
     "check_card", "load_policy", "observation_layout",

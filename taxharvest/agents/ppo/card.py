@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 import taxharvest
 from taxharvest.envs import ASSET_FEATURES, ENV_ID, PORTFOLIO_FEATURES
+from taxharvest.envs.direct_index import action_space, observation_space
 from taxharvest.errors import InputError
 
 CARD_FORMAT = 1
@@ -20,7 +21,7 @@ HARVESTABLE = ASSET_FEATURES.index("harvestable")  # the mask the network reads
 MODEL_FILE, NORMALIZER_FILE, CARD_FILE = "model.zip", "vecnormalize.pkl", "card.json"
 
 
-ACTION_SPACES = ("MultiBinary", "Box")  # a card's action_space: binary, or preferences
+CARD_ACTION_SPACES = {"binary": "MultiBinary", "preference": "Box"}  # action -> card's name
 
 
 def observation_layout() -> dict[str, list[str]]:
@@ -33,20 +34,16 @@ def observation_layout() -> dict[str, list[str]]:
 class CardLayout:
     """What a model reads and how it acts, from its card: the columns of the environment's
     ``assets`` and ``portfolio`` it was trained on (a model trained before features were
-    added reads its own), and its action space's name (``ACTION_SPACES``)."""
+    added reads its own), and its action type (``binary`` or ``preference``)."""
 
     assets: np.ndarray
     portfolio: np.ndarray
-    action_space: str
+    action: str
 
     def space(self, n: int) -> tuple[spaces.Dict, spaces.Space]:
         """The model's observation and action spaces for ``n`` stocks."""
-        observation = spaces.Dict({
-            "assets": spaces.Box(-np.inf, np.inf, (n, len(self.assets)), np.float32),
-            "portfolio": spaces.Box(-np.inf, np.inf, (len(self.portfolio),), np.float32)})
-        action = (spaces.MultiBinary(n) if self.action_space == "MultiBinary"
-                  else spaces.Box(0.0, 1.0, (n + 1,), np.float32))
-        return observation, action
+        return (observation_space(n, len(self.assets), len(self.portfolio)),
+                action_space(n, self.action))
 
     def select(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's view of an environment observation."""
@@ -71,10 +68,11 @@ def check_card(card: dict, env: gym.Env, path: str | Path) -> CardLayout:
         if found != wanted:
             raise InputError(f"the model card says {found!r}, this taxharvest expects {wanted!r}",
                              path=path, field=field)
-    action = card.get("action_space")
-    if action not in ACTION_SPACES:
-        raise InputError(f"the model card says {action!r}, this taxharvest expects one of "
-                         f"{', '.join(ACTION_SPACES)}", path=path, field="action_space")
+    actions = {name: action for action, name in CARD_ACTION_SPACES.items()}
+    found = card.get("action_space")
+    if found not in actions:
+        raise InputError(f"the model card says {found!r}, this taxharvest expects one of "
+                         f"{', '.join(actions)}", path=path, field="action_space")
     space = env.observation_space
     if not isinstance(space, spaces.Dict):
         raise InputError(f"the environment's observation is {space}, the model needs a Dict",
@@ -88,13 +86,16 @@ def check_card(card: dict, env: gym.Env, path: str | Path) -> CardLayout:
     columns = []
     for key, names in observation_layout().items():
         wanted = layout.get(key)
-        if not isinstance(wanted, list) or not wanted or set(wanted) - set(names) \
-                or len(set(wanted)) != len(wanted):
-            missing = sorted(set(wanted) - set(names)) if isinstance(wanted, list) else wanted
-            raise InputError(f"the model card reads {missing!r}, not features of this "
-                             f"taxharvest's observation", path=path, field=f"observation.{key}")
+        field = f"observation.{key}"
+        if not isinstance(wanted, list) or len(set(map(str, wanted))) != len(wanted) or not wanted:
+            raise InputError("not a list of distinct feature names", path=path, field=field)
+        unknown = [name for name in wanted if name not in names]
+        if unknown:
+            raise InputError(f"the model card reads {unknown!r}, not features of this "
+                             "taxharvest's observation", path=path, field=field)
         columns.append(np.array([names.index(name) for name in wanted]))
-    if layout["asset_features"][:HARVESTABLE + 1][-1:] != ["harvestable"]:
+    asset_features = layout["asset_features"]
+    if len(asset_features) <= HARVESTABLE or asset_features[HARVESTABLE] != "harvestable":
         raise InputError(f"the model card's asset feature {HARVESTABLE} is not 'harvestable' "
                          "(the mask the network reads)", path=path, field="observation.asset_features")
-    return CardLayout(columns[0], columns[1], action)
+    return CardLayout(columns[0], columns[1], actions[found])
