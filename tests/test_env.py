@@ -455,3 +455,28 @@ def test_a_concentrated_legacy_book_moves_in_within_its_yearly_gain_budget():
     limit = env.guardrail.te_limit
     assert all(i["ex_ante_te"] <= limit * (1 + 1e-6) for i in infos[1:]
                if i["guardrail_status"] not in ("relaxed", "off"))
+
+
+def test_each_reward_sums_to_its_wealth_at_the_end_and_they_differ_by_the_active_return(market):
+    """Without the TE penalty the rewards telescope: the tax reward to the settled saving over
+    the benchmark (the last year counted once), the wealth reward to the after-tax wealth
+    over the benchmark less its start; per step they differ by the portfolio's ratio."""
+    runs = {}
+    for reward in ("wealth", "tax"):
+        env = DirectIndexEnv(market=market, **SMALL, action="preference", reward=reward,
+                             te_penalty=0.0)
+        _, start = env.reset(seed=1)
+        rewards, infos, done = [], [start], False
+        while not done:
+            _, r, done, _, info = env.step(np.ones(env.n_assets + 1))
+            rewards.append(r)
+            infos.append(info)
+        runs[reward] = np.array(rewards), infos
+    (wealth, infos), (tax, _) = runs["wealth"], runs["tax"]
+    end = infos[-1]
+    assert end["savings_account"] > 0
+    assert tax.sum() == pytest.approx(100 * end["savings_account"] / end["benchmark_value"],
+                                      rel=1e-9)
+    ratio = np.array([i["portfolio_value"] / i["benchmark_value"] for i in infos])
+    np.testing.assert_allclose(wealth - tax, 100 * np.diff(ratio), atol=1e-12)
+    assert wealth.sum() == pytest.approx(100 * (ratio[-1] - ratio[0]) + tax.sum(), rel=1e-9)

@@ -19,7 +19,8 @@ from taxharvest.sim.quiet import quiet_guardrail
 
 TRAIN_KEYWORDS = {"assets": "n_assets", "envs": "n_envs", "years": "episode_years"}  # others: same
 RUN_OPTIONS = ("profile", "timesteps", "seed", "out", "assets", "envs", "years", "cadence",
-               "scenario_probability", "eval_freq", "eval_paths", "vec_env", "action")  # a checkpoint's
+               "scenario_probability", "eval_freq", "eval_paths", "vec_env", "action",
+               "reward")  # a checkpoint's
 
 
 def train(
@@ -42,6 +43,9 @@ def train(
     action: Annotated[str, typer.Option(
         help="preference (a harvest preference per stock and a TE-budget share) or binary "
              "(harvest a stock or not).")] = "preference",
+    reward: Annotated[str, typer.Option(
+        help="wealth (the after-tax wealth against the benchmark) or tax (the tax saving "
+             "alone, without the portfolio's active return).")] = "wealth",
     checkpoint_every: Annotated[int | None, typer.Option(
         help="Steps between checkpoints in OUT/checkpoints/ (at the next update; default "
              "50,000, or the resumed run's).", show_default=False)] = None,
@@ -77,7 +81,7 @@ def train(
             n_assets=assets, n_envs=envs, episode_years=years, cadence=cadence,
             scenario_probability=scenario_probability, eval_freq=eval_freq,
             eval_paths=eval_paths, vec_env=vec_env, action=action,
-            checkpoint_every=checkpoint_every or DEFAULT_CHECKPOINT_EVERY, progress_bar=progress,
+            reward=reward, checkpoint_every=checkpoint_every or DEFAULT_CHECKPOINT_EVERY, progress_bar=progress,
         )
     best = result.card["evaluation"]["best"]
     resumed = result.card["training"].get("resumed")

@@ -39,6 +39,7 @@ from taxharvest.tax.ledger import Ledger, Trades
 CADENCE_DAYS = {"daily": 1, "weekly": 5, "monthly": 21}
 DECISION_CORES = ("optimizer", "rules")
 ACTION_TYPES = ("binary", "preference")
+REWARDS = ("wealth", "tax")
 GAIN_BUDGET_MARGIN = 0.1  # share of a gain budget left for the moves up to execution
 MIN_TE_BUDGET = 0.01  # the least share of the TE budget a preference action may ask for
 UNGUARDED_TE = 1.0  # the optimizer's TE bound with the guardrail off: no practical limit
@@ -57,7 +58,7 @@ PORTFOLIO_FEATURES = (
 LONG_VOL_DAYS = 252  # the index volatility the 21-day one is compared with (``vol_regime``)
 ASSET = ASSET_FEATURE_INDEX
 
-__all__ = ["ACTION_TYPES", "ASSET_FEATURES", "CADENCE_DAYS", "DECISION_CORES",
+__all__ = ["ACTION_TYPES", "ASSET_FEATURES", "CADENCE_DAYS", "DECISION_CORES", "REWARDS",
            "PORTFOLIO_FEATURES", "DirectIndexEnv", "action_space", "observation_space"]
 
 
@@ -131,9 +132,14 @@ class DirectIndexEnv(gym.Env):
     limit.
 
     **Reward**: ``100 * (D_t - D_{t-1}) - te_penalty * (TE / te_limit)^2 * days / 252``
-    where ``D = (portfolio + savings account + this year's accrued tax saving) / benchmark``
-    (all in dollars; the savings account holds each year's settled tax saving, invested
-    in the benchmark) and ``TE`` the ex-ante tracking error of the decided portfolio.
+    where ``TE`` is the ex-ante tracking error of the decided portfolio and, with
+    ``reward="wealth"`` (the default), ``D = (portfolio + savings account + this year's
+    accrued tax saving) / benchmark`` (all in dollars; the savings account holds each year's
+    settled tax saving, invested in the benchmark). ``reward="tax"`` leaves the portfolio
+    out of ``D``: the tax saving alone, ``(savings account + accrued saving) / benchmark``,
+    whose sum over an episode is its final value. Its active return, whose expectation the
+    risk model takes as zero and whose risk the penalty prices, is the market noise that
+    dwarfs one decision's tax value in the wealth reward.
 
     **Start**: with ``profile="random"`` a client is drawn (filing status, income, outside
     gains, state rate, an income path; :func:`~taxharvest.tax.clients.draw_profile`), the
@@ -171,6 +177,7 @@ class DirectIndexEnv(gym.Env):
         guardrail: bool | TrackingErrorGuardrail = True,
         decision: str = "optimizer",
         action: str = "binary",
+        reward: str = "wealth",
         exclusions: Iterable[str] = (),
         initial_lots: Sequence[dict] | None = None,
         max_gain: float | None = None,
@@ -201,6 +208,8 @@ class DirectIndexEnv(gym.Env):
             raise ValueError(f"decision must be one of {DECISION_CORES}, got {decision!r}")
         if action not in ACTION_TYPES:
             raise ValueError(f"action must be one of {ACTION_TYPES}, got {action!r}")
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
         if benchmark_rebalance not in (None, "monthly", "quarterly", "annual"):
             raise ValueError("benchmark_rebalance must be None, 'monthly', 'quarterly' or "
                              f"'annual', got {benchmark_rebalance!r}")
@@ -246,6 +255,7 @@ class DirectIndexEnv(gym.Env):
         self.lag = int(lag)
         self.initial_value = float(initial_value)
         self.te_penalty = float(te_penalty)
+        self.reward = reward
         self.warmup_days = int(warmup_days)
         self.benchmark_rebalance = benchmark_rebalance
         self.random_start = random_start
@@ -301,7 +311,7 @@ class DirectIndexEnv(gym.Env):
         self._accrued = 0.0
         self.bench_peak = self._bench_value()
         self.ex_ante_te = self.decision_te = self.start_te = self._te(self.broker.weights)
-        self._wealth_ratio = self._after_tax_ratio()
+        self._wealth_ratio = self._reward_ratio()
         observation = self._observation()
         return observation, self._info(0.0, Execution(), None, 0.0)
 
@@ -350,7 +360,7 @@ class DirectIndexEnv(gym.Env):
             tax_savings += self._settle_year()
         broker.refresh()
         self.ex_ante_te = self._te(broker.weights)
-        ratio = self._after_tax_ratio()
+        ratio = self._reward_ratio()
         reward = 100.0 * (ratio - self._wealth_ratio) - self.te_penalty * (
             self.decision_te / self.te_limit) ** 2 * self.step_days / TRADING_DAYS
         self._wealth_ratio = ratio
@@ -473,6 +483,11 @@ class DirectIndexEnv(gym.Env):
         return saving
 
     def _accrued_saving(self) -> float:
+        """This year's tax saving so far; 0 once the year is settled (the episode's end: the
+        saving is then in the savings account)."""
+        history = self.tracker.history
+        if history and history[-1].year == self.year:
+            return 0.0
         short, long = self.ledger.realized(self.year)
         key = (self.year, short, long, len(self.tracker.history))
         if key != self._accrued_key:
@@ -599,9 +614,10 @@ class DirectIndexEnv(gym.Env):
     def _te(self, weights: np.ndarray) -> float:
         return self.risk.tracking_error(weights - self._bench_weights())
 
-    def _after_tax_ratio(self) -> float:
-        bench = self._bench_value()
-        return (self.broker.value + self._savings_value() + self._accrued_saving()) / bench
+    def _reward_ratio(self) -> float:
+        """``D`` of the reward (see the class)."""
+        held = self.broker.value if self.reward == "wealth" else 0.0
+        return (held + self._savings_value() + self._accrued_saving()) / self._bench_value()
 
     def _observation(self) -> dict[str, np.ndarray]:
         n, broker, world = self.n_assets, self.broker, self.world

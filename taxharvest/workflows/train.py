@@ -32,6 +32,10 @@ Hyperparameters (:data:`PPO_HYPERPARAMETERS`), for weekly decisions over 3-year 
   ``learning_rate=3e-4`` (SB3's default for Gaussian policies): at 1e-3 the held-out reward
   fell from 10k to 20k steps for both mfj-800k profiles.
 
+``reward="tax"`` trains on the tax saving alone (``DirectIndexEnv``'s reward without the
+portfolio's active return, the market noise of the default ``wealth`` reward); the TE penalty
+still prices the risk.
+
 Every ``checkpoint_every`` steps (at the next rollout boundary; and when training starts and
 ends) the run writes a checkpoint in ``out/checkpoints/`` (:mod:`taxharvest.workflows.checkpoint`):
 :func:`resume` (``taxharvest train --resume RUN_DIR``) continues a killed run from it to the
@@ -92,7 +96,7 @@ from taxharvest.agents.ppo import (
 )
 from taxharvest.agents.registry import make_policy
 from taxharvest.envs import ENV_ID
-from taxharvest.envs.direct_index import CADENCE_DAYS
+from taxharvest.envs.direct_index import CADENCE_DAYS, REWARDS
 from taxharvest.errors import InputError
 from taxharvest.io import check_folder, json_text, write_atomic
 from taxharvest.sim.backtest import run_backtest
@@ -143,7 +147,7 @@ CLI_FLAGS = {  # train() keyword -> `taxharvest train` option, for the reproduce
     "n_assets": "--assets", "n_envs": "--envs", "episode_years": "--years",
     "cadence": "--cadence", "scenario_probability": "--scenario-probability",
     "eval_freq": "--eval-freq", "eval_paths": "--eval-paths", "vec_env": "--vec-env",
-    "action": "--action",
+    "action": "--action", "reward": "--reward",
 }
 OPTION_NAMES = {  # train() keyword -> its option's name in errors (field 'assets')
     "profile": "profile", "timesteps": "timesteps", "seed": "seed", "out": "out",
@@ -165,11 +169,12 @@ class TrainResult:
 
 
 def env_config(profile: str, *, n_assets: int, cadence: str, episode_years: float,
-               scenario_probability: float, action: str) -> dict[str, Any]:
+               scenario_probability: float, action: str,
+               reward: str = "wealth") -> dict[str, Any]:
     """Keyword arguments of the training environment (recorded in the card)."""
     return {"n_assets": n_assets, "profile": profile, "cadence": cadence,
             "episode_years": episode_years, "scenario_probability": scenario_probability,
-            "action": action}
+            "action": action, "reward": reward}
 
 
 def make_env(config: dict[str, Any]) -> gym.Env:
@@ -310,7 +315,7 @@ def _training_process() -> Iterator[None]:
 
 def _validate(profile: str, timesteps: int, seed: int, n_assets: int, n_envs: int,
               episode_years: float, cadence: str, scenario_probability: float, eval_freq: int,
-              eval_paths: int, vec_env: str, action: str) -> None:
+              eval_paths: int, vec_env: str, action: str, reward: str) -> None:
     try:
         if profile != RANDOM_PROFILE:  # a fresh client every episode
             get_profile(profile)  # a preset or a profile file
@@ -332,6 +337,7 @@ def _validate(profile: str, timesteps: int, seed: int, n_assets: int, n_envs: in
         ("eval-paths", eval_paths >= 1, "must be at least 1"),
         ("vec-env", vec_env in VEC_ENVS, f"must be one of {', '.join(VEC_ENVS)}"),
         ("action", action in POLICY_KWARGS, f"must be one of {', '.join(POLICY_KWARGS)}"),
+        ("reward", reward in REWARDS, f"must be one of {', '.join(REWARDS)}"),
     ]
     for field, ok, message in checks:
         if not ok:
@@ -372,6 +378,7 @@ def train(
     eval_paths: int = 8,
     vec_env: str = "dummy",
     action: str = "preference",
+    reward: str = "wealth",
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     progress_bar: bool = False,
     baselines: bool = True,
@@ -390,7 +397,7 @@ def train(
     options = {"n_assets": n_assets, "n_envs": n_envs, "episode_years": episode_years,
                "cadence": cadence, "scenario_probability": scenario_probability,
                "eval_freq": eval_freq, "eval_paths": eval_paths, "vec_env": vec_env,
-               "action": action}
+               "action": action, "reward": reward}
     _validate(profile, timesteps, seed, **options)
     _check_checkpoint_every(checkpoint_every)
     out = check_folder(out, "out", parents=True)
@@ -413,7 +420,7 @@ def resume(run_dir: str | Path, *, given: dict[str, Any] | None = None,
     """
     run_dir = Path(run_dir)
     state = read_state(run_dir)
-    run = state["run"]
+    run = {"reward": "wealth", **state["run"]}  # checkpoints from before the option: wealth
     for name, value in (given or {}).items():
         if name == "out":
             same = Path(value).resolve() == run_dir.resolve()
@@ -459,7 +466,7 @@ def _run(out: Path, run: dict[str, Any], command: str, *, checkpoint_every: int,
     config = env_config(profile, n_assets=run["n_assets"], cadence=run["cadence"],
                         episode_years=run["episode_years"],
                         scenario_probability=run["scenario_probability"],
-                        action=run["action"])
+                        action=run["action"], reward=run["reward"])
     policy_kwargs = POLICY_KWARGS[config["action"]]
     hyperparameters = {**PPO_HYPERPARAMETERS, "learning_rate": LEARNING_RATE[config["action"]]}
     eval_seeds = [EVAL_SEED_BASE + i for i in range(run["eval_paths"])]
