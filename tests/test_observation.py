@@ -11,7 +11,13 @@ from taxharvest.envs import ASSET_FEATURES, PORTFOLIO_FEATURES, DirectIndexEnv
 from taxharvest.envs.features import LOT_FEATURE_INDEX, N_LOT_FEATURES, lot_features
 from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE
 from taxharvest.tax.clients import RANDOM_PROFILE, draw_profile
-from taxharvest.tax.law import IncomeOverride, TaxProfile, default_tables, marginal_rates
+from taxharvest.tax.law import (
+    IncomeOverride,
+    TaxProfile,
+    default_tables,
+    marginal_rates,
+    tax_saving,
+)
 
 P = {name: i for i, name in enumerate(PORTFOLIO_FEATURES)}
 SMALL = {"n_assets": 30, "episode_years": 1.0}
@@ -63,6 +69,24 @@ def test_the_observation_reads_the_client_and_the_frozen_book():
     np.testing.assert_allclose(obs["portfolio"][[P["usable_short"], P["usable_long"]]],
                                usable / env.holdings()["value"], rtol=1e-5)
     assert obs["assets"][:, ASSET_FEATURES.index("days_to_long_term")].max() <= 1.0
+
+
+def test_a_clients_own_carryforward_uses_up_the_outside_gains_it_offsets():
+    """$100k of short-term carryforward against $100k of outside short-term gains: only the
+    ordinary offset is left, worth the ordinary rate, and the program is told so."""
+    client = TaxProfile(name="carry", filing="mfj", ordinary_income=800_000,
+                        outside_short_gain=100_000, carryforward_short=100_000)
+    env = DirectIndexEnv(**SMALL, profile=client)
+    env.reset(seed=1)
+    year = env.year
+    loss_limit = default_tables().law("mfj", year, client.indexing, client.inflation).loss_limit
+    assert env.usable_losses() == pytest.approx((loss_limit, 0.0))
+    saving = tax_saving(client, year, -loss_limit, 0.0, client.carryforward, client.carryforward)
+    position = env._tax_position()
+    assert position.capacity_short == pytest.approx(loss_limit)
+    assert position.short_rate == pytest.approx(saving.saving / loss_limit, rel=1e-6)
+    assert position.short_rate < marginal_rates(client.model_copy(
+        update={"carryforward_short": 0.0}), year)[0] - 0.03
 
 
 def test_random_clients_are_drawn_from_the_seed_and_span_the_brackets():

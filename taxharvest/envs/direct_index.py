@@ -32,6 +32,7 @@ from taxharvest.tax.law import (
     default_tables,
     get_profile,
     marginal_rates,
+    tax_for_year,
     tax_saving,
 )
 from taxharvest.tax.ledger import Ledger, Trades
@@ -450,21 +451,28 @@ class DirectIndexEnv(gym.Env):
     def usable_losses(self) -> tuple[float, float]:
         """Dollars of short/long loss the client can still use this year at full rate: the
         outside gains of the character (short-term: plus the ordinary offset) and the
-        portfolio's gains realized so far, less the carryforward the portfolio already added
-        (negative where losses already exceed them)."""
+        portfolio's gains realized so far, less the carryforward coming into the year (the
+        client's own and what the portfolio added; negative where losses already exceed
+        them)."""
         income = self.profile.for_year(self.year)
         law = default_tables().law(self.profile.filing, self.year, self.profile.indexing,
                                    self.profile.inflation)
         short, long = self.ledger.realized(self.year)
-        extra = np.subtract(self.tracker.carry_with, self.tracker.carry_base)
-        return (income.outside_short_gain + law.loss_limit + short - extra[0],
-                income.outside_long_gain + long - extra[1])
+        carry_short, carry_long = self.tracker.carry_with
+        return (income.outside_short_gain + law.loss_limit + short - carry_short,
+                income.outside_long_gain + long - carry_long)
 
     def _new_year(self, year: int) -> None:
         self.year = year
         self._year_start = int(np.datetime64(f"{year}-01-01", "D").astype(np.int64))
-        self._rates = marginal_rates(self.profile, year)
-        self._next_rates = marginal_rates(self.profile, year + 1)
+        # the client's own carryforward into the year, and the one the year passes on
+        carry = self.tracker.carry_base
+        passed = tax_for_year(self.profile, year, 0.0, 0.0, *carry)
+        self._rates = marginal_rates(self.profile, year, carry_short=carry[0],
+                                     carry_long=carry[1])
+        self._next_rates = marginal_rates(self.profile, year + 1,
+                                          carry_short=passed.carry_short_out,
+                                          carry_long=passed.carry_long_out)
 
     def _close_year_if_new(self, day: int) -> float:
         """Settle the year's tax saving when ``day`` starts a new year."""
