@@ -14,7 +14,10 @@ from taxharvest.cli import app
 from taxharvest.errors import InputError
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.steplog import StepLog
-from taxharvest.workflows.blotter import BlotterShadow, read_blotter
+from taxharvest.tax.calendar import to_day
+from taxharvest.tax.law import TaxSavingsTracker
+from taxharvest.tax.ledger import Ledger
+from taxharvest.workflows.blotter import BlotterShadow, SavingsClock, read_blotter
 from taxharvest.workflows.shadow import Shadow
 
 SMALL = ["--market", "synthetic:seed=5", "--assets", "24", "--years", "1"]
@@ -201,3 +204,27 @@ def test_the_baseline_is_a_policy_or_a_blotter_and_a_blotter_is_historical(marke
         result = cli("shadow", *common, *extra)
         assert isinstance(result.exception, InputError), (extra, result.output)
         assert result.exception.field == field, (extra, str(result.exception))
+
+
+def test_a_january_purchase_that_washes_a_december_loss_settles_that_year_again():
+    """The $20,000 December loss is disallowed by the January buy and moves into the
+    replacement's basis: it is saved once, when the replacement is sold, not twice."""
+    ledger = Ledger(["A"], relief="hifo")
+    ledger.buy("A", 1000, 100.0, "2024-01-02")
+    clock = SavingsClock("mfj-800k", to_day("2024-01-02"))
+    ledger.sell("A", 1000, 80.0, "2024-12-20")
+    december = clock.advance(ledger, to_day("2025-01-02"))
+    assert december > 0
+    ledger.buy("A", 1000, 81.0, "2025-01-03")
+    assert ledger.realized(2024) == (0.0, 0.0)
+    correction = clock.advance(ledger, to_day("2025-01-06"))
+    assert correction == pytest.approx(-december)
+    ledger.sell("A", 1000, 81.0, "2025-06-02")
+    settled = december + correction + clock.finish(ledger)
+    once = TaxSavingsTracker("mfj-800k")
+    once.settle(2024, 0.0, 0.0)
+    once.settle(2025, *ledger.realized(2025))
+    assert settled == pytest.approx(once.total_saving)
+    assert clock.tracker.total_saving == pytest.approx(once.total_saving)
+    assert [s.saving for s in clock.tracker.history] == pytest.approx(
+        [s.saving for s in once.history])

@@ -181,25 +181,31 @@ class SavingsClock:
     """An account's tax saving as the environment counts it: each tax year settled by a
     :class:`~taxharvest.tax.law.TaxSavingsTracker` when the next begins (and at the end),
     the year under way accrued by :func:`~taxharvest.tax.law.tax_saving` on its realized
-    gains so far."""
+    gains so far. A purchase in the first 30 days of a year may wash a loss sold in the last
+    days of the one settled: the years are then settled again from the first whose realized
+    gains changed, and the difference is the saving of the day it is seen (a return amended
+    before it is filed)."""
 
     def __init__(self, profile, day: int) -> None:
         self.tracker = TaxSavingsTracker(profile)
-        self.year = int(year_of(day))
+        self.first_year = self.year = int(year_of(day))
+        self.settled_on: list[tuple[float, float]] = []  # realized gains per settled year
         self.finished = False
 
     def advance(self, ledger: Ledger, day: int) -> float:
-        """Settle every year before ``day``'s; return the saving settled."""
-        saving = 0.0
+        """Settle every year before ``day``'s; return the saving settled (the change of the
+        years settled again included)."""
+        saving = self._settle_again(ledger)
         while self.year < int(year_of(day)):
-            saving += self.tracker.settle(self.year, *ledger.realized(self.year))
+            saving += self._settle(ledger, self.year)
             self.year += 1
         return saving
 
     def finish(self, ledger: Ledger) -> float:
-        """Settle the year under way (the end of the run); return its saving."""
+        """Settle the year under way (the end of the run); return its saving (and the change
+        of the years settled again)."""
         self.finished = True
-        return self.tracker.settle(self.year, *ledger.realized(self.year))
+        return self._settle_again(ledger) + self._settle(ledger, self.year)
 
     def total(self, ledger: Ledger) -> float:
         """Settled so far plus the year under way, accrued."""
@@ -208,6 +214,23 @@ class SavingsClock:
         t = self.tracker
         return t.total_saving + tax_saving(t.profile, self.year, *ledger.realized(self.year),
                                            t.carry_base, t.carry_with).saving
+
+    def _settle(self, ledger: Ledger, year: int) -> float:
+        realized = ledger.realized(year)
+        self.settled_on.append(realized)
+        return self.tracker.settle(year, *realized)
+
+    def _settle_again(self, ledger: Ledger) -> float:
+        """Settle the years again when a wash sale moved their realized gains; the change in
+        the total saving."""
+        now = [ledger.realized(self.first_year + i) for i in range(len(self.settled_on))]
+        if now == self.settled_on:
+            return 0.0
+        before = self.tracker.total_saving
+        self.tracker, self.settled_on = TaxSavingsTracker(self.tracker.profile), []
+        for i in range(len(now)):
+            self._settle(ledger, self.first_year + i)
+        return self.tracker.total_saving - before
 
 
 def _adjustments(ledger: Ledger, rows: np.ndarray) -> dict[tuple[int, int], float]:
