@@ -20,6 +20,12 @@ from taxharvest.sim.metrics import (
     tax_alpha,
     yearly_measures,
 )
+from taxharvest.tax.law import tax_for_year
+
+
+def FLAT(short: float, long: float, carry: tuple[float, float]) -> float:
+    """A flat 20% on the net gain after carryforwards, none on a net loss."""
+    return 0.2 * max(0.0, short + long - sum(carry))
 
 
 def trajectory(portfolio, benchmark, *, days=None, **fields) -> Trajectory:
@@ -45,7 +51,7 @@ def test_savings_account_of_known_size_gives_known_tax_alpha():
     savings = np.array([0, 0, 0, 0, 1e6 * (1.01**4 - 1)])
     t = trajectory(flat, flat, savings=savings)
     assert t.years == 4.0
-    m = compute_metrics(t, long_rate=0.2, te_limit=0.01, fee=0.005)
+    m = compute_metrics(t, year_tax=FLAT, te_limit=0.01, fee=0.005)
     assert m["tax_alpha"] == pytest.approx(0.01, abs=1e-12)
     assert m["tax_alpha_net_of_fee"] == pytest.approx(1.01 * 0.995 - 1)
     assert tax_alpha(2e6, 2e6 * (1.02**4 - 1), 4.0) == pytest.approx(0.02)
@@ -55,7 +61,7 @@ def test_savings_account_of_known_size_gives_known_tax_alpha():
 def test_active_return_decoupling_and_step_up():
     bench = 1e6 * 1.01 ** np.linspace(0, 4, 5)
     port = 1e6 * 1.02 ** np.linspace(0, 4, 5)
-    m = compute_metrics(trajectory(port, bench), long_rate=0.2, te_limit=0.01)
+    m = compute_metrics(trajectory(port, bench), year_tax=FLAT, te_limit=0.01)
     assert m["active_return"] == pytest.approx(0.01)
     assert m["decoupling"] == pytest.approx(1.02**4 - 1.01**4)
     assert m["after_tax_excess_step_up"] == pytest.approx(1.02 / 1.01 - 1)
@@ -65,17 +71,37 @@ def test_liquidation_taxes_embedded_gains_net_of_carryforward():
     # portfolio and benchmark both end at 1.5M from 1M; the harvester's basis is 0.1M lower
     values = np.array([1e6, 1.5e6])
     t = trajectory(values, values, days=[0, 1461], unrealized_gain=6e5)
-    m = compute_metrics(t, long_rate=0.2, te_limit=0.01)
+    m = compute_metrics(t, year_tax=FLAT, te_limit=0.01)
     assert m["after_tax_excess_liquidated"] == pytest.approx((1.38 / 1.40) ** 0.25 - 1)
     assert m["embedded_gain"] == pytest.approx(0.4)
     # an unused loss carryforward of 0.1M offsets the extra gain: no cliff left
-    t = trajectory(values, values, days=[0, 1461], unrealized_gain=6e5, carryforward=1e5)
-    assert compute_metrics(t, long_rate=0.2, te_limit=0.01)[
+    t = trajectory(values, values, days=[0, 1461], unrealized_gain=6e5, carry_with=(0.0, 1e5))
+    assert compute_metrics(t, year_tax=FLAT, te_limit=0.01)[
         "after_tax_excess_liquidated"] == pytest.approx(0.0, abs=1e-12)
     # reinvested dividends raise the benchmark's basis and lower its tax
     t = trajectory(values, values, days=[0, 1461], unrealized_gain=4e5, benchmark_basis=1.1e6)
-    assert compute_metrics(t, long_rate=0.2, te_limit=0.01)[
+    assert compute_metrics(t, year_tax=FLAT, te_limit=0.01)[
         "after_tax_excess_liquidated"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_liquidation_is_taxed_in_brackets_and_by_term():
+    """A large gain climbs the brackets (the 20% band, NIIT) and short-term lots pay ordinary
+    rates: the first dollar's 15% would flatter the harvester's lower basis."""
+    def year_tax(short, long, carry):
+        return tax_for_year("single-60k", 2028, short, long, *carry).total
+
+    values = np.array([1e6, 1.5e6])
+    t = trajectory(values, values, days=[0, 1461], unrealized_gain=6e5)
+    unsold = year_tax(0.0, 0.0, (0.0, 0.0))
+    ours, bench = year_tax(0.0, 6e5, (0.0, 0.0)) - unsold, year_tax(0.0, 5e5, (0.0, 0.0)) - unsold
+    assert ours - bench == pytest.approx((0.20 + 0.038) * 1e5)
+    liquidated = compute_metrics(t, year_tax=year_tax, te_limit=0.01)["after_tax_excess_liquidated"]
+    assert liquidated == pytest.approx(((1.5e6 - ours) / (1.5e6 - bench)) ** 0.25 - 1)
+    assert liquidated < compute_metrics(t, year_tax=lambda s, lo, c: 0.15 * max(0.0, s + lo),
+                                        te_limit=0.01)["after_tax_excess_liquidated"]
+    short = replace(t, unrealized_short_gain=1e5)
+    assert compute_metrics(short, year_tax=year_tax, te_limit=0.01)[
+        "after_tax_excess_liquidated"] < liquidated - 1e-3
 
 
 def test_tracking_error_rolling_and_counts():
@@ -86,7 +112,7 @@ def test_tracking_error_rolling_and_counts():
     t = trajectory(port, np.ones(steps), guardrail_status=status,
                    ex_ante_te=np.linspace(0, 0.02, steps), sold=np.full(steps, 1e4 / steps),
                    realized_gain=-0.04 * 4, n_trades=np.ones(steps, int))
-    m = compute_metrics(t, long_rate=0.2, te_limit=0.01)
+    m = compute_metrics(t, year_tax=FLAT, te_limit=0.01)
     expected = 0.01 * np.sqrt(40 / 39) * np.sqrt(252 / 5)
     assert m["tracking_error"] == pytest.approx(expected)
     window = rolling_te(t)  # 63 trading days = 13 weekly steps
@@ -127,13 +153,13 @@ def test_cash_flows_are_not_returns():
     bench = np.array([1e6, 1.1e6, 1.1e6 * 1.05 + 5e5, (1.1e6 * 1.05 + 5e5) * 1.02, 0.0])
     bench[4] = bench[3] * 0.99 - 3e5
     t = trajectory(bench.copy(), bench, cash_flow=flows)
-    measures = compute_metrics(t, long_rate=0.2, te_limit=0.01)
+    measures = compute_metrics(t, year_tax=FLAT, te_limit=0.01)
     assert measures["active_return"] == pytest.approx(0.0, abs=1e-12)
     assert measures["decoupling"] == pytest.approx(0.0, abs=1e-12)
     assert t.index(t.portfolio)[-1] == pytest.approx(1.1 * 1.05 * 1.02 * 0.99)
     ahead = bench.copy()
     ahead[2:] += 10_000.0  # 10,000 earned in step 2 and kept
-    shifted = compute_metrics(trajectory(ahead, bench, cash_flow=flows), long_rate=0.2,
+    shifted = compute_metrics(trajectory(ahead, bench, cash_flow=flows), year_tax=FLAT,
                               te_limit=0.01)
     assert shifted["decoupling"] > 0 and shifted["active_return"] > 0
 
@@ -150,7 +176,7 @@ def standardized_run(z, te, bench_returns=None, **fields) -> Trajectory:
 
 
 def measured(t: Trajectory) -> dict:
-    return compute_metrics(t, long_rate=0.2, te_limit=0.01)
+    return compute_metrics(t, year_tax=FLAT, te_limit=0.01)
 
 
 def test_bias_statistic_of_known_standardized_returns():

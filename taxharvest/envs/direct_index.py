@@ -569,9 +569,10 @@ class DirectIndexEnv(gym.Env):
         """The settled tax years (:class:`~taxharvest.tax.law.TaxSaving`), in order."""
         return list(self.tracker.history)
 
-    def unused_carryforward(self) -> float:
-        """Loss carryforward the portfolio added that the client has not used yet."""
-        return max(0.0, sum(self.tracker.carry_with) - sum(self.tracker.carry_base))
+    def carryforwards(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The ``(short, long)`` loss carryforwards into the next year to settle: the client's
+        own without the portfolio, and with it."""
+        return self.tracker.carry_base, self.tracker.carry_with
 
     # --- internal state views ------------------------------------------------------------
 

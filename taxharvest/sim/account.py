@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from taxharvest.tax.calendar import WASH_WINDOW_DAYS
+from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE, WASH_WINDOW_DAYS
 
 
 def settled_savings(env) -> dict[str, float]:
@@ -18,13 +18,18 @@ def settled_savings(env) -> dict[str, float]:
     return {str(s.year): s.saving for s in env.tax_years()}
 
 
-def end_state(env, portfolio_value: float) -> tuple[float, float, float]:
-    """``(unrealized gain, net realized gain, unused loss carryforward)`` of the account now,
-    its value being ``portfolio_value`` (cash included)."""
+def end_state(env, day: int) -> dict[str, float | tuple[float, float]]:
+    """The account on ``day`` (its last) as :class:`~taxharvest.sim.metrics.Trajectory`
+    fields: the embedded gain (and its short-term part), the net gain realized over the run,
+    the carryforwards out of the last settled year without and with the portfolio."""
     book = env.ledger
     held = book.shares > 0
-    return (float(portfolio_value - book.cash - book.basis[held].sum()),
-            float(book.sales()["gain"].sum()), env.unused_carryforward())
+    gain = np.where(held, book.shares * env.broker.last_price[:, None] - book.basis, 0.0)
+    short_term = held & (day <= ANNIVERSARY[np.where(held, book.acq, day) - DAY_BASE])
+    carry_base, carry_with = env.carryforwards()
+    return {"unrealized_gain": float(gain.sum()), "unrealized_short_gain": float(gain[short_term].sum()),
+            "realized_gain": float(book.sales()["gain"].sum()),
+            "carry_base": carry_base, "carry_with": carry_with}
 
 
 def wash_status(env, row: int) -> str:

@@ -16,7 +16,7 @@ from taxharvest.market.universe import MarketData
 from taxharvest.sim import account
 from taxharvest.sim.measures import BACKTEST_JSON, keys
 from taxharvest.sim.metrics import Trajectory, compute_metrics, rolling_te, yearly_measures
-from taxharvest.tax.law import marginal_gain_rates
+from taxharvest.tax.law import tax_for_year
 from taxharvest.tax.reporting import form_8949
 
 JSON_KEYS = keys(BACKTEST_JSON)  # the headline measures of the run's JSON, in order
@@ -123,10 +123,13 @@ def measured_run(trajectory: Trajectory, ledger, savings: dict[str, float], *, p
     its account's ``ledger`` and the tax saving settled each year (``savings``, by year);
     ``config`` holds at least ``te_limit`` (a replayed book, e.g. a firm's, is measured
     by the same rules as a backtest)."""
-    last_year = int(trajectory.dates[-1].astype("datetime64[Y]").astype(int)) + 1970
-    long_rate = marginal_gain_rates(profile, last_year)[1]
-    metrics = compute_metrics(trajectory, long_rate=long_rate, te_limit=config["te_limit"],
-                              fee=fee)
+    # the last year is settled: the liquidation is the next year's realization
+    year = int(trajectory.dates[-1].astype("datetime64[Y]").astype(int)) + 1970 + 1
+
+    def year_tax(short: float, long: float, carry: tuple[float, float]) -> float:
+        return tax_for_year(profile, year, short, long, *carry).total
+
+    metrics = compute_metrics(trajectory, year_tax=year_tax, te_limit=config["te_limit"], fee=fee)
     rows = form_8949(ledger)
     steps = yearly_measures(trajectory)
     empty = {"harvested_losses": 0.0, "sold": 0.0, "te": 0.0}
@@ -162,14 +165,11 @@ def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory
     # a sale on day d belongs to the first step ending on or after d
     step = np.searchsorted(dates[1:].astype(np.int64), sales["sold"]) + 1
     sold = np.bincount(step, weights=sales["proceeds"], minlength=len(dates))[:len(dates)]
-    unrealized, realized, carryforward = account.end_state(raw, series["portfolio"][-1])
     return Trajectory(
         dates=dates,
         sold=sold,
         step_days=raw.step_days,
-        unrealized_gain=unrealized,
-        realized_gain=realized,
-        carryforward=carryforward,
+        **account.end_state(raw, int(dates[-1].astype(np.int64))),
         benchmark_basis=basis,
         **series,
     )

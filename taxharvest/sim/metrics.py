@@ -19,16 +19,20 @@ end-of-run figures a series cannot carry (see :class:`Trajectory`). Conventions:
   median absolute deviation of ``z``, scaled to agree with the standard deviation on normal
   ``z``: well below the plain figure, it says a few tail steps make the bias. The calm
   figure leaves out the crash steps (:func:`crash_steps`), defined from the benchmark alone.
-- At liquidation, gains are taxed at the profile's long-term rate on the net of the
-  portfolio's embedded gain, the savings account's gain and the loss carryforward the
-  portfolio left unused; a net loss is taxed at zero (no refund), for portfolio and
-  benchmark alike. The benchmark's basis is its initial cost plus the dividends it
-  reinvested (``Trajectory.benchmark_basis``). The liquidated and step-up excesses are
-  annualized ratios of after-tax wealth to the benchmark's, each relative to its start.
+- At liquidation, each side pays what selling everything adds to the client's tax of the
+  last year (:data:`YearTax`, in brackets: the 20% band and NIIT on a large gain, netting,
+  the ordinary offset): the portfolio its embedded gains by term (short-term lots at
+  ordinary rates), the savings account's gain (long-term) and the carryforwards it left
+  (what the portfolio added included); the benchmark its gain over its basis (long-term;
+  its initial cost plus the dividends it reinvested, ``Trajectory.benchmark_basis``) with
+  the client's own carryforwards. Both are measured from the tax the client owes with
+  neither sold. The liquidated and step-up excesses are annualized ratios of after-tax
+  wealth to the benchmark's, each relative to its start.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +46,9 @@ CRASH_DRAWDOWN = -0.20  # a bear market: the benchmark 20% below its running pea
 CRASH_VOL_DAYS = 21  # the benchmark's trailing month of volatility ...
 CRASH_VOL_MULTIPLE = 2.0  # ... above twice its median over the run
 MAD_TO_SD = 1.4826  # median absolute deviation to standard deviation, normal data
+#: The client's tax of the liquidation's year, in dollars, given the net short- and long-term
+#: gains realized on top of the outside income and the ``(short, long)`` carryforwards in.
+YearTax = Callable[[float, float, tuple[float, float]], float]
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,11 @@ class Trajectory:
         n_trades, wash_sale_disallowed: ``(T + 1,)`` per step.
         guardrail_status: ``(T + 1,)`` the guardrail's status at each decision (``off`` without).
         step_days: trading days per step.
-        unrealized_gain: the account's embedded gain at the horizon, dollars.
+        unrealized_gain: the account's embedded gain at the horizon, dollars; of it
+            ``unrealized_short_gain`` in lots held a year or less.
         realized_gain: net gain realized over the run, dollars.
-        carryforward: loss carryforward the portfolio leaves unused at the horizon, dollars.
+        carry_base, carry_with: the ``(short, long)`` loss carryforwards out of the last
+            settled year, the client's own without the portfolio and with it.
         benchmark_basis: the benchmark's cost basis at the horizon (default: its initial cost).
         cash_flow: ``(T + 1,)`` deposits (+) and withdrawals (-) during each step, paid into
             the account and the benchmark alike (zeros without flows). Returns are
@@ -84,7 +93,9 @@ class Trajectory:
     step_days: int
     unrealized_gain: float
     realized_gain: float
-    carryforward: float = 0.0
+    unrealized_short_gain: float = 0.0
+    carry_base: tuple[float, float] = (0.0, 0.0)
+    carry_with: tuple[float, float] = (0.0, 0.0)
     benchmark_basis: float | None = None
     cash_flow: np.ndarray | None = None
 
@@ -175,14 +186,16 @@ def robust_bias_statistic(z: np.ndarray) -> float:
     return float(MAD_TO_SD * np.median(np.abs(z - np.median(z)))) if len(z) > 1 else np.nan
 
 
-def liquidated_excess(trajectory: Trajectory, long_rate: float) -> float:
+def liquidated_excess(trajectory: Trajectory, year_tax: YearTax) -> float:
     """Annualized after-tax excess when portfolio + savings and benchmark are all sold at T."""
     t = trajectory
     savings_gain = t.savings[-1] - t.tax_savings.sum()
-    taxable = max(0.0, t.unrealized_gain + savings_gain - t.carryforward)
-    ours = t.portfolio[-1] + t.savings[-1] - long_rate * taxable
+    unsold = year_tax(0.0, 0.0, t.carry_base)
+    ours = t.portfolio[-1] + t.savings[-1] - (year_tax(
+        t.unrealized_short_gain, t.unrealized_gain - t.unrealized_short_gain + savings_gain,
+        t.carry_with) - unsold)
     basis = t.benchmark[0] if t.benchmark_basis is None else t.benchmark_basis
-    bench = t.benchmark[-1] - long_rate * max(0.0, t.benchmark[-1] - basis)
+    bench = t.benchmark[-1] - (year_tax(0.0, t.benchmark[-1] - basis, t.carry_base) - unsold)
     # both sides started equal and saw the same flows: their after-tax wealth compares directly
     return annualized(ours / bench * t.benchmark[0] / t.portfolio[0], t.years)
 
@@ -195,13 +208,13 @@ def net_of_fee(annual: float, fee: float) -> float:
     return (1.0 + annual) * (1.0 - fee) - 1.0
 
 
-def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float,
+def compute_metrics(trajectory: Trajectory, *, year_tax: YearTax, te_limit: float,
                     fee: float = 0.0) -> dict:
     """Every scalar measure of DOMAIN §4 for one run.
 
     Args:
         trajectory: the run.
-        long_rate: long-term rate on gains at liquidation.
+        year_tax: the client's tax of the liquidation's year (:data:`YearTax`).
         te_limit: the tracking-error limit; ``te_above_limit`` is the share of steps whose
             ex-ante TE exceeds it.
         fee: annual management fee as a fraction of value; ``tax_alpha_net_of_fee`` and
@@ -216,7 +229,7 @@ def compute_metrics(trajectory: Trajectory, *, long_rate: float, te_limit: float
     rolling = rolling_te(t)
     ours, bench = t.index(t.portfolio), t.index(t.benchmark)
     relative = ours - bench
-    liquidated = liquidated_excess(t, long_rate)
+    liquidated = liquidated_excess(t, year_tax)
     z = standardized_active_returns(t)
     return {
         "tax_alpha": alpha,

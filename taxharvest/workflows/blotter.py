@@ -251,7 +251,7 @@ def _sold_lots(sales: dict, rows: np.ndarray) -> list[dict]:
 class FirmBook:
     """The firm's account: the client's ``lots`` on ``start``, then the blotter's trades
     dated after it at the close of their dates (see the module). Also the account interface
-    :mod:`taxharvest.sim.account` reads (``ledger``, ``tax_years``, ``unused_carryforward``).
+    :mod:`taxharvest.sim.account` reads (``ledger``, ``tax_years``, ``carryforwards``).
 
     Raises :class:`InputError` naming the blotter's line for a ticker the account does not
     have, a trade on a day its security has no price, a sell of more than is held.
@@ -290,9 +290,8 @@ class FirmBook:
     def tax_years(self) -> list:
         return list(self.clock.tracker.history)
 
-    def unused_carryforward(self) -> float:
-        t = self.clock.tracker
-        return max(0.0, sum(t.carry_with) - sum(t.carry_base))
+    def carryforwards(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        return self.clock.tracker.carry_base, self.clock.tracker.carry_with
 
     def replay(self, to_row: int, index: np.ndarray | None = None) -> tuple[list, list, float]:
         """Move to row ``to_row``: each day's corporate actions, then its blotter trades;
@@ -532,14 +531,13 @@ class BlotterShadow:
         disallowed = np.bincount(step, weights=sales["wash_sale_disallowed"],
                                  minlength=len(dates))[:len(dates)]
         portfolio = series("value")
-        unrealized, realized, carryforward = account.end_state(firm, portfolio[-1])
         trajectory = replace(
             agent.trajectory, portfolio=portfolio, savings=series("savings"),
             ex_ante_te=series("te"), tax_savings=series("settled"),
             harvested_losses=harvested, sold=sold, wash_sale_disallowed=disallowed,
             n_trades=np.array([len(p["trades"]) for p in probes]),
             guardrail_status=np.array(["off"] * len(dates)),
-            unrealized_gain=unrealized, realized_gain=realized, carryforward=carryforward)
+            **account.end_state(firm, int(dates[-1].astype(np.int64))))
         config = {**agent.config, "policy": self.name, "guardrail": False}
         return measured_run(trajectory, firm.ledger, account.settled_savings(firm),
                             profile=self.shadow.profile, config=config)
