@@ -82,11 +82,17 @@ def test_a_clients_own_carryforward_uses_up_the_outside_gains_it_offsets():
     loss_limit = default_tables().law("mfj", year, client.indexing, client.inflation).loss_limit
     assert env.usable_losses() == pytest.approx((loss_limit, 0.0))
     saving = tax_saving(client, year, -loss_limit, 0.0, client.carryforward, client.carryforward)
-    position = env._tax_position()
+    position = env._tax_position(int(env.world.days[env.t]))
     assert position.capacity_short == pytest.approx(loss_limit)
     assert position.short_rate == pytest.approx(saving.saving / loss_limit, rel=1e-6)
-    assert position.short_rate < marginal_rates(client.model_copy(
-        update={"carryforward_short": 0.0}), year)[0] - 0.03
+    fresh = marginal_rates(client.model_copy(update={"carryforward_short": 0.0}), year + 1)
+    assert position.short_rate < fresh[0] - 0.03
+    # orders executing next year: the carryforward is used up this year, the gains recur
+    january = int(np.datetime64(f"{year + 1}-01-05", "D").astype(np.int64))
+    position = env._tax_position(january)
+    assert position.capacity_short == pytest.approx(100_000 + default_tables().law(
+        "mfj", year + 1, client.indexing, client.inflation).loss_limit)
+    assert position.short_rate == pytest.approx(fresh[0])
 
 
 def test_random_clients_are_drawn_from_the_seed_and_span_the_brackets():

@@ -393,7 +393,7 @@ class DirectIndexEnv(gym.Env):
         if isinstance(self.rules, OptimizerRules) and not warming_up:
             day = int(self.world.days[execute_at])
             decision = self.rules.decide(preference, self.broker, blocks, self._bench_weights(),
-                                         self.risk, self._tax_position(), execute_at, day,
+                                         self.risk, self._tax_position(day), execute_at, day,
                                          te_budget, self._gain_left(day), self._glide_target())
         else:
             rules = self._warmup_rules if warming_up else self.rules
@@ -435,32 +435,39 @@ class DirectIndexEnv(gym.Env):
 
     # --- tax -----------------------------------------------------------------------------
 
-    def _tax_position(self) -> TaxPosition:
-        """What a dollar realized now is worth: the year's marginal rates up to the gains
-        (plus the ordinary offset) the client still has this year, less the carryforward
-        the portfolio already added; a discounted carryforward beyond (IRC §1211(b), §1212(b)).
-        Short- and long-term losses are valued against their own character (cross-netting
-        is left to the year's settlement)."""
-        short_rate, long_rate = self._rates
-        capacity_short, capacity_long = self.usable_losses()
+    def _tax_position(self, day: int) -> TaxPosition:
+        """What a dollar realized on ``day`` (the orders' execution) is worth: its year's
+        marginal rates up to the gains (plus the ordinary offset) the client can still use
+        that year, less the carryforward coming in; a discounted carryforward beyond (IRC
+        §1211(b), §1212(b)). Orders of the year's last decision may execute in the next
+        year: its rates and what it can use then. Short- and long-term losses are valued
+        against their own character (cross-netting is left to the year's settlement)."""
+        next_year = int(year_of(day)) > self.year
+        short_rate, long_rate = self._next_rates if next_year else self._rates
+        capacity_short, capacity_long = self.usable_losses(next_year=next_year)
         return TaxPosition(
             short_rate=short_rate, long_rate=long_rate,
             carry_rate=self.rules.carry_discount * min(short_rate, long_rate),
             capacity_short=capacity_short, capacity_long=capacity_long)
 
-    def usable_losses(self) -> tuple[float, float]:
-        """Dollars of short/long loss the client can still use this year at full rate: the
-        outside gains of the character (short-term: plus the ordinary offset) and the
-        portfolio's gains realized so far, less the carryforward coming into the year (the
-        client's own and what the portfolio added; negative where losses already exceed
-        them)."""
-        income = self.profile.for_year(self.year)
-        law = default_tables().law(self.profile.filing, self.year, self.profile.indexing,
-                                   self.profile.inflation)
+    def usable_losses(self, *, next_year: bool = False) -> tuple[float, float]:
+        """Dollars of short/long loss the client can still use this year (or, ``next_year``,
+        in the next) at full rate: the outside gains of the character (short-term: plus the
+        ordinary offset) and the portfolio's gains realized so far in the year, less the
+        carryforward coming into it (the client's own and what the portfolio added: for the
+        next year, what this year passes on as it stands; negative where losses already
+        exceed them)."""
         short, long = self.ledger.realized(self.year)
-        carry_short, carry_long = self.tracker.carry_with
-        return (income.outside_short_gain + law.loss_limit + short - carry_short,
-                income.outside_long_gain + long - carry_long)
+        carry = self.tracker.carry_with
+        if next_year:
+            passed = tax_for_year(self.profile, self.year, short, long, *carry)
+            short, long, carry = 0.0, 0.0, (passed.carry_short_out, passed.carry_long_out)
+        year = self.year + next_year
+        income = self.profile.for_year(year)
+        law = default_tables().law(self.profile.filing, year, self.profile.indexing,
+                                   self.profile.inflation)
+        return (income.outside_short_gain + law.loss_limit + short - carry[0],
+                income.outside_long_gain + long - carry[1])
 
     def _new_year(self, year: int) -> None:
         self.year = year
