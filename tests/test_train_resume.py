@@ -1,6 +1,7 @@
 """Long training runs survive faults: a run killed (SIGKILL) after a checkpoint finishes with
-``taxharvest train --resume RUN_DIR``; a folder without a checkpoint and an option that
-contradicts the run are one-line errors."""
+``taxharvest train --resume RUN_DIR``; a sweep interrupted inside a task's training finishes
+with ``taxharvest sweep --resume RUN_DIR``, its finished task kept; a folder without a
+checkpoint and an option that contradicts the run are one-line errors."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+import taxharvest.workflows.train as training
 from taxharvest.errors import InputError
 from taxharvest.workflows.checkpoint import state_path
+from taxharvest.workflows.sweep import sweep
 from taxharvest.workflows.train import resume
 
 TOTAL = 768
@@ -126,3 +129,45 @@ def test_train_needs_a_profile_without_resume(tmp_path, monkeypatch, capsys):
     code, text = cli(monkeypatch, capsys, "train", "--out", tmp_path / "m")
     assert code == 2 and "field 'profile'" in text
     assert not (tmp_path / "m").exists()
+
+
+def test_an_interrupted_sweep_resumes_keeping_its_finished_task(tmp_path, monkeypatch, capsys):
+    write_state = training.write_state
+
+    def interrupted(folder, state):  # the second task's training stops after a checkpoint
+        write_state(folder, state)
+        if "seed1" in str(folder) and not state["finished"] and state["num_timesteps"] > 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "write_state", interrupted)
+    options = {"n_assets": 20, "n_envs": 1, "episode_years": 0.5, "eval_freq": 10**6,
+               "eval_paths": 1, "checkpoint_every": 256}
+    with pytest.raises(KeyboardInterrupt):
+        sweep(["mfj-800k"], 2, 512, out=tmp_path, eval_paths=1, eval_assets=20,
+              eval_years=0.5, train_options=options, workers=1)
+    [folder] = tmp_path.iterdir()
+    kept = (folder / "tasks" / "mfj-800k-seed0.json").read_bytes()
+    assert (folder / "models" / "mfj-800k-seed0" / "model.zip").is_file()
+    assert not (folder / "tasks" / "mfj-800k-seed1.json").exists()
+    assert not (folder / "results.json").exists()
+    assert checkpoint(folder / "training" / "mfj-800k-seed1")["num_timesteps"] == 256
+    monkeypatch.setattr(training, "write_state", write_state)
+
+    code, text = cli(monkeypatch, capsys, "sweep", "--resume", folder, "--seeds", "3")
+    assert code == 2 and "field 'seeds'" in text and "Traceback" not in text
+    code, text = cli(monkeypatch, capsys, "sweep", "--resume", tmp_path)
+    assert code == 2 and "config.json" in text and "Traceback" not in text
+    code, text = cli(monkeypatch, capsys, "sweep", "--resume", folder, "--workers", "1")
+    assert code == 0, text
+    assert "1 finished task(s) kept, 1 run" in text
+    assert (folder / "tasks" / "mfj-800k-seed0.json").read_bytes() == kept
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    assert [(r["seed"], r["policy"]) for r in results["results"]] == [
+        (s, p) for s in (0, 1) for p in ("ppo", "tuned", "monthly-all")]
+    [record] = results["config"]["resumed"]
+    assert record["kept"] == ["mfj-800k-seed0"] and record["run"] == ["mfj-800k-seed1"]
+    card = json.loads((folder / "models" / "mfj-800k-seed1" / "card.json").read_text(
+        encoding="utf-8"))
+    assert card["training"]["timesteps"] == 512
+    assert [entry["from_timesteps"] for entry in card["training"]["resumed"]] == [256]
+    assert not (folder / "training").exists()

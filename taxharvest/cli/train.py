@@ -150,7 +150,9 @@ def tune(
 
 
 def sweep(
-    profiles: Annotated[str, typer.Option(help="all, or comma-separated tax profiles.")],
+    ctx: typer.Context,
+    profiles: Annotated[str | None, typer.Option(
+        help="all, or comma-separated tax profiles. Required unless --resume.")] = None,
     seeds: Annotated[int, typer.Option(help="Training seeds per profile (0 .. N-1).")] = 3,
     timesteps: Annotated[int, typer.Option(help="Training steps per policy.")] = 50_000,
     eval_paths: Annotated[int, typer.Option(
@@ -158,26 +160,43 @@ def sweep(
     assets: Annotated[int, typer.Option(help="Stocks per evaluation path.")] = 100,
     years: Annotated[float, typer.Option(help="Years per evaluation path.")] = 3.0,
     out: Annotated[Path, typer.Option(help="Parent folder of the run folder.")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option(
+        metavar="RUN_DIR", help="Finish the interrupted sweep in RUN_DIR with its own "
+                                "options: its finished tasks are kept.")] = None,
     ray: RayOption = None,
     workers: WorkersOption = None,
 ) -> None:
     """Train PPO per profile and seed; compare with tuned and monthly-all on held-out paths."""
     from taxharvest.sim.parallel import engine_of
     from taxharvest.tax.law import PROFILES
+    from taxharvest.workflows.sweep import resume_sweep
     from taxharvest.workflows.sweep import sweep as run_sweep
 
-    names = list(PROFILES) if profiles.strip() == "all" else [
-        options.profile(p.strip()).name for p in profiles.split(",") if p.strip()]
     options.check({"workers": workers is None or workers >= 1}, "workers >= 1")
     engine, address = engine_of(ray)
+    if resume is not None:
+        for name in ("profiles", "seeds", "timesteps", "eval_paths", "assets", "years", "out"):
+            if _given(ctx, name):
+                raise InputError("comes from the sweep being resumed; leave it out",
+                                 field=name.replace("_", "-"))
+    elif profiles is None:
+        raise InputError("required (all, or tax profiles), unless --resume RUN_DIR",
+                         field="profiles")
     with options.progress() as bar:
-        result = run_sweep(names, seeds, timesteps, out=out, eval_paths=eval_paths,
-                           eval_assets=assets, eval_years=years, engine=engine,
-                           address=address, workers=workers,
-                           progress=options.progress_task(bar, f"sweep ({engine})"))
-    table = Table(title=f"Sweep: {seeds} seed(s) x {timesteps:,} steps, {eval_paths} held-out "
-                        f"path(s) per seed ({assets} stocks, {years:g} years); mean ± std "
-                        "over seeds")
+        task = options.progress_task(bar, f"sweep ({engine})")
+        if resume is not None:
+            result = resume_sweep(resume, engine=engine, address=address, workers=workers,
+                                  progress=task)
+        else:
+            names = list(PROFILES) if profiles.strip() == "all" else [
+                options.profile(p.strip()).name for p in profiles.split(",") if p.strip()]
+            result = run_sweep(names, seeds, timesteps, out=out, eval_paths=eval_paths,
+                               eval_assets=assets, eval_years=years, engine=engine,
+                               address=address, workers=workers, progress=task)
+    c = result.config
+    table = Table(title=f"Sweep: {len(c['seeds'])} seed(s) x {c['timesteps']:,} steps, "
+                        f"{c['eval_paths']} held-out path(s) per seed ({c['eval_assets']} "
+                        f"stocks, {c['eval_years']:g} years); mean ± std over seeds")
     for column in ("profile", "policy", "tax alpha", "liquidated", "max ex-ante TE"):
         table.add_column(column, justify="left" if column in ("profile", "policy") else "right")
     for profile, block in result.summary.items():
@@ -188,4 +207,8 @@ def sweep(
                           f"{s['after_tax_excess_liquidated_std']:.2%}",
                           f"{s['max_ex_ante_te_mean']:.2%}")
     console.print(table)
+    if resume is not None:
+        last = c["resumed"][-1]
+        console.print(f"Resumed: {len(last['kept'])} finished task(s) kept, "
+                      f"{len(last['run'])} run.")
     console.print(f"Run folder: {result.folder}")

@@ -52,6 +52,7 @@ def run_tasks(
     address: str | None = None,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    finished: Callable[[int, Any], None] | None = None,
 ) -> list:
     """``[fn(task) for task in tasks]``, run on ``engine``; results in task order.
 
@@ -62,6 +63,9 @@ def run_tasks(
         address: for Ray: ``auto``, ``local`` or a cluster address (default ``auto``).
         workers: local processes, or the CPUs of a ``local`` Ray instance (default: all).
         progress: called as ``progress(done, total)`` as tasks finish.
+        finished: called in this process as ``finished(index, result)`` as each task
+            finishes, before the next is awaited (a workflow keeps what is done: a run
+            killed later loses only the tasks under way).
 
     Raises :class:`InputError` for an unknown engine, bad ``workers``, or Ray not installed
     or not reachable. A task's own exception propagates as it was raised in the worker, the
@@ -73,7 +77,7 @@ def run_tasks(
     if not tasks:
         return []
     with connect(engine, address, workers) as run:
-        return run(fn, tasks, progress)
+        return run(fn, tasks, progress, finished)
 
 
 def _check(engine: str, workers: int | None) -> None:
@@ -87,45 +91,61 @@ def _check(engine: str, workers: int | None) -> None:
 @contextmanager
 def connect(engine: str = "local", address: str | None = None, workers: int | None = None
             ) -> Iterator[Callable[..., list]]:
-    """The engine, ready to run: yields ``run(fn, tasks, progress=None)`` (as
-    :func:`run_tasks`). Ray is joined (or started) on entry, so an unreachable cluster is an
+    """The engine, ready to run: yields ``run(fn, tasks, progress=None, finished=None)``
+    (as :func:`run_tasks`). Ray is joined (or started) on entry, so an unreachable cluster is an
     :class:`InputError` before the caller creates anything, and shut down on exit when this
     call started it."""
     _check(engine, workers)
     if engine == "local":
-        yield lambda fn, tasks, progress=None: _run_local(fn, list(tasks), workers, progress)
+        yield lambda fn, tasks, progress=None, finished=None: _run_local(
+            fn, list(tasks), workers, _Report(progress, finished, len(tasks)))
         return
     ray, started = _ray_init(address or "auto", workers)
     try:
-        yield lambda fn, tasks, progress=None: _run_ray(ray, fn, list(tasks), progress)
+        yield lambda fn, tasks, progress=None, finished=None: _run_ray(
+            ray, fn, list(tasks), _Report(progress, finished, len(tasks)))
     finally:
         if started:
             ray.shutdown()
 
 
-def _run_local(fn: Callable, tasks: Sequence, workers: int | None,
-               progress: Callable[[int, int], None] | None) -> list:
+class _Report:
+    """What the caller is told as each task finishes."""
+
+    def __init__(self, progress: Callable[[int, int], None] | None,
+                 finished: Callable[[int, Any], None] | None, total: int) -> None:
+        self.progress, self.finished, self.total, self.done = progress, finished, total, 0
+
+    def __call__(self, index: int, result: Any) -> None:
+        self.done += 1
+        if self.finished is not None:
+            self.finished(index, result)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def _run_local(fn: Callable, tasks: Sequence, workers: int | None, report: _Report) -> list:
     count = min(workers or os.cpu_count() or 1, len(tasks))
     if count <= 1:
         results = []
-        for task in tasks:
+        for index, task in enumerate(tasks):
             results.append(fn(task))
-            if progress is not None:
-                progress(len(results), len(tasks))
+            report(index, results[-1])
         return results
     # Spawned, not forked: a fork after torch (or numba, or a BLAS) has started its thread
     # pools can deadlock the child (seen: a PPO load hanging in every worker of evaluate).
     pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
     try:
         futures = [pool.submit(fn, task) for task in tasks]
+        index = {future: i for i, future in enumerate(futures)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 if future.exception() is not None:
                     raise _from_worker(future.exception())
-            if progress is not None:
-                progress(len(tasks) - len(pending), len(tasks))
+            for future in sorted(done, key=index.get):
+                report(index[future], future.result())
         return [future.result() for future in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -175,17 +195,16 @@ def _ray_init(address: str, workers: int | None):
     return ray, True
 
 
-def _run_ray(ray, fn: Callable, tasks: Sequence,
-             progress: Callable[[int, int], None] | None) -> list:
+def _run_ray(ray, fn: Callable, tasks: Sequence, report: _Report) -> list:
     remote = ray.remote(num_cpus=1)(fn)
     refs = [remote.remote(task) for task in tasks]
+    index = {ref: i for i, ref in enumerate(refs)}
     pending = list(refs)
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            ray.get(done)  # a failed task raises now, not after the others
-            if progress is not None:
-                progress(len(tasks) - len(pending), len(tasks))
+            [result] = ray.get(done)  # a failed task raises now, not after the others
+            report(index[done[0]], result)
         return ray.get(refs)
     except ray.exceptions.RayTaskError as err:
         for ref in pending:
