@@ -188,6 +188,7 @@ def test_initial_lots_start_from_a_legacy_portfolio(market):
     assert env.ledger.shares[:10].sum() == pytest.approx(1000.0)
     assert env.ledger.shares[10:].sum() == 0.0
     assert str(np.datetime64(int(env.ledger.acq[0][env.ledger.shares[0] > 0][0]), "D")) == "2020-06-01"
+    assert env.start_basis == pytest.approx(10 * 100.0 * 80.0)  # the benchmark's basis too
 
 
 def test_volatility_feature_matches_the_full_covariance():

@@ -62,3 +62,17 @@ def test_a_book_that_never_harvests_tracks_its_benchmark_through_dividends(guard
         m = run_backtest(make_policy("hold", "mfj-800k"), env, seed=0).metrics
     assert m["harvested_losses"] == 0.0
     assert m["tracking_error"] < 2e-4 and m["decoupling"] < 5e-4
+
+
+def test_a_legacy_books_benchmark_starts_with_the_same_basis():
+    """Lots bought at 80 and worth less: the benchmark account replacing them carries their
+    basis, so the liquidation taxes no embedded gain (or loss) on one side only."""
+    market = SyntheticMarket(n_assets=40, years=2.0, seed=3).generate()
+    assert market.dividends.sum() == market.distributions.sum() == 0  # nothing reinvested
+    lots = [{"ticker": market.tickers[i], "shares": 100.0, "date_acquired": "2020-06-01",
+             "cost_basis": 100.0 * 80.0} for i in range(10)]
+    env = DirectIndexEnv(market=market, initial_lots=lots, random_start=False, n_assets=40,
+                         episode_years=1.0, guardrail=False)
+    trajectory = run_backtest(make_policy("hold", "mfj-800k"), env, seed=0).trajectory
+    assert trajectory.benchmark[0] < 70_000.0  # the lots' value at the start
+    assert trajectory.benchmark_basis == pytest.approx(80_000.0)

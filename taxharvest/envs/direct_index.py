@@ -146,7 +146,7 @@ class DirectIndexEnv(gym.Env):
     gains, state rate, an income path; :func:`~taxharvest.tax.clients.draw_profile`), the
     observation its only view of it. The account is funded at the benchmark's weights
     (excluded names' weight spread over their sector) on the start row, or takes
-    ``initial_lots`` in kind (the benchmark account then starts at their value,
+    ``initial_lots`` in kind (the benchmark account then starts at their value and basis,
     ``initial_value`` unused). The risk
     model is fed up to ``warmup_days`` of returns before the start; where the data holds
     fewer, the account holds and only invests its cash (no harvest, no guardrail) until the
@@ -301,6 +301,8 @@ class DirectIndexEnv(gym.Env):
             self.bench_units = self.broker.value  # the benchmark starts with the lots' value
         else:
             self.broker.fund(self._initial_target())
+        # what the account cost (the legacy lots' basis): the benchmark's basis at the start
+        self.start_basis = float(self.ledger.basis[self.ledger.shares > 0].sum() + self.ledger.cash)
 
         if self.random_profile:
             self.profile = draw_profile(self.np_random, int(year_of(world.days[start])),

@@ -160,7 +160,7 @@ def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory
     series = {field: np.array([i[key] for i in infos]) for field, key in _INFO_SERIES.items()}
     dates = np.array([i["date"] for i in infos], "datetime64[D]")
     basis = _benchmark_basis(raw.market, dates, series["benchmark"], bench_weights,
-                             series["cash_flow"])
+                             series["cash_flow"], raw.start_basis)
     sales = raw.ledger.sales()
     # a sale on day d belongs to the first step ending on or after d
     step = np.searchsorted(dates[1:].astype(np.int64), sales["sold"]) + 1
@@ -176,17 +176,19 @@ def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory
 
 
 def _benchmark_basis(market: MarketData, dates: np.ndarray, value: np.ndarray,
-                     weights: np.ndarray, flows: np.ndarray) -> float:
-    """The benchmark's cost basis at the horizon: its initial cost, plus the distributions it
-    reinvested (each step's yields on the value and weights it had at the step's decision)
-    and the deposits; a withdrawal sells a slice of it, basis pro rata."""
+                     weights: np.ndarray, flows: np.ndarray, start: float) -> float:
+    """The benchmark's cost basis at the horizon: ``start`` (the account's at the start: its
+    funding, or a legacy book's basis, so that both sides carry the same embedded gain),
+    plus the distributions it reinvested (each step's yields on the value and weights it
+    had at the step's decision) and the deposits; a withdrawal sells a slice of it, basis
+    pro rata."""
     with np.errstate(invalid="ignore", divide="ignore"):
         yields = np.nan_to_num((market.dividends[1:] + market.distributions[1:])
                                * market.splits[1:] / market.prices[:-1])
     cumulative = np.vstack([np.zeros(market.n_assets), np.cumsum(yields, axis=0)])
     rows = np.searchsorted(market.dates, dates)
     reinvested = value[:-1] * (weights * (cumulative[rows[1:]] - cumulative[rows[:-1]])).sum(1)
-    basis = float(value[0])
+    basis = start
     for step, (added, flow) in enumerate(zip(reinvested, flows[1:], strict=True), start=1):
         basis += added
         basis = basis + flow if flow >= 0 else basis * (1.0 + flow / (value[step] - flow))
