@@ -313,6 +313,22 @@ def test_loss_beyond_capacity_is_worth_the_carry_rate(optimizers, method):
     assert without.realized_short + without.realized_long == pytest.approx(-1_000.0, abs=1.0)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_equal_rates_pool_the_capacity_across_characters(optimizers, method):
+    """Outside gains all short-term (capacity $1,000 short, none long) at one rate: a
+    long-term loss offsets them as well as a short-term one, so $1,000 of long-term loss is
+    worth the full rate and the rest, at a carry rate of 0, stays."""
+    state, _ = tiny_case(1)
+    m = state.n_securities
+    state = replace(state, buy_blocked=np.zeros(m, bool), sell_blocked=np.zeros(m, bool),
+                    excluded=np.zeros(m, bool), long_term=np.ones_like(state.long_term),
+                    tax=TaxPosition(0.408, 0.408, 0.0, 1_000.0, 0.0))
+    settings = Settings(te_limit=1.0, te_aversion=0.0, cost_bps=1.0, frozen_stress=1.0)
+    decision = optimizer(optimizers, method, settings).decide(state, Intent.harvest_all(m))
+    assert decision.realized_short == 0.0
+    assert decision.realized_long == pytest.approx(-1_000.0, abs=1.0)
+
+
 def test_invalid_inputs_raise_value_error():
     state, intent = tiny_case(0)
     m = state.n_securities

@@ -442,8 +442,8 @@ class DirectIndexEnv(gym.Env):
         marginal rates up to the gains (plus the ordinary offset) the client can still use
         that year, less the carryforward coming in; a discounted carryforward beyond (IRC
         §1211(b), §1212(b)). Orders of the year's last decision may execute in the next
-        year: its rates and what it can use then. Short- and long-term losses are valued
-        against their own character (cross-netting is left to the year's settlement)."""
+        year: its rates and what it can use then. Each character's capacity is its own; the
+        program pools them where the two rates are equal (:class:`TaxPosition`)."""
         next_year = int(year_of(day)) > self.year
         short_rate, long_rate = self._next_rates if next_year else self._rates
         capacity_short, capacity_long = self.usable_losses(next_year=next_year)

@@ -41,7 +41,12 @@ class TaxPosition:
     ``carry_rate`` per dollar (IRC §1211(b), §1212(b)). A net gain costs the marginal rate,
     except that it first absorbs a negative capacity at ``carry_rate``. The value is concave
     piecewise-linear in each net, so it is convex-representable; ``carry_rate`` may not exceed
-    either marginal rate.
+    either marginal rate. Where the two rates are equal (every preset: a long-term loss
+    offsets short-term gains at the short rate) the program pools the two capacities: the
+    characters net before anything is carried. A gain is charged the loss-side rate of its
+    character: a convex bound above the tax of a long-term gain (the true tax is concave
+    where a gain's rate is below a loss's), so the program realizes long-term gains
+    cautiously.
     """
 
     short_rate: float

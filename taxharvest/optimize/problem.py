@@ -117,7 +117,9 @@ class Problem:
         buy_upper: 1 where a security may be bought, else 0.
         realized: realized gain per unit weight sold (a washed loss realizes 0).
         coefficient_short / coefficient_long: the program's net gain per unit sold, by
-            character (realized, losses times preference).
+            character (realized, losses times preference); where the two rates are equal,
+            all in the first, with the year's capacity pooled (the characters net before
+            a loss is carried).
         rates, excess, capacity: ``(2,)`` short, long.
         benchmark, loadings ``G`` (``(k, m)``, ``Sigma = G'G + diag(specific_sd^2)``),
         specific_sd: the risk model.
@@ -337,6 +339,7 @@ def _classes_of(group: np.ndarray, members: np.ndarray) -> np.ndarray:
 
 
 GAIN_SLACK = 1e-6  # share of the book: the net gain a decision inside the bound may round to
+RATE_TOLERANCE = 1e-9  # short and long rates this close are one rate: the capacity is pooled
 
 
 def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Problem:
@@ -374,6 +377,14 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
     wash_block = state.buy_blocked & ~state.excluded
     buy_upper = np.where(state.excluded | state.buy_blocked | harvest_block, 0.0, 1.0)
     tax = state.tax
+    coefficient_short = np.where(state.long_term, 0.0, coefficient)
+    coefficient_long = np.where(state.long_term, coefficient, 0.0)
+    capacity = tax.capacities / value
+    if np.isclose(tax.short_rate, tax.long_rate, rtol=0.0, atol=RATE_TOLERANCE):
+        # one rate: the characters net before anything is carried (IRC §1222), so the year's
+        # capacity is pooled (a long-term loss offsets short-term gains at the same rate)
+        coefficient_short, coefficient_long = coefficient, np.zeros_like(coefficient)
+        capacity = np.array([capacity.sum(), 0.0])
     problem = Problem(
         lot_weight=lot_weight,
         held=lot_weight.sum(axis=1),
@@ -381,11 +392,11 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         sell_upper=np.where(sellable, lot_weight, 0.0),
         buy_upper=buy_upper,
         realized=realized,
-        coefficient_short=np.where(state.long_term, 0.0, coefficient),
-        coefficient_long=np.where(state.long_term, coefficient, 0.0),
+        coefficient_short=coefficient_short,
+        coefficient_long=coefficient_long,
         rates=tax.rates,
         excess=tax.rates - tax.carry_rate,
-        capacity=tax.capacities / value,
+        capacity=capacity,
         benchmark=state.benchmark,
         loadings=np.ascontiguousarray(loadings),
         specific_sd=specific_sd,
