@@ -9,10 +9,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from synthetic_account import synthetic_account
 
 import taxharvest.envs  # noqa: F401  (registers the environment)
 from taxharvest.envs import ENV_ID, DirectIndexEnv
+from taxharvest.envs.decision import OptimizerRules
+from taxharvest.envs.features import loss_lots
 from taxharvest.market.synthetic import SyntheticMarket
+from taxharvest.optimize import Intent, Settings, TaxAwareOptimizer, TaxPosition
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS
 from taxharvest.tax.ledger import Ledger
@@ -481,3 +485,24 @@ def test_each_reward_sums_to_its_wealth_at_the_end_and_they_differ_by_the_active
     ratio = np.array([i["portfolio_value"] / i["benchmark_value"] for i in infos])
     np.testing.assert_allclose(wealth - tax, 100 * np.diff(ratio), atol=1e-12)
     assert wealth.sum() == pytest.approx(100 * (ratio[-1] - ratio[0]) + tax.sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("n_stocks, seed", [(150, 2), (40, 0)])  # the bound binds; relaxed
+def test_tickets_keep_the_te_bound_the_program_kept(n_stocks, seed):
+    """Small gain sales dropped and crumbs pooled into tickets move the book past the bound
+    the program kept; the orders then go as the program chose them, and say their TE."""
+    rules = OptimizerRules(TaxAwareOptimizer(Settings(), method="fast"))
+    state = synthetic_account(n_stocks, 8, n_sectors=5, n_excluded=3, n_buy_blocked=5,
+                              n_sell_blocked=8, crash=False, seed=seed,
+                              tax=TaxPosition(0.408, 0.408, 0.306, 103_000.0, 0.0))
+    decision = rules.optimizer.decide(state, Intent.harvest_all(state.n_securities),
+                                      min_buy=rules.min_trade)
+    held = state.shares.sum(axis=1)
+    given = (decision, state.price, loss_lots(state.shares, state.basis, state.price),
+             state.excluded, state.value, state.cash)
+    sells, buys = rules._tickets(*given, state.benchmark - decision.weights)
+    weights = (held - sells.sum(axis=1) + buys) * state.price / state.value
+    assert state.risk.tracking_error(weights - state.benchmark) > decision.te_cap
+    sells, buys, te = rules.orders(*given, held, state.benchmark, state.risk)
+    weights = (held - sells.sum(axis=1) + buys) * state.price / state.value
+    assert te == state.risk.tracking_error(weights - state.benchmark) <= decision.te_cap

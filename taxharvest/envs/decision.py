@@ -172,19 +172,36 @@ class OptimizerRules:
         if result.status == "fallback" or not (result.sell_shares.any() or result.buy_shares.any()):
             return Decision(None, _Status(result), result.te)
         loss = loss_lots(lots.shares, lots.basis, price)
-        sells, buys = self._tickets(result, price, loss, world.excluded, broker.value,
-                                    max(lots.cash, 0.0), bench - result.weights)
+        sells, buys, te = self.orders(result, price, loss, world.excluded, broker.value,
+                                      max(lots.cash, 0.0), lots.shares.sum(axis=1), bench, risk)
         if not (sells.any() or buys.any()):
-            return Decision(None, _Status(result), result.te)
+            return Decision(None, _Status(result), te)
         shares = buys - sells.sum(axis=1)
         harvest = ((sells > 0) & loss).any(axis=1)[:n]
         order = Order(execute_at=execute_at, shares=shares, harvest=harvest,
                       swap_back=np.zeros(n, bool), adjustment=np.zeros(m),
                       lot_sells=sells, lot_ids=lots.purchase.copy())
-        return Decision(order, _Status(result), result.te)
+        return Decision(order, _Status(result), te)
+
+    def orders(self, result, price: np.ndarray, loss: np.ndarray, excluded: np.ndarray,
+               value: float, cash: float, held: np.ndarray, bench: np.ndarray,
+               risk: FactorRisk) -> tuple[np.ndarray, np.ndarray, float]:
+        """The program's trades as tickets (:meth:`_tickets`) and the ex-ante TE of the book
+        they leave (``held`` shares per security). Rounding keeps the bound the program kept:
+        where the tickets break it, the program's trades go as they are (one side per
+        security, no dust)."""
+        for rounded in (True, False):
+            sells, buys = self._tickets(result, price, loss, excluded, value, cash,
+                                        bench - result.weights, rounded)
+            weights = (held - sells.sum(axis=1) + buys) * price / value
+            te = risk.tracking_error(weights - bench)
+            if te <= result.te_cap:
+                break
+        return sells, buys, te
 
     def _tickets(self, result, price: np.ndarray, loss: np.ndarray, excluded: np.ndarray,
-                 value: float, cash: float, shortfall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 value: float, cash: float, shortfall: np.ndarray,
+                 rounded: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The program's trades as tickets.
 
         One side per security: selling and buying one security at once is an interior
@@ -197,7 +214,8 @@ class OptimizerRules:
         under the benchmark (``shortfall``: benchmark less its weights), so pooled cash pulls
         the book toward the index. Purchases never spend more than the cash and the sales
         kept. A lot's sale below a hundredth of a ticket is dropped (an interior point's
-        residue on the other lots of a sold security).
+        residue on the other lots of a sold security). Not ``rounded``: only the last (and
+        one side per security).
         """
         sells, buys = result.sell_shares, result.buy_shares
         sold = sells.sum(axis=1)
@@ -205,7 +223,10 @@ class OptimizerRules:
         keep = np.divide(np.clip(-net, 0.0, None), sold, out=np.zeros_like(sold), where=sold > 0)
         sells, buys = sells * keep[:, None], np.clip(net, 0.0, None)
         ticket = self.min_trade * value * (1.0 - TICKET_SLACK)
-        sells[sells * price[:, None] < LOT_DUST * ticket] = 0.0  # no Form 8949 row for cents
+        # no Form 8949 row for cents, except the excluded names' (sold out, crumbs included)
+        sells[(sells * price[:, None] < LOT_DUST * ticket) & ~excluded[:, None]] = 0.0
+        if not rounded:
+            return sells, buys
         floor = np.where(((sells > 0) & loss).any(axis=1), ticket, self.min_rebalance * value)
         sells[((sells.sum(axis=1) * price) < floor) & ~excluded] = 0.0
         cost = buys * price
