@@ -81,7 +81,8 @@ def train(
             n_assets=assets, n_envs=envs, episode_years=years, cadence=cadence,
             scenario_probability=scenario_probability, eval_freq=eval_freq,
             eval_paths=eval_paths, vec_env=vec_env, action=action,
-            reward=reward, checkpoint_every=checkpoint_every or DEFAULT_CHECKPOINT_EVERY, progress_bar=progress,
+            reward=reward, checkpoint_every=checkpoint_every or DEFAULT_CHECKPOINT_EVERY,
+            progress_bar=progress,
         )
     best = result.card["evaluation"]["best"]
     resumed = result.card["training"].get("resumed")

@@ -27,7 +27,8 @@ def end_state(env, day: int) -> dict[str, float | tuple[float, float]]:
     gain = np.where(held, book.shares * env.broker.last_price[:, None] - book.basis, 0.0)
     short_term = held & (day <= ANNIVERSARY[np.where(held, book.acq, day) - DAY_BASE])
     carry_base, carry_with = env.carryforwards()
-    return {"unrealized_gain": float(gain.sum()), "unrealized_short_gain": float(gain[short_term].sum()),
+    return {"unrealized_gain": float(gain.sum()),
+            "unrealized_short_gain": float(gain[short_term].sum()),
             "realized_gain": float(book.sales()["gain"].sum()),
             "carry_base": carry_base, "carry_with": carry_with}
 

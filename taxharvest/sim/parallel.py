@@ -98,12 +98,12 @@ def connect(engine: str = "local", address: str | None = None, workers: int | No
     _check(engine, workers)
     if engine == "local":
         yield lambda fn, tasks, progress=None, finished=None: _run_local(
-            fn, list(tasks), workers, _Report(progress, finished, len(tasks)))
+            fn, list(tasks), workers, progress, finished)
         return
     ray, started = _ray_init(address or "auto", workers)
     try:
         yield lambda fn, tasks, progress=None, finished=None: _run_ray(
-            ray, fn, list(tasks), _Report(progress, finished, len(tasks)))
+            ray, fn, list(tasks), progress, finished)
     finally:
         if started:
             ray.shutdown()
@@ -124,7 +124,10 @@ class _Report:
             self.progress(self.done, self.total)
 
 
-def _run_local(fn: Callable, tasks: Sequence, workers: int | None, report: _Report) -> list:
+def _run_local(fn: Callable, tasks: Sequence, workers: int | None,
+               progress: Callable[[int, int], None] | None,
+               finished: Callable[[int, Any], None] | None) -> list:
+    report = _Report(progress, finished, len(tasks))
     count = min(workers or os.cpu_count() or 1, len(tasks))
     if count <= 1:
         results = []
@@ -195,7 +198,9 @@ def _ray_init(address: str, workers: int | None):
     return ray, True
 
 
-def _run_ray(ray, fn: Callable, tasks: Sequence, report: _Report) -> list:
+def _run_ray(ray, fn: Callable, tasks: Sequence, progress: Callable[[int, int], None] | None,
+             finished: Callable[[int, Any], None] | None) -> list:
+    report = _Report(progress, finished, len(tasks))
     remote = ray.remote(num_cpus=1)(fn)
     refs = [remote.remote(task) for task in tasks]
     index = {ref: i for i, ref in enumerate(refs)}

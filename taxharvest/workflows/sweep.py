@@ -1,9 +1,9 @@
 """Sweeps: PPO trained per profile and seed, evaluated against the rules on held-out paths.
 
 One task per (profile, training seed ``s``) trains a policy with
-:func:`~taxharvest.workflows.train.train` (in the run folder's ``training/<profile>-seed<s>/``,
-with its checkpoints) and backtests it, ``tuned`` and ``monthly-all`` on the evaluation paths of that seed:
-synthetic seeds ``s * eval_paths ... s * eval_paths + eval_paths - 1``, inside the range
+:func:`~taxharvest.workflows.train.train` (in the run folder's
+``training/<profile>-seed<s>/``, with its checkpoints) and backtests it, ``tuned`` and
+``monthly-all`` on the evaluation paths of that seed: synthetic seeds ``s * eval_paths ... s * eval_paths + eval_paths - 1``, inside the range
 0-99 reserved for evaluation (never trained or tuned on). Each policy's row holds the means
 over its paths, so every policy gets one figure per seed, paired on the same paths, and the
 spread over seeds covers both the training seed and the paths. The task returns its model
