@@ -237,9 +237,9 @@ def test_guardrail_holds_the_limit_through_a_crash_under_a_random_harvester(scen
     # frozen in wash windows, and the limit may be left (README): never silently, never far
     assert worst <= guarded.te_limit * (1 + 1e-6) or (
         scenario == "gfc-2008" and worst <= 1.5 * guarded.te_limit)
-    # the program aims at 90% of the limit; a decision above it is relaxed and says why
-    aim = guarded.guardrail.te_limit * (1 + 1e-6)
-    assert all(i["ex_ante_te"] <= aim
+    # the program aims at 90% of the limit and its tickets may use the rest; a decision
+    # above the limit is relaxed and says why
+    assert all(i["ex_ante_te"] <= guarded.te_limit * (1 + 1e-6)
                or (i["guardrail_status"] == "relaxed" and i["guardrail_reason"])
                for i in infos[1:])
     unguarded = DirectIndexEnv(market=crash, random_start=False, episode_years=2.0,

@@ -124,7 +124,9 @@ class DirectIndexEnv(gym.Env):
     proxies and the other stocks, swap-backs, cash invested; ex-ante TE at most the limit
     times ``1 - te_buffer`` (room for a step of drift) with the positions frozen by wash
     windows priced at stressed volatility, no wash sale created, exclusions sold out, lots
-    sold by specific identification. With ``guardrail=False`` the program has no TE bound.
+    sold by specific identification; the trades are rounded to tickets within the limit
+    itself (the rounding may use the room for drift). With ``guardrail=False`` the program
+    has no TE bound.
     ``decision="rules"``: the heuristic pipeline kept for comparison: a harvested stock
     sells all its loss lots into the first of its sector's proxies not in a wash window;
     swap-backs from proxies whose gain is at most ``swap_back_max_gain``; cash invested in
@@ -241,7 +243,8 @@ class DirectIndexEnv(gym.Env):
             settings = (Settings(te_limit=self.guardrail.te_limit) if self.guardrail is not None
                         else Settings(te_limit=UNGUARDED_TE,
                                       te_aversion=UNGUARDED_RISK_PRICE * UNGUARDED_TE**2))
-            self.rules = OptimizerRules(TaxAwareOptimizer(settings, method="fast"))
+            self.rules = OptimizerRules(TaxAwareOptimizer(settings, method="fast"),
+                                        te_limit=self.te_limit if self.guardrail is not None else 0.0)
         self.exclusions = tuple(exclusions)
         self.initial_lots = list(initial_lots) if initial_lots is not None else None
         if max_gain is not None and not (np.isfinite(max_gain) and max_gain >= 0):
