@@ -18,7 +18,7 @@ from taxharvest.envs.features import loss_lots, propose, select_within_lock_budg
 from taxharvest.guardrails import GuardrailResult, TrackingErrorGuardrail, factor_loadings
 from taxharvest.market.risk import FactorRisk
 from taxharvest.optimize import AccountState, Intent, TaxAwareOptimizer, TaxPosition
-from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE
+from taxharvest.tax.calendar import is_long_term
 
 TICKET_SLACK = 1e-9  # relative: float rounding must not decide whether a minimum ticket trades
 LOT_DUST = 0.01  # a lot's sale below this share of a minimum ticket is a solver's residue
@@ -163,7 +163,7 @@ class OptimizerRules:
         outside[:n] = bench[:n] <= 0
         state = AccountState(
             price=np.where(tradable, price, 1.0), shares=lots.shares, basis=lots.basis,
-            long_term=day > ANNIVERSARY[lots.acq - DAY_BASE], cash=max(lots.cash, 0.0),
+            long_term=is_long_term(lots.acq, day), cash=max(lots.cash, 0.0),
             benchmark=bench, buy_blocked=blocks.buy_blocked | ~tradable | outside,
             sell_blocked=blocks.sell_blocked | ~tradable, excluded=world.excluded,
             risk=risk, tax=tax, group=lots.group, max_gain=max_gain, te_target=te_target)
@@ -192,9 +192,8 @@ class OptimizerRules:
         """The program's trades as tickets (:meth:`_tickets`) and the ex-ante TE of the book
         they leave (``held`` shares per security). Rounding keeps the larger of the program's
         bound and ``te_limit``: where the tickets break it, the program's trades go as they
-        are (one side per security, no dust; crumbs bought then block harvests for 30 days,
-        so this is the exception: on ``make demo``'s book it cost 0.08 point a year where it
-        guarded the program's bound, inside the limit's room for drift)."""
+        are (one side per security, no dust: the exception, since crumbs bought block their
+        names' harvests for 30 days)."""
         bound = max(result.te_cap, self.te_limit)
         for rounded in (True, False):
             sells, buys = self._tickets(result, price, loss, excluded, value, cash,

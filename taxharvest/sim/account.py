@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from taxharvest.tax.calendar import ANNIVERSARY, DAY_BASE, WASH_WINDOW_DAYS
+from taxharvest.tax.calendar import WASH_WINDOW_DAYS, is_long_term
 
 
 def settled_savings(env) -> dict[str, float]:
@@ -25,7 +25,7 @@ def end_state(env, day: int) -> dict[str, float | tuple[float, float]]:
     book = env.ledger
     held = book.shares > 0
     gain = np.where(held, book.shares * env.broker.last_price[:, None] - book.basis, 0.0)
-    short_term = held & (day <= ANNIVERSARY[np.where(held, book.acq, day) - DAY_BASE])
+    short_term = held & ~is_long_term(np.where(held, book.acq, day), day)
     carry_base, carry_with = env.carryforwards()
     return {"unrealized_gain": float(gain.sum()),
             "unrealized_short_gain": float(gain[short_term].sum()),
