@@ -242,6 +242,9 @@ def test_december_loss_washed_in_january_changes_the_earlier_year():
         ("2024-02-29", "2025-02-28", False),
         ("2024-02-29", "2025-03-01", True),
         ("2023-12-31", "2024-12-31", False),
+        # bought on a month's last day: the year ends on that month's last day a year on
+        ("2023-02-28", "2024-02-29", False),
+        ("2023-02-28", "2024-03-01", True),
     ],
 )
 def test_more_than_one_year_is_long_term(acquired, sold, long):
@@ -369,6 +372,16 @@ def test_slots_grow_beyond_initial_capacity():
     ledger.sell("XYZ", 40, 9.0, "2024-03-15")
     assert ledger.shares.shape[1] >= 40
     assert sum(s["shares"] for s in sales_records(ledger)) == pytest.approx(40)
+
+
+def test_a_form_8949_row_adds_up_from_its_rounded_columns():
+    ledger = book()
+    ledger.buy("XYZ", 3, 10.005, "2024-01-02")
+    ledger.sell("XYZ", 3, 7.3333, "2024-05-01")
+    ledger.buy("XYZ", 1, 7.0, "2024-05-05")  # washes a third of the loss
+    (row,) = form_8949(ledger)
+    assert row["code"] == "W"
+    assert row["gain"] == round(row["proceeds"] - row["cost_basis"] + row["adjustment"], 2)
 
 
 def test_form_8949_rows_and_schedule_d():

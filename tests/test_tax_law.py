@@ -244,13 +244,15 @@ def test_niit_around_threshold():
     assert tax_for_year(rich, 2025, 10_000, -15_000).niit == 0
 
 
-def test_state_rate_on_taxable_income():
+def test_state_rate_on_net_gains():
     tax = tax_for_year("mfj-800k-ca", 2025, long_gain=-150_000)
-    assert tax.state == pytest.approx(0.133 * 797_000)
+    assert tax.state == 0  # a net loss owes none; its ordinary offset is federal only
     gain = tax_for_year("mfj-800k-ca", 2025, long_gain=50_000)
-    assert gain.state == pytest.approx(0.133 * 950_000)  # long and short taxed alike
+    assert gain.state == pytest.approx(0.133 * 150_000)  # long and short taxed alike
     expected = 202_154.5 + 0.37 * (900_000 - 751_600) + 0.20 * 50_000 + 0.038 * 150_000
-    assert gain.total == pytest.approx(expected + 0.133 * 950_000)
+    assert gain.total == pytest.approx(expected + 0.133 * 150_000)
+    carried = tax_for_year("mfj-800k-ca", 2025, carry_short=40_000)
+    assert carried.state == pytest.approx(0.133 * 60_000)  # net of the carryforward
 
 
 def test_income_schedule_overrides_a_year():

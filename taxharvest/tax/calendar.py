@@ -28,9 +28,15 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
         (next_year_month + 1).astype("datetime64[D]") - next_year_month.astype("datetime64[D]")
     ).astype(np.int64)
     # Same calendar date one year later; Feb 29 maps to Feb 28 (Rev. Rul. 66-7: the holding
-    # period is counted in calendar months from the day after acquisition).
-    anniversary = next_year_month.astype("datetime64[D]").astype(np.int64) + np.minimum(
-        day_of_month, month_length - 1
+    # period is counted in calendar months from the day after acquisition). Stock bought on
+    # the last day of a month completes its year on the last day of that month a year later:
+    # bought 2023-02-28 (holding period from 2023-03-01), the year ends 2024-02-29.
+    this_month_length = (
+        (months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")
+    ).astype(np.int64)
+    month_end = day_of_month == this_month_length - 1
+    anniversary = next_year_month.astype("datetime64[D]").astype(np.int64) + np.where(
+        month_end, month_length - 1, np.minimum(day_of_month, month_length - 1)
     )
     return years.astype(np.int32), anniversary.astype(np.int64)
 

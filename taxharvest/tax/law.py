@@ -10,7 +10,8 @@ Mechanics implemented:
 - IRC §1211(b) capital-loss deduction (3,000; 1,500 married filing separately) and the §1212(b)
   carryover, short-term first (Schedule D instructions, Capital Loss Carryover Worksheet).
 - IRC §1411 net investment income tax (NIIT).
-- A flat state rate on taxable income, short- and long-term gains alike (as California does).
+- A flat state rate on the year's net capital gain, short- and long-term alike (as California
+  taxes them); a net loss owes none and its ordinary offset is federal only.
 
 Simplifications: a profile's ``ordinary_income`` is taxable income before capital items (all
 deductions already taken); taxable income stands in for MAGI in the NIIT; no AMT, qualified
@@ -267,7 +268,7 @@ class TaxProfile(_ProfileModel):
         ordinary_income: taxable ordinary income (after deductions), before capital items.
         outside_short_gain, outside_long_gain: net realized gains outside the portfolio each year
             (negative = loss).
-        state_rate: flat state rate on taxable income, short- and long-term gains alike.
+        state_rate: flat state rate on the net capital gain, short- and long-term alike.
         carryforward_short, carryforward_long: the client's own capital-loss carryforwards into
             the first year (IRC §1212(b), positive amounts), on the baseline and the
             with-portfolio side alike (:class:`TaxSavingsTracker`).
@@ -321,7 +322,7 @@ class TaxProfile(_ProfileModel):
             )
         rules = (tables or default_tables()).describe(self.indexing, self.inflation)
         return (
-            f"{income}; state {self.state_rate:.1%} flat on taxable income (short and long alike); "
+            f"{income}; state {self.state_rate:.1%} flat on net gains (short and long alike); "
             f"{rules}; taxable income stands in for MAGI in the NIIT"
         )
 
@@ -382,7 +383,7 @@ PROFILE_NOTES: Mapping[str, str] = MappingProxyType(
         "ordinary_income": "taxable ordinary income after deductions, before capital items",
         "outside_short_gain": "net short-term gain realized outside the portfolio a year",
         "outside_long_gain": "net long-term gain outside the portfolio a year (negative: loss)",
-        "state_rate": "flat state rate on taxable income, short and long gains alike",
+        "state_rate": "flat state rate on net capital gains, short and long alike",
         "carryforward_short": "capital-loss carryforward the client brings into year one, short",
         "carryforward_long": "the same, long-term (both positive amounts)",
         "indexing": "brackets of years beyond the tax tables: fixed | inflation",
@@ -609,7 +610,7 @@ def tax_for_year(
     federal = min(federal_ordinary + stacked, law.ordinary.tax(taxable))  # lines 23-25
     # IRC §1411: net gain counts only when positive (Treas. Reg. §1.1411-4(d)); MAGI ~ taxable.
     niit = law.niit_rate * max(0.0, min(max(0.0, net), taxable - law.niit_threshold))
-    state = profile.state_rate * taxable
+    state = profile.state_rate * max(0.0, net)  # DOMAIN: a flat rate on net gains
     return TaxYear(
         year=year,
         net_short=net_short,

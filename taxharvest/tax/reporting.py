@@ -59,20 +59,22 @@ def form_8949(ledger: Ledger) -> list[dict]:
     Columns (d) proceeds, (e) cost basis, (f) code, (g) adjustment as a positive amount,
     (h) gain = d - e + g.
     """
-    rows = [
-        {
+    rows = []
+    for r in sales_records(ledger):
+        proceeds, basis = round(r["proceeds"], 2), round(r["cost_basis"], 2)
+        adjustment = round(r["wash_sale_disallowed"], 2)
+        rows.append({
             "part": "I" if r["term"] == "short" else "II",
             "description": _description(r),
             "date_acquired": r["date_acquired"],
             "date_sold": r["date_sold"],
-            "proceeds": round(r["proceeds"], 2),
-            "cost_basis": round(r["cost_basis"], 2),
+            "proceeds": proceeds,
+            "cost_basis": basis,
             "code": "W" if r["wash_sale_disallowed"] > 0 else "",
-            "adjustment": round(r["wash_sale_disallowed"], 2),
-            "gain": round(r["gain"], 2),
-        }
-        for r in sales_records(ledger)
-    ]
+            "adjustment": adjustment,
+            # (h) from the rounded columns, so the row adds up as the form requires
+            "gain": round(proceeds - basis + adjustment, 2),
+        })
     rows.sort(key=lambda r: (r["date_sold"][:4], r["part"]))
     return rows
 
