@@ -35,6 +35,10 @@ def test_policies_share_each_path_and_the_summary_pairs_them():
         assert entry["tax_alpha"] == pytest.approx(sum(r["tax_alpha"] for r in mine) / 2)
         assert entry["tax_alpha_vs_best_rule"] == pytest.approx(entry["tax_alpha"] / best - 1)
     assert "| mfj-800k | monthly-all |" in markdown_table(summarize(rows))
+    # against the optimizer's ask: hold withholds every harvest, the calendar rule most of them
+    assert summary["hold"]["harvest_withheld"] == 1.0
+    assert 0.0 < summary["monthly-all"]["harvest_withheld"] < 1.0
+    assert all(r["te_budget_share"] == 1.0 for r in rows)
 
 
 def test_evaluate_command_rejects_bad_arguments(tmp_path):

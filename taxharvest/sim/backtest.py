@@ -90,11 +90,12 @@ def run_backtest(
     total = raw.n_decisions
     tickers = raw.market.tickers
     infos, decisions = [info], []
-    bench_weights = []
+    bench_weights, intent = [], _Intent()
     done, reward = False, 0.0
     while not done:
         bench_weights.append(observation["assets"][:, _BENCH] / raw.n_assets)
         decision = policy.act(observation, info)
+        intent.add(decision, info["action_mask"])
         decisions += [{"date": info["date"], "ticker": tickers[i], "reason": reason}
                       for i, reason in sorted(decision.reasons.items())]
         observation, step_reward, terminated, truncated, info = env.step(decision.step_action)
@@ -113,16 +114,18 @@ def run_backtest(
     return measured_run(_trajectory(raw, infos, np.array(bench_weights)), raw.ledger,
                         account.settled_savings(raw), profile=raw.profile, config=config,
                         fee=fee, decisions=decisions, reward=float(reward),
-                        runtime_s=time.perf_counter() - started)
+                        runtime_s=time.perf_counter() - started, intent=intent.measures())
 
 
 def measured_run(trajectory: Trajectory, ledger, savings: dict[str, float], *, profile,
                  config: dict, fee: float = 0.0, decisions: list[dict] | None = None,
-                 reward: float = 0.0, runtime_s: float = 0.0) -> BacktestResult:
+                 reward: float = 0.0, runtime_s: float = 0.0,
+                 intent: dict[str, float] | None = None) -> BacktestResult:
     """The measures, yearly table, series and Form 8949 rows of one run: its ``trajectory``,
     its account's ``ledger`` and the tax saving settled each year (``savings``, by year);
     ``config`` holds at least ``te_limit`` (a replayed book, e.g. a firm's, is measured
-    by the same rules as a backtest)."""
+    by the same rules as a backtest); ``intent``: the policy's (:class:`_Intent`), None
+    for a book no policy of ours decided."""
     # the last year is settled: the liquidation is the next year's realization
     year = int(trajectory.dates[-1].astype("datetime64[Y]").astype(int)) + 1970 + 1
 
@@ -136,7 +139,7 @@ def measured_run(trajectory: Trajectory, ledger, savings: dict[str, float], *, p
     yearly = {year: {**steps.get(year, empty), "tax_savings": savings.get(year, 0.0),
                      "form_8949_rows": sum(row["date_sold"][:4] == year for row in rows)}
               for year in sorted(steps.keys() | savings.keys())}
-    metrics["runtime_s"] = runtime_s
+    metrics.update(intent or dict.fromkeys(_Intent.KEYS), runtime_s=runtime_s)
     return BacktestResult(
         metrics=metrics,
         yearly=yearly,
@@ -153,6 +156,28 @@ def measured_run(trajectory: Trajectory, ledger, savings: dict[str, float], *, p
         trajectory=trajectory,
         reward=reward,
     )
+
+
+class _Intent:
+    """What a policy asked of the decision program, against the ``optimizer``'s ask (every
+    harvestable stock at preference 1, the whole TE budget): ``harvest_withheld``, the mean
+    of ``1 - preference`` over the decisions' harvestable stocks, and ``te_budget_share``,
+    the mean budget share asked per decision."""
+
+    KEYS = ("harvest_withheld", "te_budget_share")
+
+    def __init__(self) -> None:
+        self.offered, self.withheld, self.budgets = 0, 0.0, []
+
+    def add(self, decision, mask: np.ndarray) -> None:
+        preference = np.clip(np.asarray(decision.action, float)[mask], 0.0, 1.0)
+        self.offered += preference.size
+        self.withheld += float((1.0 - preference).sum())
+        self.budgets.append(decision.te_budget)
+
+    def measures(self) -> dict[str, float]:
+        return {"harvest_withheld": self.withheld / self.offered if self.offered else 0.0,
+                "te_budget_share": float(np.mean(self.budgets)) if self.budgets else 1.0}
 
 
 def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory:

@@ -107,6 +107,9 @@ MEASURES: dict[str, Measure] = _registry(
     Measure("guardrail_interventions", "guardrail interventions", "moved", "count", ","),
     Measure("guardrail_relaxed", "guardrail relaxations", "relaxed", "count", ",",
             worst=True),
+    Measure("harvest_withheld", "harvest withheld (1 - preference, harvestable stocks)",
+            "withheld", "fraction", ".1%"),
+    Measure("te_budget_share", "TE budget share asked", "budget", "fraction", ".1%"),
     Measure("years", "years", "years", "years", ".2f"),
     Measure("runtime_s", "runtime", "s", "seconds", ".1f", "s"),
 )
@@ -126,8 +129,8 @@ BACKTEST_JSON = select(  # the headline of ``taxharvest backtest --json``
     "tax_alpha", "active_return", "after_tax_excess_liquidated", "harvest_yield",
     "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "bias_statistic",
     "bias_statistic_robust", "bias_statistic_calm", "decoupling", "embedded_gain", "turnover",
-    "n_trades", "wash_sale_disallowed", "guardrail_interventions", "guardrail_relaxed", "years",
-    "runtime_s")
+    "n_trades", "wash_sale_disallowed", "guardrail_interventions", "guardrail_relaxed",
+    "harvest_withheld", "te_budget_share", "years", "runtime_s")
 BACKTEST_SUMMARY = select(  # the terminal table of ``taxharvest backtest`` (then its pairs)
     "tax_alpha", "after_tax_excess_liquidated", "after_tax_excess_step_up", "active_return",
     "harvested_losses", "harvest_yield", "tracking_error", "max_rolling_te", "max_ex_ante_te",
@@ -140,7 +143,7 @@ REPORT = select(  # the measures table of the HTML report
 EVALUATION = select(  # a row of ``taxharvest evaluate`` per path and policy
     "tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
     "tracking_error", "bias_statistic", "max_ex_ante_te", "decoupling", "turnover", "n_trades",
-    "wash_sale_disallowed", "guardrail_relaxed")
+    "wash_sale_disallowed", "guardrail_relaxed", "harvest_withheld", "te_budget_share")
 SWEEP = select(  # a sweep row per seed: means (worst paths) over its paths
     "tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
     "tracking_error", "max_ex_ante_te", "decoupling", "turnover", "n_trades")

@@ -161,8 +161,8 @@ def markdown_table(summary: Sequence[dict]) -> str:
     """The summary as a Markdown table (README, closing notes)."""
     head = ("| profile | policy | tax alpha (synthetic, mean ± sd) | vs best rule | liquidated "
             "| active | max ex-ante TE (worst path) | tax alpha (real data) "
-            "| max ex-ante TE (real) |")
-    lines = [head, "|" + "---|" * 9]
+            "| max ex-ante TE (real) | withheld | budget |")
+    lines = [head, "|" + "---|" * 11]
     for e in summary:
         lines.append(
             f"| {e['profile']} | {e['name']} | "
@@ -170,7 +170,8 @@ def markdown_table(summary: Sequence[dict]) -> str:
             + f"| {_pct(e['tax_alpha_vs_best_rule'], signed=True)} "
             f"| {_pct(e['after_tax_excess_liquidated'])} | {_pct(e['active_return'])} "
             f"| {_pct(e['max_ex_ante_te'])} | {_pct(e['real_tax_alpha'])} "
-            f"| {_pct(e['real_max_ex_ante_te'])} |")
+            f"| {_pct(e['real_max_ex_ante_te'])} | {_pct(e['harvest_withheld'])} "
+            f"| {_pct(e['te_budget_share'])} |")
     return "\n".join(lines) + "\n"
 
 
