@@ -20,7 +20,9 @@ def test_every_computed_measure_is_registered_and_every_selection_is_known():
                    harvested_losses=np.zeros(n), sold=np.zeros(n), n_trades=np.zeros(n, int),
                    wash_sale_disallowed=np.zeros(n), guardrail_status=np.array(["ok"] * n),
                    step_days=5, unrealized_gain=0.0, realized_gain=0.0)
-    computed = set(compute_metrics(t, year_tax=lambda s, lo, c: 0.2 * max(0.0, s + lo), te_limit=0.01)) | {"runtime_s"}
+    computed = set(compute_metrics(t, year_tax=lambda s, lo, c: 0.2 * max(0.0, s + lo),
+                                   te_limit=0.01))
+    computed |= {"runtime_s", "harvest_withheld", "te_budget_share"}  # added by the run
     assert computed == set(MEASURES)
     for name in dir(measures):
         selection = getattr(measures, name)

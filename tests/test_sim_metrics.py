@@ -252,3 +252,18 @@ def test_bias_statistic_is_time_weighted():
                      benchmark=with_flows(plain.benchmark), cash_flow=flows)
     np.testing.assert_allclose(standardized_active_returns(flowed),
                                standardized_active_returns(plain))
+
+
+def test_max_ex_ante_te_is_over_the_decided_books():
+    n = 5
+    zeros = np.zeros(n)
+    t = Trajectory(dates=np.datetime64("2025-01-06") + 7 * np.arange(n),
+                   portfolio=np.full(n, 1e6), benchmark=np.full(n, 1e6), savings=zeros,
+                   ex_ante_te=np.array([0.07, 0.018, 0.017, 0.016, 0.015]),  # a legacy book
+                   tax_savings=zeros, harvested_losses=zeros, sold=zeros,
+                   n_trades=np.zeros(n, int), wash_sale_disallowed=zeros,
+                   guardrail_status=np.array(["off"] * n), step_days=5,
+                   unrealized_gain=0.0, realized_gain=0.0)
+    m = compute_metrics(t, year_tax=lambda s, lo, c: 0.0, te_limit=0.02)
+    assert m["te_above_limit"] == 0.0
+    assert m["max_ex_ante_te"] == pytest.approx(0.018)

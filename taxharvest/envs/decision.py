@@ -176,7 +176,7 @@ class OptimizerRules:
             return Decision(None, _Status(result), result.te)
         loss = loss_lots(lots.shares, lots.basis, price)
         sells, buys, te = self.orders(result, price, loss, world.excluded, broker.value,
-                                      max(lots.cash, 0.0), lots.shares.sum(axis=1), bench, risk)
+                                      max(lots.cash, 0.0), lots.shares, bench, risk)
         if not (sells.any() or buys.any()):
             return Decision(None, _Status(result), te)
         shares = buys - sells.sum(axis=1)
@@ -187,16 +187,17 @@ class OptimizerRules:
         return Decision(order, _Status(result), te)
 
     def orders(self, result, price: np.ndarray, loss: np.ndarray, excluded: np.ndarray,
-               value: float, cash: float, held: np.ndarray, bench: np.ndarray,
+               value: float, cash: float, lot_shares: np.ndarray, bench: np.ndarray,
                risk: FactorRisk) -> tuple[np.ndarray, np.ndarray, float]:
         """The program's trades as tickets (:meth:`_tickets`) and the ex-ante TE of the book
-        they leave (``held`` shares per security). Rounding keeps the larger of the program's
+        they leave (``lot_shares``: the shares of each lot held). Rounding keeps the larger of the program's
         bound and ``te_limit``: where the tickets break it, the program's trades go as they
         are (one side per security, no dust: the exception, since crumbs bought block their
         names' harvests for 30 days)."""
         bound = max(result.te_cap, self.te_limit)
+        held = lot_shares.sum(axis=1)
         for rounded in (True, False):
-            sells, buys = self._tickets(result, price, loss, excluded, value, cash,
+            sells, buys = self._tickets(result, price, loss, excluded, value, cash, lot_shares,
                                         bench - result.weights, rounded)
             weights = (held - sells.sum(axis=1) + buys) * price / value
             te = risk.tracking_error(weights - bench)
@@ -205,7 +206,7 @@ class OptimizerRules:
         return sells, buys, te
 
     def _tickets(self, result, price: np.ndarray, loss: np.ndarray, excluded: np.ndarray,
-                 value: float, cash: float, shortfall: np.ndarray,
+                 value: float, cash: float, lot_shares: np.ndarray, shortfall: np.ndarray,
                  rounded: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The program's trades as tickets.
 
@@ -219,8 +220,9 @@ class OptimizerRules:
         under the benchmark (``shortfall``: benchmark less its weights), so pooled cash pulls
         the book toward the index. Purchases never spend more than the cash and the sales
         kept. A lot's sale below a hundredth of a ticket is dropped (an interior point's
-        residue on the other lots of a sold security). Not ``rounded``: only the last (and
-        one side per security).
+        residue on the other lots of a sold security), one that would leave less than that of
+        the lot sells all of it (the residue would stay a lot of cents, offered to every
+        program after). Not ``rounded``: only the last two (and one side per security).
         """
         sells, buys = result.sell_shares, result.buy_shares
         sold = sells.sum(axis=1)
@@ -228,6 +230,8 @@ class OptimizerRules:
         keep = np.divide(np.clip(-net, 0.0, None), sold, out=np.zeros_like(sold), where=sold > 0)
         sells, buys = sells * keep[:, None], np.clip(net, 0.0, None)
         ticket = self.min_trade * value * (1.0 - TICKET_SLACK)
+        sold_down = (sells > 0) & ((lot_shares - sells) * price[:, None] < LOT_DUST * ticket)
+        sells[sold_down] = lot_shares[sold_down]
         # no Form 8949 row for cents, except the excluded names' (sold out, crumbs included)
         sells[(sells * price[:, None] < LOT_DUST * ticket) & ~excluded[:, None]] = 0.0
         if not rounded:

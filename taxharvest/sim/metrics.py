@@ -246,7 +246,10 @@ def compute_metrics(trajectory: Trajectory, *, year_tax: YearTax, te_limit: floa
         "tracking_error": te,
         # a run shorter than the window has no rolling figure: its whole-run TE stands in
         "max_rolling_te": float(np.nanmax(rolling)) if np.isfinite(rolling).any() else te,
-        "max_ex_ante_te": float(t.ex_ante_te.max()),
+        # the decided books only (as te_above_limit): the reset book (a legacy transfer) is
+        # no decision
+        "max_ex_ante_te": float(t.ex_ante_te[1:].max()) if len(t.ex_ante_te) > 1
+        else float(t.ex_ante_te[0]),
         "bias_statistic": bias_statistic(z),
         "bias_statistic_robust": robust_bias_statistic(z),
         "bias_statistic_calm": bias_statistic(z[~crash_steps(t)]),
