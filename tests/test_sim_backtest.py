@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from taxharvest.agents.registry import make_policy
-from taxharvest.agents.rules import MonthlyAllPolicy
+from taxharvest.agents.rules import HoldPolicy, MonthlyAllPolicy
 from taxharvest.cli import app
+from taxharvest.envs.cashflows import CashFlow
 from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.sim.backtest import JSON_KEYS, run_backtest
@@ -76,3 +78,20 @@ def test_a_legacy_books_benchmark_starts_with_the_same_basis():
     trajectory = run_backtest(make_policy("hold", "mfj-800k"), env, seed=0).trajectory
     assert trajectory.benchmark[0] < 70_000.0  # the lots' value at the start
     assert trajectory.benchmark_basis == pytest.approx(80_000.0)
+
+
+def test_a_deposit_inside_a_step_is_no_return(hand_market):
+    """$1M deposited on a step's 2nd day, the market up 10% on its 4th: the benchmark's
+    time-weighted growth is the index's 10%, not 20%, and a hold book that tracks it has no
+    active return or decoupling."""
+    prices = np.full((60, 2), 100.0)
+    prices[14:] *= 1.10  # start row 5; step 2 covers rows 11..15
+    market = hand_market(prices)
+    env = DirectIndexEnv(market=market, profile="single-60k", guardrail=False, warmup_days=5,
+                         random_start=False, episode_years=10, decision="rules",
+                         cash_flows=[CashFlow(amount=1e6, date=str(market.dates[12]))])
+    result = run_backtest(HoldPolicy(), env)
+    t = result.trajectory
+    assert t.index(t.benchmark)[-1] == pytest.approx(1.10)
+    assert result.metrics["decoupling"] == pytest.approx(0.0, abs=1e-9)
+    assert result.metrics["active_return"] == pytest.approx(0.0, abs=1e-9)

@@ -353,14 +353,21 @@ class DirectIndexEnv(gym.Env):
         broker.trades = []
         tax_savings, done, flowed = 0.0, Execution(), 0.0
         last = min(self.t + self.step_days, self.end)
+        # the step's scheduled flows are paid on its last row (or the last row of a year it
+        # leaves, to keep their tax year): each step's growth then excludes them exactly
+        amount, fraction = 0.0, 0.0
         while self.t < last:
             done += broker.advance()
             tax_savings += self._close_year_if_new(int(self.world.days[self.t]))
             self.risk_model.update(self.world.returns[self.t])
             self._risk = None
-            flow, sales = self._cash_flow()
-            flowed += flow
-            done += sales
+            amount += self._flow_amounts[self.t]
+            fraction += self._flow_fractions[self.t]
+            if self.t == last or year_of(self.world.days[self.t + 1]) != self.year:
+                flow, sales = self._cash_flow(amount, fraction)
+                amount, fraction = 0.0, 0.0
+                flowed += flow
+                done += sales
         terminated = self.t >= self.end
         if terminated:
             tax_savings += self._settle_year()
@@ -427,11 +434,11 @@ class DirectIndexEnv(gym.Env):
         left = 1.0 - (self.t - self.start) / (self.te_glide_years * TRADING_DAYS)
         return bound + (self.start_te - bound) * left if left > 0 else None
 
-    def _cash_flow(self) -> tuple[float, Execution]:
-        """Today's scheduled deposit or withdrawal, paid into (out of) both the account and
-        the benchmark account."""
+    def _cash_flow(self, amount: float, fraction: float) -> tuple[float, Execution]:
+        """A deposit or withdrawal today of ``amount`` dollars and ``fraction`` of the
+        account's value, paid into (out of) both the account and the benchmark account."""
         t = self.t
-        amount = self._flow_amounts[t] + self._flow_fractions[t] * self.broker.value
+        amount = amount + fraction * self.broker.value
         if amount == 0.0:
             return 0.0, Execution()
         flowed, sales = self.broker.cash_flow(amount)
