@@ -336,3 +336,20 @@ def test_corporate_actions_are_listed_counted_and_strict(tmp_path, price_files):
     refused(cli("backtest", "--policy", "hold", "--profile", "mfj-800k", *SMALL,
                 "--strict-data"), "strict-data", "applies only with --prices")
     assert SPLIT_ROW > WARMUP_DAYS  # the split falls inside the run
+
+
+def test_a_trading_halt_longer_than_the_fill_limit_takes_max_gap_days(tmp_path, price_files):
+    """Eight missing days of one ticker (a halt): refused by name, or filled when asked."""
+    halted = {str(d) for d in price_files.dates[150:158]}
+    lines = price_files.prices.read_text().splitlines(keepends=True)
+    prices = tmp_path / "halt.csv"
+    prices.write_text("".join(line for line in lines if not (
+        line.split(",")[0] in halted and line.split(",")[1] == price_files.tickers[2])))
+    files = {"--prices": prices, "--sectors": price_files.sectors}
+    args = ["backtest", "--policy", "hold", "--profile", "mfj-800k",
+            *(x for pair in files.items() for x in pair)]
+    refused(cli(*args), "date", "8 trading days in a row")
+    result = cli(*args, "--max-gap-days", "8", "--json", tmp_path / "run.json")
+    assert result.exit_code == 0, result.output
+    refused(cli("backtest", "--policy", "hold", "--profile", "mfj-800k", "--max-gap-days", "8"),
+            "max-gap-days", "applies only with --prices")

@@ -527,3 +527,49 @@ def test_a_lot_sold_down_to_dust_is_sold_out():
                                   loss, state.excluded, state.value, state.cash, state.shares,
                                   state.benchmark - decision.weights)
         assert sells[i, j] == sold
+
+
+def _stopping_market(hand_market, stop_row: int):
+    """Four stocks on random walks; S3's last price is on ``stop_row``."""
+    rng = np.random.default_rng(5)
+    prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (160, 4)), axis=0))
+    prices[stop_row + 1:, 3] = np.nan
+    return hand_market(prices)
+
+
+def test_a_decision_on_a_names_last_day_tracks_the_rest_of_the_index(hand_market):
+    """The account sells S3 at its last close; the index spreads its value over the rest the
+    next day: that day's decision tracks the rest, not an index still holding S3."""
+    market = _stopping_market(hand_market, 100)
+    env = DirectIndexEnv(market=market, cadence="daily", warmup_days=30, episode_years=0.4,
+                         random_start=False, decision="optimizer")
+    env.reset(options={"start": str(market.dates[40])})
+    te, done = [], False
+    while not done:
+        _, _, done, _, info = env.step(np.zeros(4))
+        te.append(info["ex_ante_te"])
+    assert env.ledger.shares[3].sum() == 0.0
+    assert max(te) < 1e-3
+
+
+def test_an_order_executes_after_the_ledger_grew_its_lot_slots(hand_market):
+    """A forced sale on the execution day may widen the ledger's lot table (a wash sale's
+    pieces): the order, sized when decided, still sells its lots by purchase."""
+    from taxharvest.envs.broker import Order
+
+    market = _stopping_market(hand_market, 150)
+    env = DirectIndexEnv(market=market, cadence="daily", warmup_days=30, episode_years=0.3,
+                         random_start=False)
+    env.reset(options={"start": str(market.dates[40])})
+    lots, broker = env.ledger, env.broker
+    held = lots.shares[0].sum()
+    sells = np.zeros_like(lots.shares)
+    slot = int(np.flatnonzero(lots.shares[0] > 0)[0])
+    sells[0, slot] = lots.shares[0, slot] / 2
+    m = lots.shares.shape[0]
+    order = Order(execute_at=broker.t, shares=-sells.sum(axis=1), harvest=np.zeros(4, bool),
+                  swap_back=np.zeros(4, bool), adjustment=np.zeros(m), lot_sells=sells,
+                  lot_ids=lots.purchase.copy())
+    lots._grow_slots()
+    broker._execute_order(order)
+    assert lots.shares[0].sum() == pytest.approx(held - sells[0, slot])

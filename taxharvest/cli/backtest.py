@@ -16,6 +16,8 @@ from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.workflows.holdings import read_cash_flows, read_initial_lots
 from taxharvest.workflows.markets import check_size, window, years_to_end
 
+SHOWN = 10  # relaxed decisions printed with their causes (all of them in the JSON)
+
 
 def backtest(
     policy: Annotated[str, typer.Option(
@@ -56,6 +58,7 @@ def backtest(
         help="Benchmark reconstitution: monthly, quarterly or annual (late listings join "
              "then); default buy-and-hold.")] = None,
     strict_data: options.StrictDataOption = False,
+    max_gap_days: options.MaxGapOption = None,
     contributions: options.ContributionsOption = None,
     withdrawals: options.WithdrawalsOption = None,
     cash_flows: options.CashFlowsOption = None,
@@ -80,7 +83,8 @@ def backtest(
                           inputs=(prices, sectors, initial_lots, cash_flows))
     flows = read_cash_flows(contributions, withdrawals, cash_flows)
     options.policy(policy, tax_profile)  # a bad spec fails before the data are read
-    mk, seed = options.market(prices, sectors, market, assets, years, strict_data=strict_data)
+    mk, seed = options.market(prices, sectors, market, assets, years, strict_data=strict_data,
+                              max_gap_days=max_gap_days)
     mk, first_decision = window(mk, start, end)
     options.window_note(mk, first_decision)
     exclusions = options.exclusions(exclude, mk)
@@ -124,6 +128,11 @@ def _print_summary(result, fee: float) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    for x in result.relaxations[:SHOWN]:
+        console.print(f"  {x['date']}: {x['status']}: {x['reason']}", highlight=False)
+    if len(result.relaxations) > SHOWN:
+        console.print(f"  ... {len(result.relaxations) - SHOWN} more relaxed or fallen-back "
+                      "decisions, each with its cause, in the JSON")
     yearly = Table(title="By year")
     for column in ("year", "tax savings", "harvested losses", "realized TE", "8949 rows"):
         yearly.add_column(column, justify="right")

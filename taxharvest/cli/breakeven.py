@@ -43,6 +43,7 @@ def breakeven(
     rebalance: Annotated[str | None, typer.Option(
         help="Real data: benchmark reconstitution (monthly, quarterly, annual).")] = None,
     strict_data: options.StrictDataOption = False,
+    max_gap_days: options.MaxGapOption = None,
     cadence: Annotated[str, typer.Option(help="Decision step: daily, weekly or monthly.")
     ] = "weekly",
     te_limit: Annotated[float, typer.Option(help="Tracking-error limit (annualized).")] = 0.01,
@@ -74,7 +75,8 @@ def breakeven(
     options.policy(policy, tax_profile)
     engine, address = engine_of(ray)
     if prices is not None or sectors is not None:
-        mk, _ = options.market(prices, sectors, strict_data=strict_data)
+        mk, _ = options.market(prices, sectors, strict_data=strict_data,
+                               max_gap_days=max_gap_days)
         mk, first = window(mk, start, None)
         options.window_note(mk, first)
         markets = [EvalMarket("real", market=mk, start=first, rebalance=rebalance)]

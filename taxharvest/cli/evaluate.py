@@ -41,6 +41,7 @@ def evaluate(
     rebalance: Annotated[str | None, typer.Option(
         help="Real data: benchmark reconstitution (monthly, quarterly, annual).")] = None,
     strict_data: options.StrictDataOption = False,
+    max_gap_days: options.MaxGapOption = None,
     models: Annotated[Path, typer.Option(help="Folder of the shipped policies.")
     ] = Path("models"),
     te_limit: Annotated[float, typer.Option(help="Tracking-error limit.")] = 0.01,
@@ -95,7 +96,8 @@ def evaluate(
                    for name in names}
     markets = synthetic_paths(paths, assets, years, crash_share)
     if prices is not None:
-        mk, _ = options.market(prices, sectors, strict_data=strict_data)
+        mk, _ = options.market(prices, sectors, strict_data=strict_data,
+                               max_gap_days=max_gap_days)
         mk, first = window(mk, start, None)
         options.window_note(mk, first)
         markets.append(EvalMarket("real", market=mk, start=first, rebalance=rebalance))

@@ -37,6 +37,7 @@ def frontier(
         help="Real prices (CSV or parquet) instead of synthetic paths.")] = None,
     sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")] = None,
     strict_data: options.StrictDataOption = False,
+    max_gap_days: options.MaxGapOption = None,
     json_out: Annotated[str | None, typer.Option(
         "--json", help="Write the rows and every path's run as JSON (- for stdout).")] = None,
     ray: RayOption = None,
@@ -60,13 +61,14 @@ def frontier(
     if prices is not None and paths is not None:
         raise InputError("give either --paths (synthetic) or --prices/--sectors", field="paths")
     options.only_with("paths (synthetic)", prices is None, {"assets": assets, "years": years})
-    options.only_with("prices", prices is not None, {"strict-data": strict_data})
+    options.only_with("prices", prices is not None, {"strict-data": strict_data, "max-gap-days": max_gap_days})
     out = options.outputs({"json": json_out}, inputs=(prices, sectors))
     for spec in specs:
         options.policy(spec, tax_profile, "policies")
     engine, address = engine_of(ray)
     if prices is not None or sectors is not None:
-        mk, _ = options.market(prices, sectors, strict_data=strict_data)
+        mk, _ = options.market(prices, sectors, strict_data=strict_data,
+                               max_gap_days=max_gap_days)
         mk, first = window(mk, None, None)
         options.window_note(mk, first)
         markets = [EvalMarket("real", market=mk, start=first)]

@@ -42,6 +42,9 @@ WorkersOption = Annotated[int | None, typer.Option(
 StrictDataOption = Annotated[bool, typer.Option(
     "--strict-data", help="Refuse --prices data whose raw and adjusted prices disagree on a "
                           "day (an inferred split or distribution) instead of inferring it.")]
+MaxGapOption = Annotated[int | None, typer.Option(
+    "--max-gap-days", min=0, help="Fill a ticker's runs of missing --prices days up to this "
+    "long with its last price (a trading halt; default 5); a longer gap is an error.")]
 ContributionsOption = Annotated[str | None, typer.Option(
     help="Deposits: AMOUNT/PERIOD or PERCENT%/PERIOD, PERIOD month, quarter or year "
          "(e.g. 5000/month); invested toward the benchmark.")]
@@ -226,13 +229,16 @@ def rebalance(value: str | None) -> str | None:
 
 def market(prices: Path | None, sectors: Path | None, spec: str | None = None,
            assets: int | None = None, years: float | None = None, *,
-           strict_data: bool = False) -> tuple[MarketData, int]:
-    """The market of the ``--prices/--sectors/--market/--assets/--years/--strict-data``
-    options (:func:`~taxharvest.workflows.markets.market_from_options`)."""
+           strict_data: bool = False, max_gap_days: int | None = None
+           ) -> tuple[MarketData, int]:
+    """The market of the ``--prices/--sectors/--market/--assets/--years/--strict-data/
+    --max-gap-days`` options (:func:`~taxharvest.workflows.markets.market_from_options`)."""
     from taxharvest.workflows.markets import market_from_options
 
-    only_with("prices", prices is not None, {"strict-data": strict_data})
-    return market_from_options(prices, sectors, spec, assets, years, strict_data=strict_data)
+    only_with("prices", prices is not None,
+              {"strict-data": strict_data, "max-gap-days": max_gap_days})
+    return market_from_options(prices, sectors, spec, assets, years, strict_data=strict_data,
+                               max_gap_days=max_gap_days)
 
 
 def window_note(mk: MarketData, first: str | None = None) -> None:

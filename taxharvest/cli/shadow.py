@@ -53,6 +53,7 @@ def shadow(
     assets: Annotated[int | None, typer.Option(help="Synthetic stocks (default 500).")] = None,
     years: Annotated[float | None, typer.Option(help="Synthetic years (default 10).")] = None,
     strict_data: options.StrictDataOption = False,
+    max_gap_days: options.MaxGapOption = None,
     json_out: Annotated[str | None, typer.Option(
         "--json", help="Write the comparison as JSON (- for stdout).")] = None,
     csv_out: Annotated[Path | None, typer.Option(
@@ -92,7 +93,8 @@ def shadow(
         if spec is not None:
             options.policy(spec, tax_profile, option)
     blotter = read_blotter(baseline_trades) if baseline_trades is not None else None
-    mk, seed = options.market(prices, sectors, market, assets, years, strict_data=strict_data)
+    mk, seed = options.market(prices, sectors, market, assets, years, strict_data=strict_data,
+                              max_gap_days=max_gap_days)
     if blotter is not None:
         blotter.check_dates(mk.dates)
         start, end = blotter.window(mk.dates, start, end)

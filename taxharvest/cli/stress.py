@@ -39,6 +39,7 @@ def stress(
         help="Real prices for historical windows (CSV or parquet).")] = None,
     sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")] = None,
     strict_data: options.StrictDataOption = False,
+    max_gap_days: options.MaxGapOption = None,
     json_out: Annotated[str | None, typer.Option(
         "--json", help="Write every row and the headline as JSON (- for stdout).")] = None,
     ray: RayOption = None,
@@ -61,7 +62,7 @@ def stress(
     out = options.outputs({"json": json_out}, inputs=(prices, sectors, cash_flows, initial_lots))
     transition = options.transition(max_gain, te_glide_years)
     flows = read_cash_flows(contributions, withdrawals, cash_flows)
-    options.only_with("prices", prices is not None, {"strict-data": strict_data})
+    options.only_with("prices", prices is not None, {"strict-data": strict_data, "max-gap-days": max_gap_days})
     options.check({"seed-base": seed_base >= 0, "workers": workers is None or workers >= 1},
                   "seed-base >= 0, workers >= 1")
     for spec, option in ((policy, "policy"), (baseline, "baseline")):
@@ -73,7 +74,8 @@ def stress(
         if not windows:
             raise InputError("--prices is for historical windows START:END in --scenarios",
                              field="prices")
-        market, _ = options.market(prices, sectors, strict_data=strict_data)
+        market, _ = options.market(prices, sectors, strict_data=strict_data,
+                                   max_gap_days=max_gap_days)
         options.window_note(market)
     test = StressTest(policy, tax_profile, baseline=baseline, scenarios=names,
                       windows=windows, market=market, paths=paths, te_limit=te_limit,

@@ -78,6 +78,8 @@ class Benchmark:
         self.path = np.cumprod(growth)  # value relative to ``start``, read up to the current day
         log_returns = np.log(growth)
         self._r1, self._r2 = np.cumsum(log_returns), np.cumsum(log_returns**2)
+        last = np.asarray(market.last_trading_index)
+        self._stops = np.where(last < market.n_days - 1, last, -1)  # the row a name stops
         self._cache: tuple[int, np.ndarray] = (-1, np.empty(0))
 
     def value(self, t: int) -> float:
@@ -85,16 +87,24 @@ class Benchmark:
         return float(self.path[t])
 
     def weights(self, t: int) -> np.ndarray:
-        """``(m,)`` weights at the close of row ``t`` (zeros for the proxies)."""
+        """``(m,)`` weights at the close of row ``t`` (zeros for the proxies), without the
+        names whose last trading day it is: the account sells them at that close (a forced
+        sale) and the index spreads their value over the rest, so what a decision on row
+        ``t`` tracks is the rest."""
         if self._cache[0] != t:
             out = np.zeros(self.n_securities)
-            out[: self._weights.shape[1]] = self._weights[t]
+            n = self._weights.shape[1]
+            out[:n] = self._weights[t]
+            stopping = self._stops == t
+            if stopping.any() and out[:n][~stopping].sum() > 0:
+                out[:n][stopping] = 0.0
+                out /= out.sum()
             self._cache = (t, out)
         return self._cache[1]
 
     def stock_weights(self, t: int) -> np.ndarray:
-        """``(n,)`` weights of the stocks at the close of row ``t``."""
-        return self._weights[t]
+        """``(n,)`` weights of the stocks at the close of row ``t`` (as :meth:`weights`)."""
+        return self.weights(t)[: self._weights.shape[1]].copy()
 
     def volatility(self, t: int, window: int = 21) -> float:
         """Annualized volatility of the last ``window`` daily returns up to row ``t``."""

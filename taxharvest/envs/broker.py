@@ -234,18 +234,19 @@ class Broker:
         return done + self._execute_buys(order)
 
     def _execute_lot_sells(self, order: Order) -> Execution:
-        """The lots the decision chose, as far as they are still held; a lot at a loss is
-        kept where a purchase in the last 30 days would wash it."""
+        """The lots the decision chose (by purchase: the ledger's slots may have moved or
+        grown since, e.g. with a forced sale's pieces), as far as they are still held; a lot
+        at a loss is kept where a purchase in the last 30 days would wash it."""
         price, lots = self.last_price, self.ledger
-        recent = self.day - lots.last_buy[lots.group] <= WASH_WINDOW_DAYS
-        chosen = (order.lot_sells > 0) & (price[:, None] > 0)
-        chosen &= ~(recent[:, None] & loss_lots(lots.shares, lots.basis, price))
-        rows, slots = np.nonzero(chosen)
+        rows, slots = np.nonzero((order.lot_sells > 0) & (price[:, None] > 0))
         pairs, where = np.unique(np.column_stack([rows, order.lot_ids[rows, slots]]), axis=0,
                                  return_inverse=True)
         asked = np.bincount(where.ravel(), weights=order.lot_sells[rows, slots],
                             minlength=len(pairs))
-        held = np.array([lots.shares[r][lots.purchase[r] == p].sum() for r, p in pairs])
+        recent = self.day - lots.last_buy[lots.group] <= WASH_WINDOW_DAYS
+        kept = recent[:, None] & loss_lots(lots.shares, lots.basis, price)
+        held = np.array([lots.shares[r][(lots.purchase[r] == p) & ~kept[r]].sum()
+                         for r, p in pairs])
         qty = np.minimum(asked, held)
         keep = qty > 0
         return self._execute_sells(pairs[keep, 0], qty[keep], order, pairs[keep, 1])

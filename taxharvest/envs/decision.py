@@ -21,6 +21,7 @@ from taxharvest.optimize import AccountState, Intent, TaxAwareOptimizer, TaxPosi
 from taxharvest.tax.calendar import is_long_term
 
 TICKET_SLACK = 1e-9  # relative: float rounding must not decide whether a minimum ticket trades
+BINDING = 0.999  # a decision whose TE is this share of its bound or more: the bound binds
 LOT_DUST = 0.01  # a lot's sale below this share of a minimum ticket is a solver's residue
 
 
@@ -253,14 +254,18 @@ class OptimizerRules:
 
 @dataclass(frozen=True)
 class _Status:
-    """The optimizer's outcome in the guardrail's terms (what the step info reports)."""
+    """The optimizer's outcome in the guardrail's terms (what the step info reports): an
+    optimal decision is ``projected`` where its TE bound binds (the guardrail shaped it),
+    ``unchanged`` where the bound left it free."""
 
     status: str
     reason: str
     distance: float
 
     def __init__(self, result) -> None:
-        status = {"optimal": "projected"}.get(result.status, result.status)
+        binding = result.te >= BINDING * result.te_cap
+        status = {"optimal": "projected" if binding else "unchanged"}.get(result.status,
+                                                                          result.status)
         object.__setattr__(self, "status", status)
         object.__setattr__(self, "reason", result.reason)
         object.__setattr__(self, "distance", result.turnover)

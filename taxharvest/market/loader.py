@@ -92,6 +92,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "weight": ("weight", "weights", "benchmarkweight", "indexweight"),
 }
 
+MAX_GAP_DAYS = 5  # the longest run of missing days filled with the last price, by default
+
 
 class _Table:
     """A data file read as strings with a row-number map and resolved column names."""
@@ -273,8 +275,8 @@ def _read_prices(table: _Table, rules: _Rules) -> _Series:
             f"ticker {names[i]} has no price for {gap[t, i]} trading days in a row, from "
             f"{day_values[t - gap[t, i] + 1]} to {day_values[t]}: the file has a gap longer "
             f"than {limit} trading days, the most the loader fills with the last price (add "
-            "the missing rows or drop the ticker; in Python, load_prices(max_gap_days=...) "
-            "fills longer gaps)", path=table.path, field="date")
+            "the missing rows, drop the ticker, or fill longer gaps with --max-gap-days; in "
+            "Python, load_prices(max_gap_days=...))", path=table.path, field="date")
     cells = wide(np.arange(len(day)), -1).astype(np.int64)
     series = _Series(
         dates=day_values.astype("datetime64[D]"), names=names,
@@ -439,7 +441,8 @@ def _read_proxies(path, dates: np.ndarray, rules: _Rules) -> dict[int, tuple[str
 
 
 def load_prices(path, sectors_path, *, benchmark: str | Path = "equal",
-                proxies_path=None, max_gap_days: int | None = 5, strict_data: bool = False,
+                proxies_path=None, max_gap_days: int | None = MAX_GAP_DAYS,
+                strict_data: bool = False,
                 reconcile_tolerance: float = RECONCILE_TOLERANCE,
                 distribution_threshold: float = DISTRIBUTION_THRESHOLD) -> MarketData:
     """Load a long-format price file and its sectors into a :class:`MarketData`.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -27,6 +27,7 @@ _INFO_SERIES = {  # Trajectory field <- info key
     "guardrail_status": "guardrail_status", "cash_flow": "cash_flow",
 }
 _BENCH = ASSET_FEATURES.index("benchmark_weight")
+RELAXED = ("relaxed", "fallback")  # the decisions a run lists with their causes
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class BacktestResult:
         form_8949: the Form 8949 rows of every sale in the run.
         trajectory: the series the measures were computed from.
         reward: the sum of the environment's rewards over the episode.
+        relaxations: one ``{"date", "status", "reason"}`` per decision relaxed or fallen
+            back, with its cause.
     """
 
     metrics: dict
@@ -58,11 +61,12 @@ class BacktestResult:
     form_8949: list[dict]
     trajectory: Trajectory
     reward: float = 0.0
+    relaxations: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The run's JSON document: the headline measures, ``yearly``, ``series``, ``config``."""
         return {**{key: self.metrics[key] for key in JSON_KEYS}, "yearly": self.yearly,
-                "series": self.series, "config": self.config}
+                "series": self.series, "relaxations": self.relaxations, "config": self.config}
 
 
 def run_backtest(
@@ -111,16 +115,21 @@ def run_backtest(
         "guardrail": raw.guardrail is not None, "decision": raw.decision, "seed": seed,
         "corporate_actions": corporate_action_records(raw.market),
     }
+    relaxations = [{"date": str(i["date"]), "status": i["guardrail_status"],
+                    "reason": i["guardrail_reason"]}
+                   for i in infos[1:] if i["guardrail_status"] in RELAXED]
     return measured_run(_trajectory(raw, infos, np.array(bench_weights)), raw.ledger,
                         account.settled_savings(raw), profile=raw.profile, config=config,
                         fee=fee, decisions=decisions, reward=float(reward),
-                        runtime_s=time.perf_counter() - started, intent=intent.measures())
+                        runtime_s=time.perf_counter() - started, intent=intent.measures(),
+                        relaxations=relaxations)
 
 
 def measured_run(trajectory: Trajectory, ledger, savings: dict[str, float], *, profile,
                  config: dict, fee: float = 0.0, decisions: list[dict] | None = None,
                  reward: float = 0.0, runtime_s: float = 0.0,
-                 intent: dict[str, float] | None = None) -> BacktestResult:
+                 intent: dict[str, float] | None = None,
+                 relaxations: list[dict] | None = None) -> BacktestResult:
     """The measures, yearly table, series and Form 8949 rows of one run: its ``trajectory``,
     its account's ``ledger`` and the tax saving settled each year (``savings``, by year);
     ``config`` holds at least ``te_limit`` (a replayed book, e.g. a firm's, is measured
@@ -155,6 +164,7 @@ def measured_run(trajectory: Trajectory, ledger, savings: dict[str, float], *, p
         form_8949=rows,
         trajectory=trajectory,
         reward=reward,
+        relaxations=relaxations or [],
     )
 
 

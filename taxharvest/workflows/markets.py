@@ -68,13 +68,15 @@ def crash_market(n_assets: int, years: float, seed: int, scenario: str, offset: 
     return inject_scenario(base, scenario, start_date=base.dates[WARMUP_DAYS + offset], seed=seed)
 
 
-def real_market(prices: str | Path, sectors: str | Path, *, strict_data: bool = False
-                ) -> MarketData:
+def real_market(prices: str | Path, sectors: str | Path, *, strict_data: bool = False,
+                max_gap_days: int | None = None) -> MarketData:
     """Real prices and sectors (:func:`~taxharvest.market.loader.load_prices`; with
-    ``strict_data`` an unexplained gap between raw and adjusted prices is an error)."""
-    from taxharvest.market.loader import load_prices
+    ``strict_data`` an unexplained gap between raw and adjusted prices is an error; runs of
+    missing days up to ``max_gap_days``, default the loader's, are filled)."""
+    from taxharvest.market.loader import MAX_GAP_DAYS, load_prices
 
-    return load_prices(prices, sectors, strict_data=strict_data)
+    return load_prices(prices, sectors, strict_data=strict_data,
+                       max_gap_days=MAX_GAP_DAYS if max_gap_days is None else max_gap_days)
 
 
 def years_to_end(market: MarketData) -> float:
@@ -93,7 +95,8 @@ def parse_date(value: str, option: str) -> np.datetime64:
 
 def market_from_options(prices: Path | None, sectors: Path | None, market: str | None,
                         assets: int | None, years: float | None, *,
-                        strict_data: bool = False) -> tuple[MarketData, int]:
+                        strict_data: bool = False, max_gap_days: int | None = None
+                        ) -> tuple[MarketData, int]:
     """The market of a command's options and the seed of the run (the synthetic seed; 0
     for real data): ``--prices``/``--sectors`` (``--strict-data``) or ``--market
     synthetic[:seed=N]`` with ``--assets`` (default 500) and ``--years`` (default 10)."""
@@ -105,7 +108,8 @@ def market_from_options(prices: Path | None, sectors: Path | None, market: str |
                              field="market")
         if assets is not None:
             raise InputError("--assets applies to --market synthetic only", field="assets")
-        return real_market(prices, sectors, strict_data=strict_data), 0
+        return real_market(prices, sectors, strict_data=strict_data,
+                           max_gap_days=max_gap_days), 0
     kind, _, arg = (market or "synthetic").partition(":")
     key, _, value = arg.partition("=")
     if kind != "synthetic" or (arg and (key != "seed" or not value.isdigit())):

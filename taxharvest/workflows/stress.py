@@ -53,7 +53,6 @@ from taxharvest.workflows.markets import (
 OFFSET_DAYS = 63  # trading days from the first decision to the crash: a full rolling window
 RECOVERY_DAYS = 21  # trading days kept after a template that outlasts ``years``
 MEASURES = keys(STRESS)  # a row's measures, under the backtest JSON's names
-RELAXED = ("relaxed", "fallback")
 
 
 def parse_scenarios(text: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -153,9 +152,7 @@ def run_stress_task(task: StressTask) -> dict:
         "peak_date": series["dates"][peak],
         "window": list(window),
         "market": result.config["market"],
-        "relaxations": [{"date": info["date"], "status": info["guardrail_status"],
-                         "reason": info["guardrail_reason"]}
-                        for info in log.infos if info["guardrail_status"] in RELAXED],
+        "relaxations": result.relaxations,
         "te_path": {"dates": series["dates"],
                     "ex_ante_te": [round(x, 7) for x in series["ex_ante_te"]],
                     "rolling_te": [None if v is None else round(v, 7)
