@@ -351,5 +351,6 @@ def test_a_trading_halt_longer_than_the_fill_limit_takes_max_gap_days(tmp_path, 
     refused(cli(*args), "date", "8 trading days in a row")
     result = cli(*args, "--max-gap-days", "8", "--json", tmp_path / "run.json")
     assert result.exit_code == 0, result.output
-    refused(cli("backtest", "--policy", "hold", "--profile", "mfj-800k", "--max-gap-days", "8"),
-            "max-gap-days", "applies only with --prices")
+    for days in ("8", "0"):  # 0 is given too
+        refused(cli("backtest", "--policy", "hold", "--profile", "mfj-800k", "--max-gap-days",
+                    days), "max-gap-days", "applies only with --prices")

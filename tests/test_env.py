@@ -156,8 +156,9 @@ def test_the_rules_core_harvest_sells_only_loss_lots_and_parks_in_the_proxy(mark
 
 
 def test_guardrail_keeps_ex_ante_te_near_the_limit_and_reports_relaxations():
-    # a tight limit and no lock budget, so that the random harvests make the guardrail bind
-    env = DirectIndexEnv(te_limit=0.003, lock_budget=1.0, **SMALL)
+    # the rules core's projection: a tight limit and no lock budget, so that the random
+    # harvests make the guardrail bind (the program's TE price keeps its books well inside)
+    env = DirectIndexEnv(te_limit=0.003, lock_budget=1.0, decision="rules", **SMALL)
     _, _, infos = rollout(env, seed=7)
     target = env.guardrail.te_limit  # the env aims inside the limit, leaving room for drift
     assert target < env.te_limit
@@ -168,7 +169,7 @@ def test_guardrail_keeps_ex_ante_te_near_the_limit_and_reports_relaxations():
             assert info["guardrail_status"] in ("relaxed", "fallback")
             assert info["guardrail_reason"]  # every relaxation says why
     assert {i["guardrail_status"] for i in infos[1:]} & {"projected"}
-    unguarded = DirectIndexEnv(te_limit=0.003, guardrail=False, **SMALL)
+    unguarded = DirectIndexEnv(te_limit=0.003, guardrail=False, decision="rules", **SMALL)
     _, _, raw = rollout(unguarded, seed=7)
     assert max(i["ex_ante_te"] for i in raw) > max(i["ex_ante_te"] for i in infos)
 
@@ -573,3 +574,17 @@ def test_an_order_executes_after_the_ledger_grew_its_lot_slots(hand_market):
     lots._grow_slots()
     broker._execute_order(order)
     assert lots.shares[0].sum() == pytest.approx(held - sells[0, slot])
+
+
+def test_an_optimal_decision_is_projected_where_its_program_te_reaches_the_bound():
+    """The bound is on the program's TE (frozen positions stressed), not the plain one."""
+    from types import SimpleNamespace
+
+    from taxharvest.envs.decision import _Status
+
+    def status(program_te):
+        return _Status(SimpleNamespace(status="optimal", reason="", turnover=0.0, te=0.004,
+                                       te_cap=0.01, program_te=program_te)).status
+
+    assert status(0.00999999) == "projected" and status(0.005) == "unchanged"
+

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from taxharvest.agents.base import Decision
 from taxharvest.agents.registry import make_policy
 from taxharvest.agents.rules import HoldPolicy, MonthlyAllPolicy
 from taxharvest.cli import app
@@ -18,7 +19,7 @@ from taxharvest.sim.backtest import JSON_KEYS, run_backtest
 from taxharvest.sim.quiet import quiet_guardrail
 
 SMALL = ["--assets", "24", "--years", "1"]
-TOP_KEYS = {*JSON_KEYS, "yearly", "series", "config"}
+TOP_KEYS = {*JSON_KEYS, "yearly", "series", "relaxations", "config"}
 
 
 def cli(*args: str):
@@ -95,3 +96,36 @@ def test_a_deposit_inside_a_step_is_no_return(hand_market):
     assert t.index(t.benchmark)[-1] == pytest.approx(1.10)
     assert result.metrics["decoupling"] == pytest.approx(0.0, abs=1e-9)
     assert result.metrics["active_return"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_deposit_inside_a_step_that_crosses_a_year_is_no_return(hand_market):
+    """Paid at the step's close (in January), as the firm blotter pays it."""
+    prices = np.full((60, 2), 100.0)
+    prices[39:] *= 1.10  # 2026-01-02, inside the step 2025-12-26 .. 2026-01-05
+    market = hand_market(prices, start="2025-11-05")
+    env = DirectIndexEnv(market=market, profile="single-60k", guardrail=False, warmup_days=5,
+                         random_start=False, episode_years=10, decision="rules",
+                         cash_flows=[CashFlow(amount=1e6, date=str(market.dates[37]))])
+    result = run_backtest(HoldPolicy(), env)
+    assert result.trajectory.index(result.trajectory.benchmark)[-1] == pytest.approx(1.10)
+    assert result.metrics["decoupling"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_intent_reads_the_budget_an_action_carries(hand_market):
+    """A policy may put its budget share in the action, as PPO does: the run reads what
+    the environment reads."""
+
+    class Budget:
+        name = "budget"
+
+        def reset(self):
+            pass
+
+        def act(self, observation, info):
+            return Decision(np.append(np.ones(observation["assets"].shape[0]), 0.5))
+
+    rng = np.random.default_rng(0)
+    market = hand_market(100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, (120, 4)), 0)))
+    env = DirectIndexEnv(market=market, warmup_days=30, episode_years=0.2, random_start=False)
+    result = run_backtest(Budget(), env)
+    assert result.metrics["te_budget_share"] == pytest.approx(0.5)

@@ -68,7 +68,9 @@ def breakeven(
                   "0 <= fee < 1, te-limit > 0, paths >= 1, assets >= 11, years > 0, workers >= 1")
     if prices is not None and paths is not None:
         raise InputError("give either --paths (synthetic) or --prices/--sectors", field="paths")
-    options.only_with("prices", prices is not None, {"start": start, "rebalance": rebalance})
+    options.only_with("prices", prices is not None, {"start": start, "rebalance": rebalance,
+                                                     "strict-data": strict_data,
+                                                     "max-gap-days": max_gap_days})
     options.only_with("paths (synthetic)", prices is None, {"assets": assets, "years": years})
     options.rebalance(rebalance)
     out = options.outputs({"json": json_out}, inputs=(prices, sectors))

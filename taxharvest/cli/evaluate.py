@@ -87,7 +87,9 @@ def evaluate(
                   f"0 <= paths <= {len(EVALUATION_SEEDS)} (the seeds reserved for evaluation), "
                   "te-limit > 0, 0 <= crash-share <= 1, workers >= 1")
     check_size(assets, years)
-    options.only_with("prices", prices is not None, {"start": start, "rebalance": rebalance})
+    options.only_with("prices", prices is not None, {"start": start, "rebalance": rebalance,
+                                                     "strict-data": strict_data,
+                                                     "max-gap-days": max_gap_days})
     options.rebalance(rebalance)
     paths_out = options.outputs({"json": json_out, "markdown": markdown},
                                 inputs=(prices, sectors))

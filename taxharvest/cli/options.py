@@ -215,7 +215,7 @@ def only_with(other: str, present: bool, given: dict[str, object]) -> None:
     """Refuse any option of ``given`` (name -> value, None or False when not given) that
     applies only with ``--other`` when that is absent."""
     for name, value in given.items():
-        if not present and value not in (None, False):
+        if not present and value is not None and value is not False:
             raise InputError(f"--{name} applies only with --{other}", field=name)
 
 

@@ -263,7 +263,7 @@ class _Status:
     distance: float
 
     def __init__(self, result) -> None:
-        binding = result.te >= BINDING * result.te_cap
+        binding = result.program_te >= BINDING * result.te_cap  # stress included
         status = {"optimal": "projected" if binding else "unchanged"}.get(result.status,
                                                                           result.status)
         object.__setattr__(self, "status", status)

@@ -353,8 +353,8 @@ class DirectIndexEnv(gym.Env):
         broker.trades = []
         tax_savings, done, flowed = 0.0, Execution(), 0.0
         last = min(self.t + self.step_days, self.end)
-        # the step's scheduled flows are paid on its last row (or the last row of a year it
-        # leaves, to keep their tax year): each step's growth then excludes them exactly
+        # the step's scheduled flows are paid on its last row, as the firm blotter pays them:
+        # each step's growth (benchmark and account) then excludes them exactly
         amount, fraction = 0.0, 0.0
         while self.t < last:
             done += broker.advance()
@@ -363,7 +363,7 @@ class DirectIndexEnv(gym.Env):
             self._risk = None
             amount += self._flow_amounts[self.t]
             fraction += self._flow_fractions[self.t]
-            if self.t == last or year_of(self.world.days[self.t + 1]) != self.year:
+            if self.t == last:
                 flow, sales = self._cash_flow(amount, fraction)
                 amount, fraction = 0.0, 0.0
                 flowed += flow

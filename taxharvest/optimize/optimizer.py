@@ -48,8 +48,9 @@ class Decision:
         realized_short, realized_long: net realized gain in dollars (losses negative; a
             disallowed loss is not realized).
         disallowed: dollars of loss washed by forced sales (sell-blocked excluded lots).
-        te: ex-ante TE of ``weights``; te_cap: the TE bound it was solved under; te_min: the
-            minimum achievable TE when it was computed (relaxations), else ``None``.
+        te: ex-ante TE of ``weights``; te_cap: the TE bound it was solved under, on
+            ``program_te`` (the frozen positions stressed); te_min: the minimum achievable TE
+            when it was computed (relaxations), else ``None``.
         turnover: dollars traded (sells plus buys) over the book.
         solver: what produced the trades (``None`` for a fallback); solve_ms: wall time.
     """
@@ -69,6 +70,7 @@ class Decision:
     turnover: float
     solver: str | None
     solve_ms: float
+    program_te: float
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,7 @@ class TaxAwareOptimizer:
             turnover=float(sells.sum() + buys.sum()),
             solver=attempt.solver,
             solve_ms=1e3 * (time.perf_counter() - start),
+            program_te=problem.program_te(weights),
         )
         if outcome.status != "optimal":
             logger.warning("%s in %.1f ms: %s", outcome.status, decision.solve_ms, outcome.reason)

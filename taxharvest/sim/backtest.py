@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from taxharvest.agents.base import Policy
-from taxharvest.envs.direct_index import ASSET_FEATURES
+from taxharvest.envs.direct_index import ASSET_FEATURES, MIN_TE_BUDGET
 from taxharvest.market.loader import corporate_action_records
 from taxharvest.market.universe import MarketData
 from taxharvest.sim import account
@@ -64,7 +64,8 @@ class BacktestResult:
     relaxations: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        """The run's JSON document: the headline measures, ``yearly``, ``series``, ``config``."""
+        """The run's JSON document: the headline measures, ``yearly``, ``series``,
+        ``relaxations``, ``config``."""
         return {**{key: self.metrics[key] for key in JSON_KEYS}, "yearly": self.yearly,
                 "series": self.series, "relaxations": self.relaxations, "config": self.config}
 
@@ -180,10 +181,13 @@ class _Intent:
         self.offered, self.withheld, self.budgets = 0, 0.0, []
 
     def add(self, decision, mask: np.ndarray) -> None:
-        preference = np.clip(np.asarray(decision.action, float)[mask], 0.0, 1.0)
+        # what env.step reads (DirectIndexEnv._intent): n preferences, the budget share last
+        action = np.clip(np.asarray(decision.step_action, float).reshape(-1), 0.0, 1.0)
+        n = mask.size
+        preference = action[:n][mask]
         self.offered += preference.size
         self.withheld += float((1.0 - preference).sum())
-        self.budgets.append(decision.te_budget)
+        self.budgets.append(max(float(action[n]), MIN_TE_BUDGET) if action.size > n else 1.0)
 
     def measures(self) -> dict[str, float]:
         return {"harvest_withheld": self.withheld / self.offered if self.offered else 0.0,
