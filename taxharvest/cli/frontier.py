@@ -61,7 +61,8 @@ def frontier(
     if prices is not None and paths is not None:
         raise InputError("give either --paths (synthetic) or --prices/--sectors", field="paths")
     options.only_with("paths (synthetic)", prices is None, {"assets": assets, "years": years})
-    options.only_with("prices", prices is not None, {"strict-data": strict_data, "max-gap-days": max_gap_days})
+    options.only_with("prices", prices is not None,
+                      {"strict-data": strict_data, "max-gap-days": max_gap_days})
     out = options.outputs({"json": json_out}, inputs=(prices, sectors))
     for spec in specs:
         options.policy(spec, tax_profile, "policies")

@@ -191,10 +191,10 @@ class OptimizerRules:
                value: float, cash: float, lot_shares: np.ndarray, bench: np.ndarray,
                risk: FactorRisk) -> tuple[np.ndarray, np.ndarray, float]:
         """The program's trades as tickets (:meth:`_tickets`) and the ex-ante TE of the book
-        they leave (``lot_shares``: the shares of each lot held). Rounding keeps the larger of the program's
-        bound and ``te_limit``: where the tickets break it, the program's trades go as they
-        are (one side per security, no dust: the exception, since crumbs bought block their
-        names' harvests for 30 days)."""
+        they leave (``lot_shares``: the shares of each lot held). Rounding keeps the larger of
+        the program's bound and ``te_limit``: where the tickets break it, the program's trades
+        go as they are (one side per security, no dust: the exception, since crumbs bought
+        block their names' harvests for 30 days)."""
         bound = max(result.te_cap, self.te_limit)
         held = lot_shares.sum(axis=1)
         for rounded in (True, False):

@@ -346,7 +346,7 @@ class DirectIndexEnv(gym.Env):
     # --- stepping ------------------------------------------------------------------------
 
     def step(self, action):
-        preference, te_budget = self._intent(action)
+        preference, te_budget = self.intent(action)
         broker = self.broker
         value_before, bench_before = broker.value, self._bench_value()
         guard = self._decide(preference, te_budget)
@@ -382,7 +382,7 @@ class DirectIndexEnv(gym.Env):
         return observation, float(reward), terminated, False, self._info(
             tax_savings, done, guard, active, flowed)
 
-    def _intent(self, action) -> tuple[np.ndarray, float]:
+    def intent(self, action) -> tuple[np.ndarray, float]:
         """``(n,)`` harvest preferences in ``[0, 1]`` and the TE budget share of an action:
         ``n`` entries (binary or preferences, the whole budget) or ``n + 1`` (the last the
         budget share)."""

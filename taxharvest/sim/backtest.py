@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from taxharvest.agents.base import Policy
-from taxharvest.envs.direct_index import ASSET_FEATURES, MIN_TE_BUDGET
+from taxharvest.envs.direct_index import ASSET_FEATURES
 from taxharvest.market.loader import corporate_action_records
 from taxharvest.market.universe import MarketData
 from taxharvest.sim import account
@@ -100,7 +100,7 @@ def run_backtest(
     while not done:
         bench_weights.append(observation["assets"][:, _BENCH] / raw.n_assets)
         decision = policy.act(observation, info)
-        intent.add(decision, info["action_mask"])
+        intent.add(*raw.intent(decision.step_action), info["action_mask"])
         decisions += [{"date": info["date"], "ticker": tickers[i], "reason": reason}
                       for i, reason in sorted(decision.reasons.items())]
         observation, step_reward, terminated, truncated, info = env.step(decision.step_action)
@@ -180,14 +180,12 @@ class _Intent:
     def __init__(self) -> None:
         self.offered, self.withheld, self.budgets = 0, 0.0, []
 
-    def add(self, decision, mask: np.ndarray) -> None:
-        # what env.step reads (DirectIndexEnv._intent): n preferences, the budget share last
-        action = np.clip(np.asarray(decision.step_action, float).reshape(-1), 0.0, 1.0)
-        n = mask.size
-        preference = action[:n][mask]
-        self.offered += preference.size
-        self.withheld += float((1.0 - preference).sum())
-        self.budgets.append(max(float(action[n]), MIN_TE_BUDGET) if action.size > n else 1.0)
+    def add(self, preference: np.ndarray, te_budget: float, mask: np.ndarray) -> None:
+        """One decision as the environment reads it (``DirectIndexEnv.intent``)."""
+        offered = preference[mask]
+        self.offered += offered.size
+        self.withheld += float((1.0 - offered).sum())
+        self.budgets.append(te_budget)
 
     def measures(self) -> dict[str, float]:
         return {"harvest_withheld": self.withheld / self.offered if self.offered else 0.0,
