@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -129,3 +132,19 @@ def test_intent_reads_the_budget_an_action_carries(hand_market):
     env = DirectIndexEnv(market=market, warmup_days=30, episode_years=0.2, random_start=False)
     result = run_backtest(Budget(), env)
     assert result.metrics["te_budget_share"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("given", [None, "3"])
+def test_import_sets_one_blas_thread_unless_the_user_chose(given):
+    """Same seed, same numbers on any core count: a threaded BLAS sums in an order that
+    depends on it, so the package asks for one thread before numpy loads."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = ("import os, taxharvest; "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [given or "1", "1"]
+
