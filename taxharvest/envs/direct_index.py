@@ -351,23 +351,18 @@ class DirectIndexEnv(gym.Env):
         value_before, bench_before = broker.value, self._bench_value()
         guard = self._decide(preference, te_budget)
         broker.trades = []
-        tax_savings, done, flowed = 0.0, Execution(), 0.0
-        last = min(self.t + self.step_days, self.end)
-        # the step's scheduled flows are paid on its last row, as the firm blotter pays them:
-        # each step's growth (benchmark and account) then excludes them exactly
-        amount, fraction = 0.0, 0.0
+        tax_savings, done = 0.0, Execution()
+        first, last = self.t + 1, min(self.t + self.step_days, self.end)
         while self.t < last:
             done += broker.advance()
             tax_savings += self._close_year_if_new(int(self.world.days[self.t]))
             self.risk_model.update(self.world.returns[self.t])
             self._risk = None
-            amount += self._flow_amounts[self.t]
-            fraction += self._flow_fractions[self.t]
-            if self.t == last:
-                flow, sales = self._cash_flow(amount, fraction)
-                amount, fraction = 0.0, 0.0
-                flowed += flow
-                done += sales
+        # the step's scheduled flows are paid on its last row, as the firm blotter pays them:
+        # each step's growth (benchmark and account) then excludes them exactly
+        flowed, sales = self._cash_flow(self._flow_amounts[first:last + 1].sum(),
+                                        self._flow_fractions[first:last + 1].sum())
+        done += sales
         terminated = self.t >= self.end
         if terminated:
             tax_savings += self._settle_year()
