@@ -18,7 +18,7 @@ from taxharvest.optimize import (
     build_problem,
 )
 from taxharvest.optimize.fast import FastSolver
-from taxharvest.optimize.optimizer import TE_MARGIN
+from taxharvest.optimize.optimizer import TE_MARGIN, _may_improve, _rank
 from taxharvest.optimize.problem import Problem
 from taxharvest.optimize.reference import Attempt, ReferenceProgram
 
@@ -401,3 +401,56 @@ def test_a_book_with_nothing_to_sell_and_crumbs_of_cash_skips_the_solve(optimize
     assert skipped.te == pytest.approx(solved.te, abs=1e-5)
     busy = program.decide(replace(state, cash=5_000.0), intent, min_buy=1e-4)
     assert busy.solver is not None  # a ticket's worth of cash: solved
+
+
+def first_passes(seeds, settings: Settings):
+    """``(problem, first pass, released)`` on 60-stock books whose first pass solved the
+    problem as posed (its duals are those of ``problem``) and freed a security."""
+    program = TaxAwareOptimizer(settings, method="fast")
+    for seed in seeds:
+        state = synthetic_account(60, 4, crash=bool(seed % 2), n_excluded=0, n_buy_blocked=5,
+                                  n_sell_blocked=5, seed=seed)
+        rng = np.random.default_rng(seed)
+        m = state.n_securities
+        intent = Intent(rng.uniform(0.0, 1.0, m) * (rng.random(m) < 0.7))
+        problem = build_problem(state, intent, settings)
+        first = program._pass(problem)
+        released = problem.released(first.attempt.sells)
+        if first.problem is problem and released is not None:
+            yield program, problem, first, released
+
+
+SECOND_PASS_SETTINGS = {"binding": Settings(te_limit=0.01, frozen_stress=1.0),
+                        "stressed": Settings(te_limit=0.02)}
+
+
+@pytest.mark.parametrize("key", sorted(SECOND_PASS_SETTINGS))
+def test_the_fast_duals_price_every_purchase(key):
+    """KKT at the fast path's trade: every purchase's reduced cost is non-negative and zero
+    where it buys (complementary slackness): the duals of the TE bound and rows are right."""
+    bought = unbought = 0
+    for _, problem, first, _ in first_passes(range(12), SECOND_PASS_SETTINGS[key]):
+        attempt = first.attempt
+        cost = problem.buy_reduced_cost(problem.weights(attempt.sells, attempt.buys),
+                                        attempt.duals)[problem.buy_upper > 0]
+        buys = attempt.buys[problem.buy_upper > 0]
+        assert (cost >= -1e-6).all()
+        assert (np.abs(cost) * buys <= 1e-8).all()
+        bought, unbought = bought + (buys > 1e-3).sum(), unbought + (cost > 1e-3).sum()
+    assert bought >= 10 and unbought >= 5
+
+
+def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
+    """Where no freed security has a negative reduced cost, solving the second pass anyway
+    does not improve the decision; where one has, it does (both cases met)."""
+    skipped = improved = 0
+    for settings in SECOND_PASS_SETTINGS.values():
+        for program, problem, first, released in first_passes(range(12), settings):
+            second = program._pass(released, start=first.attempt.start)
+            gain = _rank(first, problem)[2] - _rank(second, problem)[2]
+            if _may_improve(problem, released, first):
+                improved += gain > 1e-6
+            else:
+                assert gain <= 1e-8
+                skipped += 1
+    assert skipped >= 2 and improved >= 3

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from taxharvest.optimize.problem import Problem
+from taxharvest.optimize.problem import Duals, Problem
 from taxharvest.optimize.reference import Attempt
 
 #: Compiled once to the cache; numpy's error model: a division by zero gives inf or nan (the
@@ -535,7 +535,8 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     Each inequality is a pair of a primal slack and a dual, both kept positive: ``(x, z)``,
     ``(upper - x, zu)``, ``(slack, y)`` for the rows and ``(omega, mu)`` for the quadratic;
     the start gives them all (``x`` strictly inside its bounds). Returns ``(x, converged,
-    iterations, snapshot, floor)``, ``floor`` the best dual bound on ``quad_scale q`` over the
+    iterations, snapshot, floor, y, mu)`` (``y``, ``mu``: the duals of the rows and of the
+    quadratic at ``x``), ``floor`` the best dual bound on ``quad_scale q`` over the
     feasible set (:func:`_quadratic_floor`; it stops as soon as one certifies the quadratic
     constraint infeasible, above ``1 + FLOOR_MARGIN``; ``-inf`` when none was computed), the
     snapshot ``(x, z, zu, slack, y, omega, mu, mean
@@ -571,6 +572,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                 free_rows[r] = False
     floor = -np.inf
     best_x, best_error, best_iteration = x.copy(), np.inf, 0
+    best_y, best_mu = y.copy(), mu
     snapshot = (x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy(), omega, mu, 1.0)
     snapped = False
     for iteration in range(max_iterations):
@@ -592,11 +594,12 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                               abs(residual_q)) / scale_b)
         if error < best_error:
             best_x, best_error, best_iteration = x.copy(), error, iteration
+            best_y, best_mu = y.copy(), mu
         if not snapped:
             snapshot = (x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy(), omega, mu, mu_bar)
             snapped = mu_bar <= WARM_BELOW
         if error <= tolerance:
-            return x, True, iteration + 1, snapshot, floor
+            return x, True, iteration + 1, snapshot, floor, y, mu
         if has_quad and quad_scale * q > 1.0:  # is the cap out of reach? (duals per unit lam)
             floor = max(floor, _quadratic_floor(
                 x, moved, quad_scale * q, sigma_a, y * (quad_scale / (kappa + mu * quad_scale)),
@@ -667,7 +670,8 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
         _advance(step, (x, dx), (z, dz), (zu, dzu), (slack, d_slack), (y, dy))
         omega += step * d_omega
         mu += step * d_mu
-    return best_x, best_error <= ACCEPTABLE and not floor > 1.0, iteration + 1, snapshot, floor
+    return (best_x, best_error <= ACCEPTABLE and not floor > 1.0, iteration + 1, snapshot, floor,
+            best_y, best_mu)
 
 
 class FastSolver:
@@ -695,14 +699,14 @@ class FastSolver:
         return result
 
     def solve(self, problem: Problem, *, min_te: bool = False, start: Iterate | None = None) -> Attempt:
-        sells, buys, iterate, floor = self._run(problem, min_te, start)
+        sells, buys, iterate, floor, duals = self._run(problem, min_te, start)
         if sells is not None:
-            return Attempt(sells, buys, False, "", "fast", iterate)
+            return Attempt(sells, buys, False, "", "fast", iterate, duals)
         if floor > 1.0 + FLOOR_MARGIN:  # certified: no need for the minimum-TE twin
             return Attempt(None, None, True, f"fast: minimum TE at least "
                            f"{problem.te_cap * np.sqrt(floor):.4%}, above the cap", None)
         if not min_te:
-            floor_sells, floor_buys, _, _ = self._run(problem, True, None)
+            floor_sells, floor_buys, *_ = self._run(problem, True, None)
             if floor_sells is not None:
                 floor = problem.program_te(problem.weights(floor_sells, floor_buys))
                 if floor >= problem.te_cap:
@@ -710,11 +714,12 @@ class FastSolver:
         return Attempt(None, None, False, "fast: did not converge", None)
 
     def _run(self, problem: Problem, min_te: bool, warm: Iterate | None):
-        """Trades in weight units, the iterate to warm-start from and the interior point's
-        bound on ``(TE / te_cap)^2`` (``None`` trades when it did not converge)."""
+        """Trades in weight units, the iterate to warm-start from, the interior point's
+        bound on ``(TE / te_cap)^2`` and the duals at the trades (``None`` trades when it did
+        not converge; ``None`` duals for the minimum-TE twin or when nothing may trade)."""
         layout = _Layout(problem, carry=0 if min_te else 2)
         if not len(layout.size):  # nothing may trade: the forced sales are the answer
-            return problem.sell_lower.copy(), np.zeros(problem.shape[0]), None, -np.inf
+            return problem.sell_lower.copy(), np.zeros(problem.shape[0]), None, -np.inf, None
         a0, kept = _active(problem.held, problem.benchmark, problem.sell_lower)
         row_matrix, bound, row_scale = layout.rows(problem, min_te, kept)
         # the cash-band rows are +-M' / scale: security-level columns of the Newton matrix
@@ -736,15 +741,22 @@ class FastSolver:
             slack = np.maximum(bound - row_matrix @ x0, 1.0)
             initial = (x0, np.ones(len(x0)), np.minimum(1.0, COLD_PAIR / (layout.upper - x0)),
                        slack, np.ones(len(bound)), 1.0, 1.0)
-        x, converged, _, snapshot, floor = self._interior_point(
+        x, converged, _, snapshot, floor, y, mu = self._interior_point(
             *initial, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
             row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
             risk.constant, kappa / scale, 0.0 if min_te else 1.0 / problem.te_cap**2,
             *_twins(loadings), self.max_iterations, self.tolerance,
         )
         if not converged:
-            return None, None, None, floor
-        return (*layout.trades(x, problem), units.iterate(layout.keys, snapshot), floor)
+            return None, None, None, floor, None
+        duals = None
+        if not min_te:  # back to the objective's units: a bought unit of weight enters the
+            # cash rows as +1 and -1 and the turnover row (the last, when given) as +1
+            per_unit = y / row_scale
+            duals = Duals(risk=kappa + mu * scale / problem.te_cap**2,
+                          buy=scale * (per_unit[0] - per_unit[1]
+                                       + (per_unit[-1] if problem.turnover is not None else 0.0)))
+        return (*layout.trades(x, problem), units.iterate(layout.keys, snapshot), floor, duals)
 
 
 @_jit

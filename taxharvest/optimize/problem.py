@@ -79,6 +79,17 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Duals:
+    """A solve's Lagrange multipliers in the objective's units, as a purchase meets them:
+    ``risk`` multiplies the program's squared TE (the penalty's price plus the TE bound's),
+    ``buy`` is the linear rows' price of a unit of weight bought (the cash band, the turnover
+    cap)."""
+
+    risk: float
+    buy: float
+
+
+@dataclass(frozen=True)
 class ProgramRisk:
     """``q(a) = ||loadings a + offset||^2 + sum(specific_sd^2 a^2) + 2 linear' a + constant``
     over active weights ``a``: the program's (convex) squared TE."""
@@ -94,6 +105,11 @@ class ProgramRisk:
         square = (exposure @ exposure + np.sum((self.specific_sd * active) ** 2)
                   + 2 * self.linear @ active + self.constant)
         return float(np.sqrt(max(square, 0.0)))
+
+    def gradient(self, active: np.ndarray) -> np.ndarray:
+        """``dq/da``, the squared TE's gradient."""
+        exposure = self.loadings @ active + self.offset
+        return 2 * (self.loadings.T @ exposure + self.specific_sd**2 * active + self.linear)
 
 
 @dataclass(frozen=True)
@@ -238,6 +254,12 @@ class Problem:
         tax = self.rates @ net + self.excess @ np.clip(-net - self.capacity, 0, None)
         te = self.program_te(self.weights(sells, buys))
         return float(tax + self.risk_price * te**2 + self.trade_cost * (sells.sum() + buys.sum()))
+
+    def buy_reduced_cost(self, weights: np.ndarray, duals: Duals) -> np.ndarray:
+        """``(m,)`` the Lagrangian's change per unit of weight bought at ``weights`` under a
+        solve's ``duals``: where it is negative, a purchase would improve the decision."""
+        gradient = self.program_risk.gradient(weights - self.benchmark)
+        return self.trade_cost + duals.risk * gradient + duals.buy
 
     def with_te_cap(self, te_cap: float) -> Problem:
         return replace(self, te_cap=te_cap)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 
-from taxharvest.optimize.problem import Problem, Settings
+from taxharvest.optimize.problem import Duals, Problem, Settings
 
 _SOLVER_OPTIONS: dict[str, dict] = {
     "CLARABEL": {},
@@ -30,7 +30,8 @@ Compiled = tuple[cp.Expression | float, list[cp.Constraint]]
 @dataclass(frozen=True)
 class Attempt:
     """What a solver gave: trades in weight units, or why not; ``start``: what warm-starts a
-    related solve (the fast path's :class:`~taxharvest.optimize.fast.Iterate`), if anything."""
+    related solve (the fast path's :class:`~taxharvest.optimize.fast.Iterate`), if anything;
+    ``duals``: the multipliers at the trades, where the solver gives them (the fast path)."""
 
     sells: np.ndarray | None
     buys: np.ndarray | None
@@ -38,6 +39,7 @@ class Attempt:
     error: str
     solver: str | None
     start: object | None = None
+    duals: Duals | None = None
 
 
 class Trade:
