@@ -49,7 +49,7 @@ class FactorRisk:
 
     def volatility(self) -> np.ndarray:
         """``(n,)`` annualized volatility of every security, ``sqrt(diag(Sigma))``, O(n k^2)."""
-        factor_var = np.einsum("ik,kl,il->i", self.exposures, self.factor_cov, self.exposures)
+        factor_var = ((self.exposures @ self.factor_cov) * self.exposures).sum(axis=1)
         return np.sqrt(np.clip(factor_var + self.specific_var, 0.0, None))
 
     def covariance(self) -> np.ndarray:
