@@ -454,3 +454,53 @@ def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
                 assert gain <= 1e-8
                 skipped += 1
     assert skipped >= 2 and improved >= 3
+
+
+def test_a_crash_rebalance_stresses_what_it_harvests_when_earlier_freezes_bind(monkeypatch):
+    """A gfc-2008 path at 60 stocks: where the positions frozen by earlier decisions make the
+    stressed bound unreachable and keeping every loss lot cannot reach it either, the decision
+    harvests within the bound with its own harvests stressed; the plain risk model would have
+    frozen more than that bound allows."""
+    from taxharvest.agents.registry import make_policy
+    from taxharvest.envs.direct_index import DirectIndexEnv
+    from taxharvest.market.risk import WARMUP_DAYS
+    from taxharvest.tax.law import get_profile
+    from taxharvest.workflows.markets import crash_market
+    from taxharvest.workflows.stress import OFFSET_DAYS, episode_years
+
+    years = episode_years("gfc-2008", 1.0, OFFSET_DAYS)
+    market = crash_market(60, years, 0, "gfc-2008", OFFSET_DAYS)
+    profile = get_profile("mfj-800k")
+    env = DirectIndexEnv(market=market, profile=profile, cadence="weekly", te_limit=0.01,
+                         random_start=False, episode_years=years, warmup_days=WARMUP_DAYS)
+    program = env.rules.optimizer
+    seen = []
+    decide = program.decide
+
+    def recording(state, intent, **options):
+        decision = decide(state, intent, **options)
+        if "only this decision's harvests stressed" in decision.reason:
+            seen.append((state, intent, decision))
+        return decision
+
+    monkeypatch.setattr(program, "decide", recording)
+    policy = make_policy("optimizer", profile, env)
+    observation, info = env.reset(seed=0)
+    policy.reset()
+    while not seen:
+        observation, _, terminated, truncated, info = env.step(
+            policy.act(observation, info).step_action)
+        assert not (terminated or truncated), "no decision met the case"
+    state, intent, decision = seen[0]
+    problem = build_problem(state, intent, program.settings)
+    first = program._pass(problem)  # the pass that took the step: the first or the second
+    if "only this decision's harvests stressed" not in first.reason:
+        problem = problem.released(first.attempt.sells)
+    own = problem.new_harvests_stressed()
+    assert own.stressed and problem.program_te(decision.weights) > problem.te_cap
+    assert decision.status == "optimal" and own.program_te(decision.weights) <= own.te_cap
+    plain = program._solve(problem.unstressed())
+    assert plain.sells is not None
+    assert own.program_te(problem.weights(plain.sells, plain.buys)) > own.te_cap
+    harvested = (problem.loss_sale * decision.sell_shares * state.price[:, None]).sum()
+    assert (problem.loss_sale * plain.sells).sum() * state.value > 2 * harvested

@@ -167,7 +167,10 @@ class TaxAwareOptimizer:
     def _pass(self, problem: Problem, start: object | None = None) -> _Outcome:
         """Solve at ``problem.te_cap`` (warm from ``start``). When the frozen positions'
         stress makes it unreachable, keep every loss lot (no new frozen positions) under the
-        plain risk model, then allow harvests again; relax the cap when even that fails."""
+        plain risk model; then allow harvests with only this decision's stressed (what earlier
+        decisions froze cannot change, what this one would freeze still can: a crash's
+        rebalancing sales do not freeze a fifth of the book at once); then under the plain
+        model; relax the cap when even that fails."""
         attempt = self._solve(problem, start=start)
         if attempt.sells is not None:
             return self._solved(problem, attempt)
@@ -178,6 +181,8 @@ class TaxAwareOptimizer:
                       f"at {problem.frozen_stress:g}x volatility ({problem.frozen()})")
             plain = problem.unstressed()
             for candidate, what in ((plain.without_harvests(), "no new harvest"),
+                                    (problem.new_harvests_stressed(),
+                                     "only this decision's harvests stressed"),
                                     (plain, "the plain risk model")):
                 outcome = self._solve(candidate)
                 if outcome.sells is not None:

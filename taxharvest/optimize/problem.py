@@ -151,6 +151,8 @@ class Problem:
         locked: securities whose losses may not be sold for a while (bought in the last 30
             days), not excluded.
         frozen_stress: see :class:`Settings`.
+        existing_stressed: whether the positions frozen before this decision are stressed
+            too, not only what it may harvest (:meth:`new_harvests_stressed`).
     """
 
     lot_weight: np.ndarray
@@ -183,6 +185,7 @@ class Problem:
     loss_frozen: np.ndarray
     locked: np.ndarray
     frozen_stress: float = 1.0
+    existing_stressed: bool = True
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -195,9 +198,12 @@ class Problem:
         the benchmark weight, or NaN when it is not frozen. Wash-blocked (no buy back) and
         locked (no loss sale) securities: their whole active weight (0). A security that may
         be harvested here: what this decision sells of it (``benchmark - held``), frozen for
-        30 days if the sale is a harvest; a candidate left alone adds nothing."""
+        30 days if the sale is a harvest; a candidate left alone adds nothing. Without
+        ``existing_stressed``, the candidates only."""
         shift = np.where(self.buy_frozen_by_harvest & ~self.excluded,
                          self.benchmark - self.held, np.nan)
+        if not self.existing_stressed:
+            return shift
         return np.where((self.locked | self.buy_frozen_by_wash) & ~self.excluded, 0.0, shift)
 
     @property
@@ -263,6 +269,11 @@ class Problem:
 
     def with_te_cap(self, te_cap: float) -> Problem:
         return replace(self, te_cap=te_cap)
+
+    def new_harvests_stressed(self) -> Problem:
+        """The same decision with only what it may harvest stressed: the positions frozen
+        before it at their plain volatility."""
+        return replace(self, existing_stressed=False)
 
     def unstressed(self) -> Problem:
         """The same decision under the plain risk model."""
