@@ -456,11 +456,15 @@ def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
     assert skipped >= 2 and improved >= 3
 
 
-def test_a_crash_rebalance_stresses_what_it_harvests_when_earlier_freezes_bind(monkeypatch):
-    """A gfc-2008 path at 60 stocks: where the positions frozen by earlier decisions make the
-    stressed bound unreachable and keeping every loss lot cannot reach it either, the decision
-    harvests within the bound with its own harvests stressed; the plain risk model would have
-    frozen more than that bound allows."""
+OWN_STRESS = "only this decision's harvests stressed"
+REBALANCE = "loss lots sold only where the bound needs them"
+
+
+@pytest.fixture(scope="module")
+def crash_fallbacks() -> dict[str, tuple]:
+    """``(program, state, intent, decision)`` of the first decision of a gfc-2008 path at 60
+    stocks that took each late step of the program's chain (the positions earlier decisions
+    froze making the stressed bound unreachable, keeping every loss lot failing too)."""
     from taxharvest.agents.registry import make_policy
     from taxharvest.envs.direct_index import DirectIndexEnv
     from taxharvest.market.risk import WARMUP_DAYS
@@ -474,33 +478,74 @@ def test_a_crash_rebalance_stresses_what_it_harvests_when_earlier_freezes_bind(m
     env = DirectIndexEnv(market=market, profile=profile, cadence="weekly", te_limit=0.01,
                          random_start=False, episode_years=years, warmup_days=WARMUP_DAYS)
     program = env.rules.optimizer
-    seen = []
+    seen: dict[str, tuple] = {}
     decide = program.decide
 
     def recording(state, intent, **options):
         decision = decide(state, intent, **options)
-        if "only this decision's harvests stressed" in decision.reason:
-            seen.append((state, intent, decision))
+        for step in (OWN_STRESS, REBALANCE):
+            if step in decision.reason:
+                seen.setdefault(step, (program, state, intent, decision))
         return decision
 
-    monkeypatch.setattr(program, "decide", recording)
+    program.decide = recording
     policy = make_policy("optimizer", profile, env)
     observation, info = env.reset(seed=0)
     policy.reset()
-    while not seen:
+    while len(seen) < 2:
         observation, _, terminated, truncated, info = env.step(
             policy.act(observation, info).step_action)
-        assert not (terminated or truncated), "no decision met the case"
-    state, intent, decision = seen[0]
+        assert not (terminated or truncated), f"the path met only {sorted(seen)}"
+    return seen
+
+
+def chain_problem(program, state, intent, step: str) -> Problem:
+    """The problem of the pass (the first or the second) whose chain took ``step``."""
     problem = build_problem(state, intent, program.settings)
-    first = program._pass(problem)  # the pass that took the step: the first or the second
-    if "only this decision's harvests stressed" not in first.reason:
-        problem = problem.released(first.attempt.sells)
+    first = program._pass(problem)
+    return problem if step in first.reason else problem.released(first.attempt.sells)
+
+
+def harvested(problem: Problem, sells: np.ndarray) -> float:
+    return float((problem.loss_sale * sells).sum())
+
+
+def frozen_underweight(problem: Problem, sells: np.ndarray, weights: np.ndarray) -> float:
+    """The benchmark weight a trade leaves unheld in the names it sells at a loss: what
+    their wash windows keep from being bought back for 30 days."""
+    sold = (problem.loss_sale * sells).sum(axis=1) > problem.min_harvest
+    return float(np.clip(problem.benchmark - weights, 0, None)[sold].sum())
+
+
+def test_a_crash_rebalance_stresses_what_it_harvests_when_earlier_freezes_bind(crash_fallbacks):
+    """Where the positions earlier decisions froze make the stressed bound unreachable and
+    keeping every loss lot cannot reach it either, the decision harvests within the bound
+    with its own harvests stressed; the plain risk model would have frozen more than that
+    bound allows."""
+    program, state, intent, decision = crash_fallbacks[OWN_STRESS]
+    problem = chain_problem(program, state, intent, OWN_STRESS)
     own = problem.new_harvests_stressed()
     assert own.stressed and problem.program_te(decision.weights) > problem.te_cap
     assert decision.status == "optimal" and own.program_te(decision.weights) <= own.te_cap
     plain = program._solve(problem.unstressed())
-    assert plain.sells is not None
     assert own.program_te(problem.weights(plain.sells, plain.buys)) > own.te_cap
-    harvested = (problem.loss_sale * decision.sell_shares * state.price[:, None]).sum()
-    assert (problem.loss_sale * plain.sells).sum() * state.value > 2 * harvested
+    sold = decision.sell_shares * state.price[:, None] / state.value
+    assert harvested(problem, plain.sells) > 2 * harvested(problem, sold)
+
+
+def test_where_no_stress_can_be_met_loss_lots_are_sold_only_as_the_bound_needs(crash_fallbacks):
+    """Where even this decision's own harvests cannot be stressed, the plain risk model
+    rebalances inside the bound selling loss lots as the bound needs, not every loss it can
+    fit: the benchmark weight its wash windows leave unheld is under two thirds of what the
+    tax-seeking program would leave (a crash's volatility spike does not become a harvest
+    of every name)."""
+    program, state, intent, decision = crash_fallbacks[REBALANCE]
+    problem = chain_problem(program, state, intent, REBALANCE)
+    plain = problem.unstressed()
+    assert program._solve(problem.new_harvests_stressed()).sells is None
+    assert decision.status == "optimal" and plain.program_te(decision.weights) <= plain.te_cap
+    seeking = program._solve(plain)
+    sold = decision.sell_shares * state.price[:, None] / state.value
+    assert harvested(problem, seeking.sells) > harvested(problem, sold) > 0
+    assert frozen_underweight(problem, seeking.sells, plain.weights(seeking.sells, seeking.buys)) > (
+        1.5 * frozen_underweight(problem, sold, decision.weights))

@@ -170,7 +170,9 @@ class TaxAwareOptimizer:
         plain risk model; then allow harvests with only this decision's stressed (what earlier
         decisions froze cannot change, what this one would freeze still can: a crash's
         rebalancing sales do not freeze a fifth of the book at once); then under the plain
-        model; relax the cap when even that fails."""
+        model with loss sales worth (almost) nothing, so that loss lots are sold where the
+        bound needs them and no further (a crash's vol spike does not become a harvest of
+        every name the stress could not price); relax the cap when even that fails, still so."""
         attempt = self._solve(problem, start=start)
         if attempt.sells is not None:
             return self._solved(problem, attempt)
@@ -180,16 +182,18 @@ class TaxAwareOptimizer:
             frozen = (f"TE budget {problem.te_cap:.3%} unreachable with the frozen positions "
                       f"at {problem.frozen_stress:g}x volatility ({problem.frozen()})")
             plain = problem.unstressed()
+            rebalancing = plain.rebalancing(LIFTED_PREFERENCE)
             for candidate, what in ((plain.without_harvests(), "no new harvest"),
                                     (problem.new_harvests_stressed(),
                                      "only this decision's harvests stressed"),
-                                    (plain, "the plain risk model")):
+                                    (rebalancing, "the plain risk model, loss lots sold only "
+                                     "where the bound needs them")):
                 outcome = self._solve(candidate)
                 if outcome.sells is not None:
                     solved = self._solved(candidate, outcome)
                     return replace(solved, reason="; ".join(filter(None, (
                         solved.reason, f"{frozen}: {what}"))))
-            outcome = self._pass(plain)
+            outcome = self._pass(rebalancing)
             return replace(outcome, reason=f"{frozen}; {outcome.reason}")
         floor = self._solve(problem, min_te=True)
         if floor.sells is None:

@@ -275,6 +275,15 @@ class Problem:
         before it at their plain volatility."""
         return replace(self, existing_stressed=False)
 
+    def rebalancing(self, worth: float) -> Problem:
+        """The same decision with every loss sale worth ``worth`` of its tax value: loss lots
+        sold where the bound needs them, not sought."""
+        loss = self.realized < 0
+        return replace(self, coefficient_short=np.where(loss, worth * self.coefficient_short,
+                                                        self.coefficient_short),
+                       coefficient_long=np.where(loss, worth * self.coefficient_long,
+                                                 self.coefficient_long))
+
     def unstressed(self) -> Problem:
         """The same decision under the plain risk model."""
         return replace(self, frozen_stress=1.0)
