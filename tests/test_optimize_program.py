@@ -18,7 +18,7 @@ from taxharvest.optimize import (
     build_problem,
 )
 from taxharvest.optimize.fast import FastSolver
-from taxharvest.optimize.optimizer import TE_MARGIN, _may_improve, _rank
+from taxharvest.optimize.optimizer import LIFTED_PREFERENCE, TE_MARGIN, _may_improve, _rank
 from taxharvest.optimize.problem import Problem
 from taxharvest.optimize.reference import Attempt, ReferenceProgram
 
@@ -127,8 +127,10 @@ def assignments(state: AccountState, intent: Intent):
         yield buying
 
 
-def decision_objective(decision, state, intent, settings) -> float:
+def decision_objective(decision, state, intent, settings, rebalancing: bool = False) -> float:
     problem = build_problem(state, intent, settings)
+    if rebalancing:
+        problem = problem.unstressed().rebalancing(LIFTED_PREFERENCE)
     return problem.objective(decision.sell_shares * state.price[:, None] / state.value,
                              decision.buy_shares * state.price / state.value)
 
@@ -262,11 +264,16 @@ def test_fast_path_equals_reference(optimizers, seed):
     assert fast.solver == "fast" and fast.status == reference.status
     # the purchases that invest cash are nearly indifferent: the reference's tolerance may
     # stop it tens of dollars per million short, but the fast path is never the worse by $1
-    ours, theirs = (decision_objective(d, state, intent, settings) for d in (fast, reference))
+    # (measured by what both solved: a rebalancing fallback's loss sales worth almost nothing)
+    rebalancing = REBALANCE in fast.reason
+    assert rebalancing == (REBALANCE in reference.reason)
+    ours, theirs = (decision_objective(d, state, intent, settings, rebalancing)
+                    for d in (fast, reference))
     assert theirs - 5e-5 <= ours <= theirs + 1e-6
     np.testing.assert_allclose(fast.weights, reference.weights, atol=1e-4)
-    assert fast.realized_short + fast.realized_long == pytest.approx(
-        reference.realized_short + reference.realized_long, rel=1e-3, abs=5.0)
+    if not rebalancing:  # there the loss lots sold are (nearly) indifferent
+        assert fast.realized_short + fast.realized_long == pytest.approx(
+            reference.realized_short + reference.realized_long, rel=1e-3, abs=5.0)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -484,7 +491,7 @@ def crash_fallbacks() -> dict[str, tuple]:
     def recording(state, intent, **options):
         decision = decide(state, intent, **options)
         for step in (OWN_STRESS, REBALANCE):
-            if step in decision.reason:
+            if step in decision.reason and decision.status == "optimal":
                 seen.setdefault(step, (program, state, intent, decision))
         return decision
 

@@ -28,8 +28,9 @@ LINEAR_SLACK = 1e-6
 #: the reference's parametrized program (DPP) takes about 4 GB at 522 x 8 and grows with the
 #: square of the slots; beyond, a failed fast solve holds the book (``fallback``).
 REFERENCE_MAX_SLOTS = 5_000
-#: The preference given to the loss lots an intent keeps when the TE limit needs them sold: they
-#: may be sold, worth (almost) nothing to the program.
+#: The preference given to the loss lots an intent keeps when the TE limit needs them sold, and
+#: to every loss lot when a decision falls back to rebalancing (no stress of the frozen
+#: positions can be met): they may be sold, worth (almost) nothing to the program.
 LIFTED_PREFERENCE = 1e-9
 
 
@@ -170,9 +171,10 @@ class TaxAwareOptimizer:
         plain risk model; then allow harvests with only this decision's stressed (what earlier
         decisions froze cannot change, what this one would freeze still can: a crash's
         rebalancing sales do not freeze a fifth of the book at once); then under the plain
-        model with loss sales worth (almost) nothing, so that loss lots are sold where the
-        bound needs them and no further (a crash's vol spike does not become a harvest of
-        every name the stress could not price); relax the cap when even that fails, still so."""
+        model with loss sales worth (almost) nothing (``LIFTED_PREFERENCE``), so that loss
+        lots are sold where the bound needs them and no further (a crash's volatility spike does
+        not become a harvest of every name the stress could not price); relax the cap, still
+        so, when even that fails."""
         attempt = self._solve(problem, start=start)
         if attempt.sells is not None:
             return self._solved(problem, attempt)
@@ -194,7 +196,7 @@ class TaxAwareOptimizer:
                     return replace(solved, reason="; ".join(filter(None, (
                         solved.reason, f"{frozen}: {what}"))))
             outcome = self._pass(rebalancing)
-            return replace(outcome, reason=f"{frozen}; {outcome.reason}")
+            return replace(outcome, reason=f"{frozen}; {what}; {outcome.reason}")
         floor = self._solve(problem, min_te=True)
         if floor.sells is None:
             what = "hard constraints jointly infeasible" if floor.infeasible else "minimum-TE solve failed"
