@@ -38,8 +38,9 @@ class Settings:
             ``TE^2 + (stress^2 - 1) TE_frozen^2``, so the frozen part alone stays within
             ``1 / stress`` of the bound. Crashes triple volatility or more (DOMAIN §6), and
             a frozen position cannot be repaired before its window ends. At 2 a gfc-2008
-            path's ex-ante TE reached 1.54%; at 3 four of the five crash templates stay inside
-            the limit and gfc-2008 reaches 1.34% (README, "Results"); 1 turns it off.
+            path's ex-ante TE reached 1.54%; at 3, with the optimizer's crash fallbacks
+            (:meth:`TaxAwareOptimizer._pass`), all five crash templates stay inside the limit
+            (at most 0.94%; README, "Results"); 1 turns it off.
     """
 
     te_limit: float = 0.01
