@@ -535,8 +535,8 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     Each inequality is a pair of a primal slack and a dual, both kept positive: ``(x, z)``,
     ``(upper - x, zu)``, ``(slack, y)`` for the rows and ``(omega, mu)`` for the quadratic;
     the start gives them all (``x`` strictly inside its bounds). Returns ``(x, converged,
-    iterations, snapshot, floor, y, mu)`` (``y``, ``mu``: the duals of the rows and of the
-    quadratic at ``x``), ``floor`` the best dual bound on ``quad_scale q`` over the
+    iterations, snapshot, floor, y, mu, z, zu)`` (the duals of the rows, the quadratic and
+    the bounds at ``x``), ``floor`` the best dual bound on ``quad_scale q`` over the
     feasible set (:func:`_quadratic_floor`; it stops as soon as one certifies the quadratic
     constraint infeasible, above ``1 + FLOOR_MARGIN``; ``-inf`` when none was computed), the
     snapshot ``(x, z, zu, slack, y, omega, mu, mean
@@ -572,7 +572,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                 free_rows[r] = False
     floor = -np.inf
     best_x, best_error, best_iteration = x.copy(), np.inf, 0
-    best_y, best_mu = y.copy(), mu
+    best_y, best_mu, best_z, best_zu = y.copy(), mu, z.copy(), zu.copy()
     snapshot = (x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy(), omega, mu, 1.0)
     snapped = False
     for iteration in range(max_iterations):
@@ -594,12 +594,12 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                               abs(residual_q)) / scale_b)
         if error < best_error:
             best_x, best_error, best_iteration = x.copy(), error, iteration
-            best_y, best_mu = y.copy(), mu
+            best_y, best_mu, best_z, best_zu = y.copy(), mu, z.copy(), zu.copy()
         if not snapped:
             snapshot = (x.copy(), z.copy(), zu.copy(), slack.copy(), y.copy(), omega, mu, mu_bar)
             snapped = mu_bar <= WARM_BELOW
         if error <= tolerance:
-            return x, True, iteration + 1, snapshot, floor, y, mu
+            return x, True, iteration + 1, snapshot, floor, y, mu, z, zu
         if has_quad and quad_scale * q > 1.0:  # is the cap out of reach? (duals per unit lam)
             floor = max(floor, _quadratic_floor(
                 x, moved, quad_scale * q, sigma_a, y * (quad_scale / (kappa + mu * quad_scale)),
@@ -671,7 +671,7 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
         omega += step * d_omega
         mu += step * d_mu
     return (best_x, best_error <= ACCEPTABLE and not floor > 1.0, iteration + 1, snapshot, floor,
-            best_y, best_mu)
+            best_y, best_mu, best_z, best_zu)
 
 
 class FastSolver:
@@ -741,7 +741,7 @@ class FastSolver:
             slack = np.maximum(bound - row_matrix @ x0, 1.0)
             initial = (x0, np.ones(len(x0)), np.minimum(1.0, COLD_PAIR / (layout.upper - x0)),
                        slack, np.ones(len(bound)), 1.0, 1.0)
-        x, converged, _, snapshot, floor, y, mu = self._interior_point(
+        x, converged, _, snapshot, floor, y, mu, z, zu = self._interior_point(
             *initial, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
             row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
             risk.constant, kappa / scale, 0.0 if min_te else 1.0 / problem.te_cap**2,
@@ -749,13 +749,7 @@ class FastSolver:
         )
         if not converged:
             return None, None, None, floor, None
-        duals = None
-        if not min_te:  # back to the objective's units: a bought unit of weight enters the
-            # cash rows as +1 and -1 and the turnover row (the last, when given) as +1
-            per_unit = y / row_scale
-            duals = Duals(risk=kappa + mu * scale / problem.te_cap**2,
-                          buy=scale * (per_unit[0] - per_unit[1]
-                                       + (per_unit[-1] if problem.turnover is not None else 0.0)))
+        duals = None if min_te else units.duals(y, mu, z - zu, kappa, problem, layout)
         return (*layout.trades(x, problem), units.iterate(layout.keys, snapshot), floor, duals)
 
 
@@ -1013,6 +1007,17 @@ class _Units:
         size, rows, scale = self.size, self.row_scale, self.scale
         return Iterate(keys, x * size, z * scale / size, zu * scale / size, slack * rows,
                        y * scale / rows, omega, mu * scale, mean * scale)
+
+    def duals(self, y, mu, bound_duals, kappa, problem: Problem, layout: _Layout) -> Duals:
+        """The multipliers in the objective's units: a bought unit of weight enters the cash
+        rows as +1 and -1 and the turnover row (the last, when given) as +1; a lot's reduced
+        cost is its bound duals' difference per unit of weight sold."""
+        per_unit = y / self.row_scale
+        buy = per_unit[0] - per_unit[1] + (per_unit[-1] if problem.turnover is not None else 0.0)
+        sell = np.full(problem.lot_weight.size, np.nan)
+        sell[layout.lots] = (bound_duals / self.size)[layout.lot_at]
+        return Duals(risk=kappa + mu * self.scale / problem.te_cap**2, buy=self.scale * buy,
+                     sell=self.scale * sell.reshape(problem.lot_weight.shape))
 
     def warm(self, warm: Iterate, layout: _Layout, x0: np.ndarray):
         """The start ``(x, z, zu, slack, y, omega, mu)`` from ``warm``: its values where the

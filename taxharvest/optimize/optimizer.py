@@ -32,6 +32,11 @@ REFERENCE_MAX_SLOTS = 5_000
 #: to every loss lot when a decision falls back to rebalancing (no stress of the frozen
 #: positions can be met): they may be sold, worth (almost) nothing to the program.
 LIFTED_PREFERENCE = 1e-9
+#: The second pass is not solved where its first-order gain bound is below this share of the
+#: book (a dollar per million; weak duality makes it a bound on the gain, solver noise aside).
+SECOND_PASS_GAIN = 1e-6
+#: The last step of a decision whose frozen positions no stress can price (see the class).
+REBALANCING = "the plain risk model, loss lots sold for TE, not for tax"
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,12 @@ class TaxAwareOptimizer:
     to be bought, their loss lots then kept (:meth:`Problem.released`), and solves again; the
     better of the two stands. The second is skipped where the first pass's duals show that no
     freed purchase improves it.
+
+    Positions that earlier decisions froze in wash windows cannot be undone: where they make
+    the stressed bound unreachable, :meth:`_pass` keeps this decision from adding to them
+    for tax. In a crash, a volatility spike that pushes the book past its bound
+    becomes a rebalance, not a harvest of every name the stress could not price (that froze
+    a fifth of the index on a gfc-2008 path and held the book above its limit for months).
 
     When the TE bound is unreachable under the hard constraints, the minimum achievable TE is
     found and the decision solved at the larger of the bound and ``min TE * (1 +
@@ -167,14 +178,10 @@ class TaxAwareOptimizer:
 
     def _pass(self, problem: Problem, start: object | None = None) -> _Outcome:
         """Solve at ``problem.te_cap`` (warm from ``start``). When the frozen positions'
-        stress makes it unreachable, keep every loss lot (no new frozen positions) under the
-        plain risk model; then allow harvests with only this decision's stressed (what earlier
-        decisions froze cannot change, what this one would freeze still can: a crash's
-        rebalancing sales do not freeze a fifth of the book at once); then under the plain
-        model with loss sales worth (almost) nothing (``LIFTED_PREFERENCE``), so that loss
-        lots are sold where the bound needs them and no further (a crash's volatility spike does
-        not become a harvest of every name the stress could not price); relax the cap, still
-        so, when even that fails."""
+        stress makes it unreachable: every loss lot kept under the plain risk model; then
+        the plain model rebalancing (loss sales worth ``LIFTED_PREFERENCE`` of their tax:
+        sold for TE, not for tax); the cap relaxed, still rebalancing, when even that fails
+        (the class explains why)."""
         attempt = self._solve(problem, start=start)
         if attempt.sells is not None:
             return self._solved(problem, attempt)
@@ -186,17 +193,15 @@ class TaxAwareOptimizer:
             plain = problem.unstressed()
             rebalancing = plain.rebalancing(LIFTED_PREFERENCE)
             for candidate, what in ((plain.without_harvests(), "no new harvest"),
-                                    (problem.new_harvests_stressed(),
-                                     "only this decision's harvests stressed"),
-                                    (rebalancing, "the plain risk model, loss lots sold only "
-                                     "where the bound needs them")):
+                                    (rebalancing, REBALANCING)):
                 outcome = self._solve(candidate)
                 if outcome.sells is not None:
                     solved = self._solved(candidate, outcome)
                     return replace(solved, reason="; ".join(filter(None, (
                         solved.reason, f"{frozen}: {what}"))))
             outcome = self._pass(rebalancing)
-            return replace(outcome, reason=f"{frozen}; {what}; {outcome.reason}")
+            return replace(outcome, reason=f"{frozen}; relaxed under {REBALANCING}; "
+                           f"{outcome.reason}")
         floor = self._solve(problem, min_te=True)
         if floor.sells is None:
             what = "hard constraints jointly infeasible" if floor.infeasible else "minimum-TE solve failed"
@@ -286,16 +291,27 @@ class TaxAwareOptimizer:
 
 def _may_improve(problem: Problem, released: Problem, first: _Outcome) -> bool:
     """Whether the second pass may improve on the first: unless the first solved ``problem``
-    itself and gave its duals, it may; else where a security it frees has a negative reduced
-    cost at the first pass's trade (first order: the two problems agree there, the freed
-    securities sold less than ``min_harvest``). A non-negative one everywhere keeps the first
-    pass optimal for the second problem: in the 500-stock backtest that skips 87% of them."""
-    attempt = first.attempt
-    if first.problem is not problem or attempt.duals is None:
+    itself and gave its duals, it may; else where the first pass's trade breaks the second
+    problem's optimality conditions to first order by more than ``SECOND_PASS_GAIN``: a
+    freed purchase with a negative reduced cost, or a lot sale whose reduced cost the release
+    repriced (it unstresses the freed securities) so that moving it gains. The two problems
+    agree elsewhere (the freed securities sold less than ``min_harvest`` at a loss)."""
+    attempt, duals = first.attempt, first.attempt.duals
+    if first.problem is not problem or duals is None:
         return True
     freed = released.buy_upper > problem.buy_upper
-    weights = problem.weights(attempt.sells, attempt.buys)
-    return bool((released.buy_reduced_cost(weights, attempt.duals)[freed] < 0).any())
+    active = problem.weights(attempt.sells, attempt.buys) - problem.benchmark
+    if (released.buy_reduced_cost(active + problem.benchmark, duals)[freed] < 0).any():
+        return True
+    repriced = released.program_risk.gradient(active) - problem.program_risk.gradient(active)
+    cost = duals.sell - duals.risk * repriced[:, None]  # per unit sold: -risk * dq/dw
+    free = released.sell_upper > released.sell_lower
+    if np.isnan(cost[free]).any():
+        return True
+    sold = attempt.sells
+    gain = (np.clip(-cost, 0, None) * (released.sell_upper - sold)
+            + np.clip(cost, 0, None) * (sold - released.sell_lower))
+    return bool(gain[free].sum() > SECOND_PASS_GAIN)
 
 
 def _rank(outcome: _Outcome, problem: Problem) -> tuple[bool, float, float]:

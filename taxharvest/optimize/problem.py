@@ -81,13 +81,14 @@ class Settings:
 
 @dataclass(frozen=True)
 class Duals:
-    """A solve's Lagrange multipliers in the objective's units, as a purchase meets them:
-    ``risk`` multiplies the program's squared TE (the penalty's price plus the TE bound's),
-    ``buy`` is the linear rows' price of a unit of weight bought (the cash band, the turnover
-    cap)."""
+    """A solve's Lagrange multipliers in the objective's units: ``risk`` multiplies the
+    program's squared TE (the penalty's price plus the TE bound's), ``buy`` is the linear
+    rows' price of a unit of weight bought (the cash band, the turnover cap), ``sell`` ``(m,
+    L)`` each lot's reduced cost per unit of weight sold (NaN where the lot was no variable)."""
 
     risk: float
     buy: float
+    sell: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,6 @@ class Problem:
         locked: securities whose losses may not be sold for a while (bought in the last 30
             days), not excluded.
         frozen_stress: see :class:`Settings`.
-        existing_stressed: whether the positions frozen before this decision are stressed
-            too, not only what it may harvest (:meth:`new_harvests_stressed`).
     """
 
     lot_weight: np.ndarray
@@ -186,7 +185,6 @@ class Problem:
     loss_frozen: np.ndarray
     locked: np.ndarray
     frozen_stress: float = 1.0
-    existing_stressed: bool = True
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -199,12 +197,9 @@ class Problem:
         the benchmark weight, or NaN when it is not frozen. Wash-blocked (no buy back) and
         locked (no loss sale) securities: their whole active weight (0). A security that may
         be harvested here: what this decision sells of it (``benchmark - held``), frozen for
-        30 days if the sale is a harvest; a candidate left alone adds nothing. Without
-        ``existing_stressed``, the candidates only."""
+        30 days if the sale is a harvest; a candidate left alone adds nothing."""
         shift = np.where(self.buy_frozen_by_harvest & ~self.excluded,
                          self.benchmark - self.held, np.nan)
-        if not self.existing_stressed:
-            return shift
         return np.where((self.locked | self.buy_frozen_by_wash) & ~self.excluded, 0.0, shift)
 
     @property
@@ -271,15 +266,10 @@ class Problem:
     def with_te_cap(self, te_cap: float) -> Problem:
         return replace(self, te_cap=te_cap)
 
-    def new_harvests_stressed(self) -> Problem:
-        """The same decision with only what it may harvest stressed: the positions frozen
-        before it at their plain volatility."""
-        return replace(self, existing_stressed=False)
-
     def rebalancing(self, worth: float) -> Problem:
-        """The same decision with every loss sale worth ``worth`` of its tax value: loss lots
-        sold where the bound needs them, not sought."""
-        loss = self.realized < 0
+        """The same decision with every optional loss sale worth ``worth`` of its tax value:
+        loss lots sold for TE, not for tax (the forced sales of excluded lots keep theirs)."""
+        loss = (self.realized < 0) & ~self.excluded[:, None]
         return replace(self, coefficient_short=np.where(loss, worth * self.coefficient_short,
                                                         self.coefficient_short),
                        coefficient_long=np.where(loss, worth * self.coefficient_long,
