@@ -98,8 +98,8 @@ class TaxAwareOptimizer:
     Two passes keep every decision free of wash sales: in the first, a security whose loss
     lots may be sold is not bought; the second frees those that sold (almost) none at a loss
     to be bought, their loss lots then kept (:meth:`Problem.released`), and solves again; the
-    better of the two stands. The second is skipped where the first pass's duals show that no
-    freed purchase improves it.
+    better of the two stands. The second is skipped where the first pass's duals bound its
+    gain below ``SECOND_PASS_GAIN`` (:func:`_may_improve`).
 
     Positions that earlier decisions froze in wash windows cannot be undone: where they make
     the stressed bound unreachable, :meth:`_pass` keeps this decision from adding to them
