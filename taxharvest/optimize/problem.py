@@ -38,7 +38,7 @@ class Settings:
             ``TE^2 + (stress^2 - 1) TE_frozen^2``, so the frozen part alone stays within
             ``1 / stress`` of the bound. Crashes triple volatility or more (DOMAIN §6), and
             a frozen position cannot be repaired before its window ends. At 2 a gfc-2008
-            path's ex-ante TE reached 1.54%; at 3, with the optimizer's crash fallbacks
+            path's ex-ante TE reached 1.54%; at 3, with the optimizer's crash fallback
             (:meth:`TaxAwareOptimizer._pass`), all five crash templates stay inside the limit
             (at most 0.94%; README, "Results"); 1 turns it off.
     """
