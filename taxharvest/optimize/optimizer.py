@@ -166,8 +166,8 @@ class TaxAwareOptimizer:
         return self._result(state, outcome, start)
 
     def _two_passes(self, problem: Problem) -> _Outcome:
-        """The first pass, and the second where it frees securities that a purchase could
-        improve the decision with (see the class)."""
+        """The first pass, and the second where it frees securities and may gain more than
+        ``SECOND_PASS_GAIN`` (see the class)."""
         outcome = self._pass(problem)
         released = problem.released(outcome.attempt.sells) if outcome.status != "fallback" else None
         if released is not None and _may_improve(problem, released, outcome):
@@ -300,9 +300,10 @@ def _may_improve(problem: Problem, released: Problem, first: _Outcome) -> bool:
     if first.problem is not problem or duals is None:
         return True
     freed = released.buy_upper > problem.buy_upper
-    active = problem.weights(attempt.sells, attempt.buys) - problem.benchmark
-    if (released.buy_reduced_cost(active + problem.benchmark, duals)[freed] < 0).any():
+    weights = problem.weights(attempt.sells, attempt.buys)
+    if (released.buy_reduced_cost(weights, duals)[freed] < 0).any():
         return True
+    active = weights - problem.benchmark
     repriced = released.program_risk.gradient(active) - problem.program_risk.gradient(active)
     cost = duals.sell - duals.risk * repriced[:, None]  # per unit sold: -risk * dq/dw
     free = released.sell_upper > released.sell_lower
