@@ -171,18 +171,18 @@ class TaxAwareOptimizer:
         outcome = self._pass(problem)
         released = problem.released(outcome.attempt.sells) if outcome.status != "fallback" else None
         if released is not None and _may_improve(problem, released, outcome):
-            second = self._pass(released, start=outcome.attempt.start)
+            second = self._pass(released)
             if second.status != "fallback" and _rank(second, problem) <= _rank(outcome, problem):
                 outcome = second
         return outcome
 
-    def _pass(self, problem: Problem, start: object | None = None) -> _Outcome:
-        """Solve at ``problem.te_cap`` (warm from ``start``). When the frozen positions'
+    def _pass(self, problem: Problem) -> _Outcome:
+        """Solve at ``problem.te_cap``. When the frozen positions'
         stress makes it unreachable: every loss lot kept under the plain risk model; then
         the plain model rebalancing (loss sales worth ``LIFTED_PREFERENCE`` of their tax:
         sold for TE, not for tax); the cap relaxed, still rebalancing, when even that fails
         (the class explains why)."""
-        attempt = self._solve(problem, start=start)
+        attempt = self._solve(problem)
         if attempt.sells is not None:
             return self._solved(problem, attempt)
         if not attempt.infeasible:
@@ -240,15 +240,14 @@ class TaxAwareOptimizer:
         *,
         min_te: bool = False,
         reference: bool = False,
-        start: object | None = None,
     ) -> Attempt:
-        """Solve (the fast path first, warm from ``start``, unless ``reference``) and accept
+        """Solve (the fast path first, unless ``reference``) and accept
         only a trade that keeps every constraint; the reference solves what the fast path
         cannot."""
         solved = problem.with_te_cap(problem.te_cap * (1 - TE_MARGIN))
         attempt = None
         if self.method == "fast" and not reference:
-            fast = self._fast.solve(solved, min_te=min_te, start=start)
+            fast = self._fast.solve(solved, min_te=min_te)
             attempt = _checked(problem, fast, min_te)
             if attempt.sells is not None or attempt.infeasible:
                 return attempt

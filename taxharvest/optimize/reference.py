@@ -29,16 +29,14 @@ Compiled = tuple[cp.Expression | float, list[cp.Constraint]]
 
 @dataclass(frozen=True)
 class Attempt:
-    """What a solver gave: trades in weight units, or why not; ``start``: what warm-starts a
-    related solve (the fast path's :class:`~taxharvest.optimize.fast.Iterate`), if anything;
-    ``duals``: the multipliers at the trades, where the solver gives them (the fast path)."""
+    """What a solver gave: trades in weight units, or why not; ``duals``: the multipliers at
+    the trades, where the solver gives them (the fast path)."""
 
     sells: np.ndarray | None
     buys: np.ndarray | None
     infeasible: bool
     error: str
     solver: str | None
-    start: object | None = None
     duals: Duals | None = None
 
 
