@@ -502,7 +502,8 @@ def crash_rebalance() -> tuple:
         program = env.rules.optimizer
         seen = []
 
-        def recording(state, intent, decide=program.decide, program=program, **options):
+        def recording(state, intent, decide=program.decide, program=program, seen=seen,
+                      **options):
             decision = decide(state, intent, **options)
             if REBALANCING in decision.reason and decision.status == "optimal":
                 seen.append((program, state, intent, decision))
