@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import astuple, is_dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from taxharvest.optimize.optimizer import (
     _may_improve,
     _rank,
 )
-from taxharvest.optimize.problem import Problem
+from taxharvest.optimize.problem import _CACHED_READS, Problem
 from taxharvest.optimize.reference import Attempt, ReferenceProgram
 
 TINY = {"n_stocks": 4, "slots": 2, "n_sectors": 1, "n_excluded": 0, "n_buy_blocked": 1,
@@ -415,6 +416,32 @@ def test_a_book_with_nothing_to_sell_and_crumbs_of_cash_skips_the_solve(optimize
     assert skipped.te == pytest.approx(solved.te, abs=1e-5)
     busy = program.decide(replace(state, cash=5_000.0), intent, min_buy=1e-4)
     assert busy.solver is not None  # a ticket's worth of cash: solved
+
+
+def test_a_derived_problem_keeps_only_the_cached_values_its_changes_leave_true():
+    """Every derivation a decision's fallbacks make: each cached property carried over equals
+    a fresh computation, and every cached property of a Problem is listed with what it reads."""
+    cached = {name for name, value in vars(Problem).items() if isinstance(value, cached_property)}
+    assert cached == set(_CACHED_READS)
+    state = synthetic_account(60, 4, crash=True, n_excluded=2, n_buy_blocked=5, n_sell_blocked=5)
+    problem = build_problem(state, Intent.harvest_all(state.n_securities), Settings(te_limit=0.01))
+    assert problem.stressed
+    for name in cached:
+        getattr(problem, name)
+    sells = np.where(problem.loss_sale, problem.sell_upper, 0.0)
+    sells[: state.n_securities // 2] = 0.0  # half the names sell nothing: the release frees them
+    released = problem.released(sells)
+    assert released is not None
+    derived = [problem.with_te_cap(0.02), problem.rebalancing(1e-9), problem.unstressed(),
+               problem.without_harvests(), released, problem.unstressed().rebalancing(1e-9)]
+    for problem in derived:
+        fresh = replace(problem)  # nothing cached
+        for name in cached:
+            carried, computed = getattr(problem, name), getattr(fresh, name)
+            parts = (astuple(carried), astuple(computed)) if is_dataclass(carried) else (
+                (carried,), (computed,))
+            for a, b in zip(*parts, strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 def first_passes(seeds, settings: Settings):
