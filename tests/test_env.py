@@ -13,7 +13,7 @@ from synthetic_account import synthetic_account
 
 import taxharvest.envs  # noqa: F401  (registers the environment)
 from taxharvest.envs import ENV_ID, DirectIndexEnv
-from taxharvest.envs.decision import LOT_DUST, OptimizerRules
+from taxharvest.envs.decision import OptimizerRules
 from taxharvest.envs.features import loss_lots
 from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.optimize import Intent, Settings, TaxAwareOptimizer, TaxPosition
@@ -509,41 +509,6 @@ def test_tickets_keep_the_te_bound_the_program_kept(n_stocks, seed):
     sells, buys, te = rules.orders(*given, state.benchmark, state.risk)
     weights = (held - sells.sum(axis=1) + buys) * state.price / state.value
     assert te == state.risk.tracking_error(weights - state.benchmark) <= decision.te_cap
-
-
-def test_a_program_at_its_bound_trades_as_it_chose_where_dropping_dust_breaks_the_bound():
-    """A sale of dust that lowers TE, the program exactly at its bound: dropping the dust
-    would break the bound, so the orders are the program's trades, dust included."""
-    state = synthetic_account(40, 4, n_sectors=4, n_excluded=0, n_buy_blocked=0,
-                              n_sell_blocked=0, crash=False)
-    rules = OptimizerRules(TaxAwareOptimizer(Settings(), method="fast"))
-    decision = rules.optimizer.decide(state, Intent.harvest_all(state.n_securities),
-                                      min_buy=rules.min_trade)
-    held = state.shares.sum(axis=1)
-    # the most overweight name the program does not buy: its lots unsold but one, sold dust
-    over = np.where((held > 0) & (decision.buy_shares == 0), decision.weights - state.benchmark,
-                    -np.inf)
-    i = int(np.argmax(over))
-    j = int(np.argmax(state.shares[i]))
-    asked = decision.sell_shares.copy()
-    asked[i] = 0.0
-    asked[i, j] = 0.5 * LOT_DUST * rules.min_trade * state.value / state.price[i]
-
-    def te_of(sells):
-        weights = (held - sells.sum(axis=1) + decision.buy_shares) * state.price / state.value
-        return weights, state.risk.tracking_error(weights - state.benchmark)
-
-    weights, te = te_of(asked)
-    undusted = asked.copy()
-    undusted[i, j] = 0.0
-    assert te_of(undusted)[1] > te  # dropping the dust breaks the bound
-    at_bound = dataclasses.replace(decision, sell_shares=asked, weights=weights, te=te, te_cap=te)
-    sells, buys, ordered_te = rules.orders(at_bound, state.price, loss_lots(
-        state.shares, state.basis, state.price), state.excluded, state.value, state.cash,
-        state.shares, state.benchmark, state.risk)
-    assert sells[i, j] == asked[i, j] and ordered_te <= te
-    np.testing.assert_allclose((held - sells.sum(axis=1) + buys) * state.price / state.value,
-                               weights, atol=1e-15)
 
 
 def test_a_lot_sold_down_to_dust_is_sold_out():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import astuple, is_dataclass, replace
+from dataclasses import fields as dataclass_fields
 from functools import cached_property
 
 import numpy as np
@@ -418,6 +419,27 @@ def test_a_book_with_nothing_to_sell_and_crumbs_of_cash_skips_the_solve(optimize
     assert busy.solver is not None  # a ticket's worth of cash: solved
 
 
+def read_fields(problem: Problem, name: str) -> set[str]:
+    """The fields of ``problem`` that computing its cached property ``name`` reads (through
+    the properties and cached properties it calls, computed afresh)."""
+    fields = {field.name for field in dataclass_fields(Problem)}
+    reads: set[str] = set()
+
+    class Tracer:
+        def __getattr__(self, attribute):
+            member = vars(Problem).get(attribute)
+            if isinstance(member, cached_property):
+                return member.func(self)
+            if isinstance(member, property):
+                return member.fget(self)
+            if attribute in fields:
+                reads.add(attribute)
+            return getattr(problem, attribute)
+
+    vars(Problem)[name].func(Tracer())
+    return reads
+
+
 def test_a_derived_problem_keeps_only_the_cached_values_its_changes_leave_true():
     """Every derivation a decision's fallbacks make: each cached property carried over equals
     a fresh computation, and every cached property of a Problem is listed with what it reads."""
@@ -426,6 +448,9 @@ def test_a_derived_problem_keeps_only_the_cached_values_its_changes_leave_true()
     state = synthetic_account(60, 4, crash=True, n_excluded=2, n_buy_blocked=5, n_sell_blocked=5)
     problem = build_problem(state, Intent.harvest_all(state.n_securities), Settings(te_limit=0.01))
     assert problem.stressed
+    for name, listed in _CACHED_READS.items():  # what each one reads, stressed or not
+        for posed in (problem, problem.unstressed()):
+            assert read_fields(posed, name) <= listed, name
     for name in cached:
         getattr(problem, name)
     sells = np.where(problem.loss_sale, problem.sell_upper, 0.0)

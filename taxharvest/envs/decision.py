@@ -10,7 +10,6 @@ projected inside the TE limit by the guardrail. :class:`OptimizerRules`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -24,7 +23,6 @@ from taxharvest.tax.calendar import is_long_term
 TICKET_SLACK = 1e-9  # relative: float rounding must not decide whether a minimum ticket trades
 BINDING = 0.999  # a decision whose TE is this share of its bound or more: the bound binds
 LOT_DUST = 0.01  # a lot's sale below this share of a minimum ticket is a solver's residue
-Rounding = Literal["tickets", "dust", "none"]  # how much of :meth:`OptimizerRules._tickets`
 
 
 @dataclass(frozen=True)
@@ -195,14 +193,13 @@ class OptimizerRules:
         """The program's trades as tickets (:meth:`_tickets`) and the ex-ante TE of the book
         they leave (``lot_shares``: the shares of each lot held). Rounding keeps the larger of
         the program's bound and ``te_limit``: where the tickets break it, the program's trades
-        go with only the lots' dust dropped (the exception, since crumbs bought block their
-        names' harvests for 30 days), and where even that breaks it (a program at its bound),
-        as they are."""
+        go as they are (one side per security, no dust: the exception, since crumbs bought
+        block their names' harvests for 30 days)."""
         bound = max(result.te_cap, self.te_limit)
         held = lot_shares.sum(axis=1)
-        for rounding in ("tickets", "dust", "none"):
+        for rounded in (True, False):
             sells, buys = self._tickets(result, price, loss, excluded, value, cash, lot_shares,
-                                        bench - result.weights, rounding)
+                                        bench - result.weights, rounded)
             weights = (held - sells.sum(axis=1) + buys) * price / value
             te = risk.tracking_error(weights - bench)
             if te <= bound:
@@ -211,7 +208,7 @@ class OptimizerRules:
 
     def _tickets(self, result, price: np.ndarray, loss: np.ndarray, excluded: np.ndarray,
                  value: float, cash: float, lot_shares: np.ndarray, shortfall: np.ndarray,
-                 rounding: Rounding = "tickets") -> tuple[np.ndarray, np.ndarray]:
+                 rounded: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The program's trades as tickets.
 
         One side per security: selling and buying one security at once is an interior
@@ -226,22 +223,19 @@ class OptimizerRules:
         kept. A lot's sale below a hundredth of a ticket is dropped (an interior point's
         residue on the other lots of a sold security), one that would leave less than that of
         the lot sells all of it (the residue would stay a lot of cents, offered to every
-        program after). ``rounding``: ``tickets`` (all of it), ``dust`` (only the last two,
-        and one side per security) or ``none`` (one side per security: the program's weights).
+        program after). Not ``rounded``: only the last two (and one side per security).
         """
         sells, buys = result.sell_shares, result.buy_shares
         sold = sells.sum(axis=1)
         net = buys - sold
         keep = np.divide(np.clip(-net, 0.0, None), sold, out=np.zeros_like(sold), where=sold > 0)
         sells, buys = sells * keep[:, None], np.clip(net, 0.0, None)
-        if rounding == "none":
-            return sells, buys
         ticket = self.min_trade * value * (1.0 - TICKET_SLACK)
         sold_down = (sells > 0) & ((lot_shares - sells) * price[:, None] < LOT_DUST * ticket)
         sells[sold_down] = lot_shares[sold_down]
         # no Form 8949 row for cents, except the excluded names' (sold out, crumbs included)
         sells[(sells * price[:, None] < LOT_DUST * ticket) & ~excluded[:, None]] = 0.0
-        if rounding == "dust":
+        if not rounded:
             return sells, buys
         floor = np.where(((sells > 0) & loss).any(axis=1), ticket, self.min_rebalance * value)
         sells[((sells.sum(axis=1) * price) < floor) & ~excluded] = 0.0

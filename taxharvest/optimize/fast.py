@@ -727,8 +727,8 @@ class FastSolver:
         slack = np.maximum(bound - row_matrix @ x0, 1.0)
         x, converged, _, floor, y, mu, z, zu = self._interior_point(
             x0, np.ones(len(x0)), np.minimum(1.0, COLD_PAIR / (layout.upper - x0)), slack,
-            np.ones(len(bound)), 1.0, 1.0, cost / scale, layout.start, layout.coef, layout.upper, security_rows,
-            row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
+            np.ones(len(bound)), 1.0, 1.0, cost / scale, layout.start, layout.coef, layout.upper,
+            security_rows, row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
             risk.constant, kappa / scale, 0.0 if min_te else 1.0 / problem.te_cap**2,
             *_twins(loadings), self.max_iterations, self.tolerance,
         )

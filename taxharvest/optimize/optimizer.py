@@ -177,11 +177,11 @@ class TaxAwareOptimizer:
         return outcome
 
     def _pass(self, problem: Problem) -> _Outcome:
-        """Solve at ``problem.te_cap``. When the frozen positions'
-        stress makes it unreachable: every loss lot kept under the plain risk model; then
-        the plain model rebalancing (loss sales worth ``LIFTED_PREFERENCE`` of their tax:
-        sold for TE, not for tax); the cap relaxed, still rebalancing, when even that fails
-        (the class explains why)."""
+        """Solve at ``problem.te_cap``. When the frozen positions' stress makes it
+        unreachable: every loss lot kept under the plain risk model; then the plain model
+        rebalancing (loss sales worth ``LIFTED_PREFERENCE`` of their tax: sold for TE, not
+        for tax); the cap relaxed, still rebalancing, when even that fails (the class
+        explains why)."""
         attempt = self._solve(problem)
         if attempt.sells is not None:
             return self._solved(problem, attempt)
