@@ -309,8 +309,8 @@ class Problem:
 
     def _derived(self, **changes) -> Problem:
         """``replace(self, **changes)`` sharing the cached properties that read none of the
-        changed fields (a decision's fallbacks derive several problems from one), without
-        ``replace``'s field-by-field ``__init__`` (a tenth of a millisecond each)."""
+        changed fields (a decision's fallbacks derive several problems from one; the program
+        risk costs 65 us to build at 500 stocks), without ``replace``'s ``__init__``."""
         unknown = changes.keys() - _FIELDS
         if unknown:
             raise TypeError(f"Problem has no field {', '.join(sorted(unknown))}")
