@@ -451,8 +451,6 @@ def test_a_derived_problem_keeps_only_the_cached_values_its_changes_leave_true()
     for name, listed in _CACHED_READS.items():  # what each one reads, stressed or not
         for posed in (problem, problem.unstressed()):
             assert read_fields(posed, name) <= listed, name
-    for name in cached:
-        getattr(problem, name)
     sells = np.where(problem.loss_sale, problem.sell_upper, 0.0)
     sells[: state.n_securities // 2] = 0.0  # half the names sell nothing: the release frees them
     released = problem.released(sells)
