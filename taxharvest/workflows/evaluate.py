@@ -50,10 +50,11 @@ class EvalMarket:
     scenario: str | None = None
     offset: int = 0
 
-    def environment(self, profile: str | TaxProfile, cadence: str, te_limit: float,
+    def environment(self, profile: str | TaxProfile, cadence: str, te_limit: float | None,
                     initial_value: float = 1_000_000.0) -> tuple[DirectIndexEnv, dict | None]:
         """The environment of this path (an account of ``initial_value`` dollars) and the
-        ``reset`` options that start it."""
+        ``reset`` options that start it. ``te_limit`` None: the guardrail off (the
+        environment's default limit then only scales its observations and reward)."""
         if self.market is None and self.scenario is not None:
             market = crash_market(self.assets, self.years, self.seed, self.scenario, self.offset)
             years, options = self.years, None
@@ -63,9 +64,11 @@ class EvalMarket:
         else:
             market, years = self.market, years_to_end(self.market)
             options = {"start": self.start} if self.start is not None else None
-        env = DirectIndexEnv(market=market, profile=profile, cadence=cadence, te_limit=te_limit,
+        limit = {"guardrail": False} if te_limit is None else {"te_limit": te_limit}
+        env = DirectIndexEnv(market=market, profile=profile, cadence=cadence,
                              random_start=False, warmup_days=WARMUP_DAYS, episode_years=years,
-                             benchmark_rebalance=self.rebalance, initial_value=initial_value)
+                             benchmark_rebalance=self.rebalance, initial_value=initial_value,
+                             **limit)
         return env, options
 
 

@@ -20,9 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from taxharvest.agents.registry import make_policy
-from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.errors import InputError
-from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.report.frontier import FORM_8949_ROWS, FRONTIER, limit_label
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import keys
@@ -30,7 +28,6 @@ from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.tax.law import TaxProfile, get_profile
 from taxharvest.workflows.evaluate import EvalMarket
-from taxharvest.workflows.markets import synthetic_market, years_to_end
 
 MEASURED = tuple(key for key in keys(FRONTIER) if key != FORM_8949_ROWS.key)  # in metrics
 
@@ -83,27 +80,10 @@ class FrontierTask:
     cadence: str = "weekly"
 
 
-def environment(task: FrontierTask) -> tuple[DirectIndexEnv, dict | None]:
-    """The environment of ``task`` (as :meth:`EvalMarket.environment`, with the guardrail off
-    for no limit: the environment's default limit then only scales its observations and
-    reward) and the ``reset`` options that start it."""
-    path = task.market
-    if path.market is None:
-        market, years = synthetic_market(path.assets, path.years, path.seed), path.years
-    else:
-        market, years = path.market, years_to_end(path.market)
-    options = {"start": path.start} if path.start is not None else None
-    limit = {"guardrail": False} if task.te_limit is None else {"te_limit": task.te_limit}
-    env = DirectIndexEnv(market=market, profile=task.profile, cadence=task.cadence,
-                         random_start=False, warmup_days=WARMUP_DAYS, episode_years=years,
-                         benchmark_rebalance=path.rebalance, **limit)
-    return env, options
-
-
 def run_frontier_task(task: FrontierTask) -> dict:
     """One row: the path, the policy, the limit and every measure (module-level, for
     workers)."""
-    env, options = environment(task)
+    env, options = task.market.environment(task.profile, task.cadence, task.te_limit)
     policy = make_policy(task.policy, task.profile, env)
     with quiet_guardrail():
         result = run_backtest(policy, env, seed=task.market.seed, options=options)
