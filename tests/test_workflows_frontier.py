@@ -166,3 +166,18 @@ def test_bad_arguments_fail_before_any_market_is_built(args, field, monkeypatch)
     result = CliRunner().invoke(app, ["frontier", *args])
     assert isinstance(result.exception, InputError), result.output
     assert f"field '{field}'" in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_a_crash_template_path_runs_its_crash_as_evaluate_does():
+    """The frontier and ``evaluate`` build a path's environment in one place: a crash
+    template's path is its crash market in both (not the plain synthetic one)."""
+    from taxharvest.workflows.evaluate import EvalTask, run_eval_task
+
+    crash = EvalMarket("synthetic:0+covid-2020", seed=0, assets=16, years=1.0,
+                       scenario="covid-2020", offset=10)
+    plain = EvalMarket("synthetic:0", seed=0, assets=16, years=1.0)
+    rows = frontier("mfj-800k", ["monthly-all"], (0.01,), [crash, plain], workers=1)["results"]
+    evaluated = run_eval_task(EvalTask("mfj-800k", (("monthly-all", "monthly-all"),), crash))[0]
+    assert rows[0]["tax_alpha"] == evaluated["tax_alpha"]
+    assert rows[0]["max_ex_ante_te"] == evaluated["max_ex_ante_te"]
+    assert rows[0]["tax_alpha"] != rows[1]["tax_alpha"]
