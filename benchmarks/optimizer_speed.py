@@ -8,7 +8,7 @@ capacity, a 1% TE limit, every loss preferred. Every decision is a fresh account
 seed), everything the optimizer does for it included (both passes and the fallbacks).
 
 Frozen positions: the wash-blocked and sell-blocked names (and the harvest candidates, for
-what a decision sells of them) are priced at ``frozen_stress`` (2x) volatility, so the
+what a decision sells of them) are priced at ``frozen_stress`` (3x) volatility, so the
 program's TE has the stressed rows: 32 risk rows instead of 16, with offsets. On this crash
 day the stressed TE bound is out of reach for the harvests, so a decision is the stressed
 program found infeasible (certified), the plain risk model without new harvests, and the

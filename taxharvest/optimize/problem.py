@@ -39,8 +39,9 @@ class Settings:
             ``1 / stress`` of the bound. Crashes triple volatility or more (DOMAIN §6), and
             a frozen position cannot be repaired before its window ends. At 2 a gfc-2008
             path's ex-ante TE reached 1.54%; at 3, with the optimizer's crash fallback
-            (:meth:`TaxAwareOptimizer._pass`), all five crash templates stay inside the limit
-            (at most 0.94%; README, "Results"); 1 turns it off.
+            (:meth:`TaxAwareOptimizer._pass`), four of the five crash templates stay inside
+            the limit and gfc-2008 breaks it on a third of its paths (README, "Results");
+            1 turns it off.
     """
 
     te_limit: float = 0.01
