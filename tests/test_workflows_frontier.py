@@ -13,10 +13,12 @@ from taxharvest.agents.registry import make_policy
 from taxharvest.cli import app
 from taxharvest.errors import InputError
 from taxharvest.io import json_text
+from taxharvest.market.risk import WARMUP_DAYS
 from taxharvest.report import render_report
 from taxharvest.report.frontier import FORM_8949_ROWS, FRONTIER
-from taxharvest.workflows.evaluate import EvalMarket
+from taxharvest.workflows.evaluate import EvalMarket, real_paths
 from taxharvest.workflows.frontier import frontier, parse_policies, parse_te_limits
+from taxharvest.workflows.markets import real_market, window
 
 LIMITS = (0.01, None)
 TINY = ["--paths", "1", "--assets", "16", "--years", "0.5", "--workers", "1"]
@@ -129,6 +131,46 @@ def test_the_command_runs_on_real_prices(price_files):
         [(spec, limit) for spec in ("hold", "monthly-all") for limit in LIMITS]
 
 
+def test_real_starts_are_paths_of_one_history_on_consecutive_days(price_files):
+    """``--starts 3``: three paths of the real prices, decided from the window's first day
+    and the two trading days after it, each the run of ``backtest --start`` that day; the
+    summary is over the three."""
+    result = CliRunner().invoke(app, [
+        "frontier", "--policies", "monthly-all", "--te-limits", "0.01", "--starts", "3",
+        "--prices", str(price_files.prices), "--sectors", str(price_files.sectors),
+        "--workers", "1", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["config"]["paths"] == ["real", "real+1d", "real+2d"]
+    runs = doc["results"]
+    firsts = [run["path"] for run in runs]
+    assert firsts == ["real", "real+1d", "real+2d"] and doc["rows"][0]["paths"] == 3
+    alphas = [run["tax_alpha"] for run in runs]
+    assert doc["rows"][0]["tax_alpha"] == pytest.approx(np.mean(alphas))
+    assert doc["rows"][0]["max_ex_ante_te"] == max(run["max_ex_ante_te"] for run in runs)
+    mk = real_market(price_files.prices, price_files.sectors)
+    second = mk.dates[mk.date_index(window(mk, None, None)[1]) + 1]
+    backtest = CliRunner().invoke(app, [
+        "backtest", "--policy", "monthly-all", "--profile", "mfj-800k", "--te-limit", "0.01",
+        "--prices", str(price_files.prices), "--sectors", str(price_files.sectors),
+        "--start", str(second), "--json", "-"])
+    assert backtest.exit_code == 0, backtest.output
+    assert json.loads(backtest.stdout)["tax_alpha"] == runs[1]["tax_alpha"]
+
+
+def test_real_paths_start_on_consecutive_trading_days_and_refuse_too_many(price_files):
+    mk = real_market(price_files.prices, price_files.sectors)
+    first = window(mk, None, None)[1]
+    paths = real_paths(mk, first, 3)
+    row = mk.date_index(first)
+    assert [p.start for p in paths] == [str(mk.dates[row + k]) for k in range(3)]
+    for path in paths:  # each cut as backtest --start cuts it: the warm-up before its start
+        assert path.market.dates[WARMUP_DAYS] == np.datetime64(path.start)
+    for starts in (0, mk.n_days):
+        with pytest.raises(InputError, match="field 'starts'"):
+            real_paths(mk, first, starts)
+
+
 def test_the_report_renders_a_frontier_page(document, tmp_path):
     path = tmp_path / "frontier.json"
     path.write_text(json_text(document))
@@ -154,6 +196,7 @@ def test_the_report_renders_a_frontier_page(document, tmp_path):
     (["--paths", "2", "--prices", "p.csv", "--sectors", "s.csv"], "paths"),
     (["--assets", "5"], "assets"),
     (["--strict-data"], "strict-data"),
+    (["--starts", "2"], "starts"),
     (["--workers", "0"], "workers"),
     (["--json", "/dev/null/no-folder/f.json"], "json"),
 ])

@@ -56,7 +56,7 @@ def breakeven(
     from taxharvest.sim.parallel import engine_of
     from taxharvest.workflows.breakeven import breakeven as run_breakeven
     from taxharvest.workflows.breakeven import parse_sizes
-    from taxharvest.workflows.evaluate import EvalMarket
+    from taxharvest.workflows.evaluate import real_paths, synthetic_paths
     from taxharvest.workflows.markets import window
 
     tax_profile = options.profile(profile)
@@ -79,12 +79,11 @@ def breakeven(
     if prices is not None or sectors is not None:
         mk, _ = options.market(prices, sectors, strict_data=strict_data,
                                max_gap_days=max_gap_days)
-        mk, first = window(mk, start, None)
-        options.window_note(mk, first)
-        markets = [EvalMarket("real", market=mk, start=first, rebalance=rebalance)]
+        cut, first = window(mk, start, None)
+        options.window_note(cut, first)
+        markets = real_paths(mk, first, rebalance=rebalance)
     else:
-        markets = [EvalMarket(f"synthetic:{seed}", seed=seed, assets=assets or 500,
-                              years=years or 10.0) for seed in range(paths or 4)]
+        markets = synthetic_paths(paths or 4, assets or 500, years or 10.0)
     with quiet_guardrail(), options.progress() as bar:
         doc = run_breakeven(tax_profile, size_values, fee, markets, policy=policy,
                             cadence=cadence, te_limit=te_limit, engine=engine, address=address,

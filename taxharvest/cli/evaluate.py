@@ -64,11 +64,11 @@ def evaluate(
     from taxharvest.sim.parallel import engine_of
     from taxharvest.tax.law import PROFILES
     from taxharvest.workflows.evaluate import (
-        EvalMarket,
         EvalTask,
         markdown_table,
         paired,
         paired_markdown,
+        real_paths,
         summarize,
         synthetic_paths,
     )
@@ -100,9 +100,9 @@ def evaluate(
     if prices is not None:
         mk, _ = options.market(prices, sectors, strict_data=strict_data,
                                max_gap_days=max_gap_days)
-        mk, first = window(mk, start, None)
-        options.window_note(mk, first)
-        markets.append(EvalMarket("real", market=mk, start=first, rebalance=rebalance))
+        cut, first = window(mk, start, None)
+        options.window_note(cut, first)
+        markets += real_paths(mk, first, rebalance=rebalance)
     if not markets:
         raise InputError("nothing to evaluate: give --paths > 0 or --prices", field="paths")
     tasks = [EvalTask(clients[name], tasks_specs[name], market, te_limit=te_limit)

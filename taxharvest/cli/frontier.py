@@ -36,6 +36,9 @@ def frontier(
     prices: Annotated[Path | None, typer.Option(
         help="Real prices (CSV or parquet) instead of synthetic paths.")] = None,
     sectors: Annotated[Path | None, typer.Option(help="ticker,sector file for --prices.")] = None,
+    starts: Annotated[int | None, typer.Option(
+        help="Real data: decide from each of the first N trading days of the window, one "
+             "path each (one history, N calendars; default 1).")] = None,
     strict_data: options.StrictDataOption = False,
     max_gap_days: options.MaxGapOption = None,
     json_out: Annotated[str | None, typer.Option(
@@ -45,7 +48,7 @@ def frontier(
 ) -> None:
     """Tax alpha against tracking error: each policy once per TE limit, on the same paths."""
     from taxharvest.sim.parallel import engine_of
-    from taxharvest.workflows.evaluate import EvalMarket
+    from taxharvest.workflows.evaluate import real_paths, synthetic_paths
     from taxharvest.workflows.frontier import frontier as run_frontier
     from taxharvest.workflows.frontier import parse_policies, parse_te_limits
     from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size, window
@@ -62,7 +65,8 @@ def frontier(
         raise InputError("give either --paths (synthetic) or --prices/--sectors", field="paths")
     options.only_with("paths (synthetic)", prices is None, {"assets": assets, "years": years})
     options.only_with("prices", prices is not None,
-                      {"strict-data": strict_data, "max-gap-days": max_gap_days})
+                      {"strict-data": strict_data, "max-gap-days": max_gap_days,
+                       "starts": starts})
     out = options.outputs({"json": json_out}, inputs=(prices, sectors))
     for spec in specs:
         options.policy(spec, tax_profile, "policies")
@@ -70,12 +74,11 @@ def frontier(
     if prices is not None or sectors is not None:
         mk, _ = options.market(prices, sectors, strict_data=strict_data,
                                max_gap_days=max_gap_days)
-        mk, first = window(mk, None, None)
-        options.window_note(mk, first)
-        markets = [EvalMarket("real", market=mk, start=first)]
+        cut, first = window(mk, None, None)
+        options.window_note(cut, first)
+        markets = real_paths(mk, first, 1 if starts is None else starts)
     else:
-        markets = [EvalMarket(f"synthetic:{seed}", seed=seed, assets=assets or 500,
-                              years=years or 10.0) for seed in range(paths or 4)]
+        markets = synthetic_paths(paths or 4, assets or 500, years or 10.0)
     with quiet_guardrail(), options.progress() as bar:
         doc = run_frontier(tax_profile, specs, limits, markets, engine=engine, address=address,
                            workers=workers, progress=options.progress_task(

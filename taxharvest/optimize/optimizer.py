@@ -191,15 +191,15 @@ class TaxAwareOptimizer:
             frozen = (f"TE budget {problem.te_cap:.3%} unreachable with the frozen positions "
                       f"at {problem.frozen_stress:g}x volatility ({problem.frozen()})")
             plain = problem.unstressed()
-            rebalancing = plain.rebalancing(LIFTED_PREFERENCE)
-            for candidate, what in ((plain.without_harvests(), "no new harvest"),
-                                    (rebalancing, REBALANCING)):
+            for derive, what in ((Problem.without_harvests, "no new harvest"),
+                                 (_rebalancing, REBALANCING)):
+                candidate = derive(plain)  # built only when the one before fails
                 outcome = self._solve(candidate)
                 if outcome.sells is not None:
                     solved = self._solved(candidate, outcome)
                     return replace(solved, reason="; ".join(filter(None, (
                         solved.reason, f"{frozen}: {what}"))))
-            outcome = self._pass(rebalancing)
+            outcome = self._pass(candidate)
             return replace(outcome, reason=f"{frozen}; relaxed under {REBALANCING}; "
                            f"{outcome.reason}")
         floor = self._solve(problem, min_te=True)
@@ -323,6 +323,11 @@ def _rank(outcome: _Outcome, problem: Problem) -> tuple[bool, float, float]:
         outcome.problem.te_cap,
         problem.objective(attempt.sells, attempt.buys),
     )
+
+
+def _rebalancing(problem: Problem) -> Problem:
+    """``problem`` rebalancing: its loss sales worth ``LIFTED_PREFERENCE`` of their tax."""
+    return problem.rebalancing(LIFTED_PREFERENCE)
 
 
 def _no_trade(problem: Problem) -> Attempt:
