@@ -31,6 +31,40 @@ __version__ = "0.1.0"
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
+
+def cpu_target(machine: str, cpuinfo: str) -> dict[str, str]:
+    """The instruction set numba and OpenBLAS compile for, so that a run reads the same on
+    any x86-64 CPU with AVX2 and FMA (Intel since 2013, AMD since 2015): numba's sums are
+    vectorized for the host's width (AVX-512 or AVX2) and OpenBLAS picks a kernel per CPU,
+    and each rounds differently; a ten-year run of path-dependent decisions amplifies it
+    (on one AVX-512 machine the real decade's ``optimizer`` read 0.178% a year on its
+    native targets, 0.175% on numba's generic one, 0.170% on Haswell's). Both are pinned to
+    Haswell's (as fast here as the native ones); other CPUs keep their own (``{}``)."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            break
+    if machine.lower() not in ("x86_64", "amd64") or not {"avx2", "fma"} <= flags:
+        return {}
+    return {"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell"}
+
+
+def _read_cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            return file.read()
+    except OSError:
+        return ""
+
+
+# Unless the user chose a target (either variable set), before numpy and numba load.
+if not {"NUMBA_CPU_NAME", "OPENBLAS_CORETYPE"} & os.environ.keys():
+    import platform
+
+    for _name, _value in cpu_target(platform.machine(), _read_cpuinfo()).items():
+        os.environ[_name] = _value
+
 # A library logs; the application decides what is shown (guardrail projections are logged
 # at INFO and WARNING under "taxharvest.guardrails").
 logging.getLogger("taxharvest").addHandler(logging.NullHandler())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -148,3 +149,38 @@ def test_import_sets_one_blas_thread_unless_the_user_chose(given):
                          check=True).stdout.split()
     assert out == [given or "1", "1"]
 
+
+
+AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\nprocessor\t: 1\n"
+
+
+@pytest.mark.parametrize(("machine", "cpuinfo", "pinned"), [
+    ("x86_64", AVX2, True),
+    ("AMD64", AVX2 + "flags\t: avx512f", True),  # the first core's flags count
+    ("x86_64", "flags\t: fpu sse2 avx", False),  # no AVX2: its own target
+    ("aarch64", "Features\t: fp asimd", False),
+    ("x86_64", "", False),  # unreadable cpuinfo
+])
+def test_the_cpu_target_is_haswell_on_every_avx2_x86_machine(machine, cpuinfo, pinned):
+    """Same seed, same numbers on any AVX2 x86-64 CPU: numba and OpenBLAS compile for one
+    instruction set, not the host's vector width."""
+    from taxharvest import cpu_target
+
+    expected = {"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell"} if pinned else {}
+    assert cpu_target(machine, cpuinfo) == expected
+
+
+@pytest.mark.parametrize("given", [None, "skylake-avx512"])
+def test_import_pins_the_cpu_target_unless_the_user_chose(given):
+    from taxharvest import _read_cpuinfo, cpu_target
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE")}
+    if given is not None:
+        env["NUMBA_CPU_NAME"] = given
+    code = ("import os, taxharvest; print(os.environ.get('NUMBA_CPU_NAME', '-'), "
+            "os.environ.get('OPENBLAS_CORETYPE', '-'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    target = cpu_target(platform.machine(), _read_cpuinfo())
+    assert out == ([given, "-"] if given else
+                   [target.get("NUMBA_CPU_NAME", "-"), target.get("OPENBLAS_CORETYPE", "-")])
