@@ -58,12 +58,17 @@ def _read_cpuinfo() -> str:
         return ""
 
 
-# Unless the user chose a target (either variable set), before numpy and numba load.
+# Unless the user chose a target (either variable set). Each is set only while the library
+# it governs is not loaded yet (OpenBLAS loads with numpy): set later, it would reach only
+# the worker processes, and a parallel run would read differently from a serial one.
 if not {"NUMBA_CPU_NAME", "OPENBLAS_CORETYPE"} & os.environ.keys():
     import platform
+    import sys
 
+    _LOADS = {"NUMBA_CPU_NAME": "numba", "OPENBLAS_CORETYPE": "numpy"}
     for _name, _value in cpu_target(platform.machine(), _read_cpuinfo()).items():
-        os.environ[_name] = _value
+        if _LOADS[_name] not in sys.modules:
+            os.environ[_name] = _value
 
 # A library logs; the application decides what is shown (guardrail projections are logged
 # at INFO and WARNING under "taxharvest.guardrails").

@@ -14,6 +14,10 @@ tests ``taxharvest/sim/backtest.py``). Markets are built here, once a session:
 
 from __future__ import annotations
 
+import taxharvest  # noqa: F401  (first: it pins the BLAS threads and CPU target before numpy loads)
+
+# isort: split
+
 import os
 from pathlib import Path
 from types import SimpleNamespace

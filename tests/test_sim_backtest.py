@@ -184,3 +184,16 @@ def test_import_pins_the_cpu_target_unless_the_user_chose(given):
     target = cpu_target(platform.machine(), _read_cpuinfo())
     assert out == ([given, "-"] if given else
                    [target.get("NUMBA_CPU_NAME", "-"), target.get("OPENBLAS_CORETYPE", "-")])
+
+
+def test_a_library_loaded_before_the_package_keeps_its_own_target():
+    """numpy (and with it OpenBLAS) imported first: the package does not set the OpenBLAS
+    target for worker processes alone, which would then read differently from the parent."""
+    from taxharvest import _read_cpuinfo, cpu_target
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE")}
+    code = ("import os, numpy, taxharvest; print(os.environ.get('NUMBA_CPU_NAME', '-'), "
+            "os.environ.get('OPENBLAS_CORETYPE', '-'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [cpu_target(platform.machine(), _read_cpuinfo()).get("NUMBA_CPU_NAME", "-"), "-"]
