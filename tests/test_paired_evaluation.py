@@ -113,6 +113,47 @@ def test_the_real_path_is_its_own_difference_outside_the_interval():
     assert entry["after_tax_excess_liquidated"]["real"] == pytest.approx(-0.25)
 
 
+def test_real_paths_of_several_starts_give_their_mean_difference_outside_the_interval():
+    from taxharvest.workflows.evaluate import summarize
+
+    rows = rows_of({"monthly-all": [0.01, 0.02], "hold": [0.0, 0.0]})
+    rows += [{"profile": "mfj-800k", "market": market, "policy": p, "name": p,
+              "tax_alpha": a + shift, "after_tax_excess_liquidated": 0.0,
+              "max_ex_ante_te": 0.004 + shift}
+             for market, shift in (("real", 0.0), ("real+1d", 0.2), ("real+2d", 0.4))
+             for p, a in (("monthly-all", 0.5), ("hold", 0.0))]
+    (entry,) = paired_table(rows)
+    alpha = entry["tax_alpha"]
+    assert alpha["n"] == 2 and alpha["mean"] == pytest.approx(-0.015)  # synthetic only
+    assert alpha["real"] == pytest.approx(-0.5)  # the mean over the three starts
+    summary = {e["policy"]: e for e in summarize(
+        [{**r, **{k: 0.0 for k in ("active_return", "harvest_yield", "tracking_error",
+                                    "bias_statistic", "decoupling", "turnover", "n_trades",
+                                    "wash_sale_disallowed", "guardrail_relaxed",
+                                    "harvest_withheld", "te_budget_share")},
+          "max_ex_ante_te": r.get("max_ex_ante_te", 0.0)} for r in rows])}
+    assert summary["monthly-all"]["real_tax_alpha"] == pytest.approx(0.7)
+    assert summary["monthly-all"]["real_max_ex_ante_te"] == pytest.approx(0.404)
+    assert summary["monthly-all"]["paths"] == 2
+
+
+def test_evaluate_runs_one_real_path_per_start(price_files):
+    result = CliRunner().invoke(app, [
+        "evaluate", "--profiles", "mfj-800k", "--policies", "monthly-all,hold", "--paths", "0",
+        "--starts", "2", "--workers", "1", "--prices", str(price_files.prices), "--sectors",
+        str(price_files.sectors), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert sorted({r["market"] for r in doc["rows"]}) == ["real", "real+1d"]
+    assert doc["config"]["starts"] == 2
+    by = {(r["policy"], r["market"]): r["tax_alpha"] for r in doc["rows"]}
+    (entry,) = doc["paired"]
+    assert entry["tax_alpha"]["real"] == pytest.approx(np.mean(
+        [by["hold", m] - by["monthly-all", m] for m in ("real", "real+1d")]))
+    refused = CliRunner().invoke(app, ["evaluate", "--starts", "2"])
+    assert isinstance(refused.exception, InputError) and refused.exception.field == "starts"
+
+
 def test_evaluate_prints_writes_and_reports_the_paired_differences(tmp_path, price_files):
     out, md, page = tmp_path / "evaluation.json", tmp_path / "evaluation.md", tmp_path / "e.html"
     result = CliRunner().invoke(app, [

@@ -22,8 +22,8 @@ def evaluate(
         help="The policy (one of --policies) every other is paired with, path by path; "
              "default: the best (mean tax alpha) of optimizer, tuned and monthly-all "
              "evaluated, else the best non-PPO policy. The 95% interval of the paired "
-             "difference is over the synthetic paths; the --prices path, not an independent "
-             "draw of the same process, is shown on its own.")] = None,
+             "difference is over the synthetic paths; the --prices paths, not independent "
+             "draws of the same process, are shown on their own (their mean).")] = None,
     paths: Annotated[int, typer.Option(help="Synthetic evaluation paths (seeds 0..N-1).")] = 4,
     crash_share: Annotated[float, typer.Option(
         help="Share of the synthetic paths that carry a crash template (the templates that "
@@ -38,6 +38,9 @@ def evaluate(
     start: Annotated[str | None, typer.Option(
         help="Real data: first day (default: after the risk model's warm-up; earlier, the "
              "book holds until the warm-up completes).")] = None,
+    starts: Annotated[int | None, typer.Option(
+        help="Real data: decide from each of the first N trading days from --start, one "
+             "path each (one history, N calendars; default 1).")] = None,
     rebalance: Annotated[str | None, typer.Option(
         help="Real data: benchmark reconstitution (monthly, quarterly, annual).")] = None,
     strict_data: options.StrictDataOption = False,
@@ -87,7 +90,8 @@ def evaluate(
                   f"0 <= paths <= {len(EVALUATION_SEEDS)} (the seeds reserved for evaluation), "
                   "te-limit > 0, 0 <= crash-share <= 1, workers >= 1")
     check_size(assets, years)
-    options.only_with("prices", prices is not None, {"start": start, "rebalance": rebalance,
+    options.only_with("prices", prices is not None, {"start": start, "starts": starts,
+                                                     "rebalance": rebalance,
                                                      "strict-data": strict_data,
                                                      "max-gap-days": max_gap_days})
     options.rebalance(rebalance)
@@ -102,7 +106,7 @@ def evaluate(
                                max_gap_days=max_gap_days)
         cut, first = window(mk, start, None)
         options.window_note(cut, first)
-        markets += real_paths(mk, first, rebalance=rebalance)
+        markets += real_paths(mk, first, 1 if starts is None else starts, rebalance)
     if not markets:
         raise InputError("nothing to evaluate: give --paths > 0 or --prices", field="paths")
     tasks = [EvalTask(clients[name], tasks_specs[name], market, te_limit=te_limit)
@@ -118,7 +122,8 @@ def evaluate(
               "crash_share": crash_share,
               "assets": assets, "years": years, "te_limit": te_limit,
               "prices": prices and str(prices),
-              "start": markets[-1].start if prices is not None else None,
+              "start": first if prices is not None else None,
+              "starts": (starts or 1) if prices is not None else None,
               "rebalance": rebalance}
     options.write(json_text({"kind": "evaluation", "config": config, "rows": rows,
                              "summary": summary, "paired": pairs}), paths_out["json"], json_out)
@@ -135,9 +140,9 @@ def _print_paired(pairs: list[dict], rows: list[dict]) -> None:
     from rich.table import Table
 
     from taxharvest.sim.measures import MEASURES
-    from taxharvest.sim.paired import PAIRED_MEASURES, interval, signed, wins
+    from taxharvest.sim.paired import PAIRED_MEASURES, interval, is_real, signed, wins
 
-    real = any(r["market"] == "real" for r in rows)
+    real = any(is_real(r["market"]) for r in rows)
     for profile in dict.fromkeys(r["profile"] for r in rows):
         mine = [e for e in pairs if e["profile"] == profile]
         if not mine:

@@ -9,9 +9,7 @@ import numpy as np
 from taxharvest.errors import InputError
 from taxharvest.report.page import COLORS, figure, fmt, meta, need, table
 from taxharvest.sim.measures import EVALUATION, MEASURES
-from taxharvest.sim.paired import PAIRED_MEASURES, interval, paired_table, signed, wins
-
-REAL = "real"  # the label of the real-data path (workflows.evaluate)
+from taxharvest.sim.paired import PAIRED_MEASURES, interval, is_real, paired_table, signed, wins
 
 
 def sections(doc: dict) -> list[str]:
@@ -85,8 +83,8 @@ def _paths(ax, rows: list[dict]) -> None:
         color = COLORS[k % len(COLORS)]
         for i, profile in enumerate(profiles):
             mine = [r for r in rows if r["profile"] == profile and r["policy"] == policy]
-            synthetic = [100 * float(r["tax_alpha"]) for r in mine if r["market"] != REAL]
-            real = [100 * float(r["tax_alpha"]) for r in mine if r["market"] == REAL]
+            synthetic = [100 * float(r["tax_alpha"]) for r in mine if not is_real(r["market"])]
+            real = [100 * float(r["tax_alpha"]) for r in mine if is_real(r["market"])]
             x = i + k * width
             if synthetic:
                 ax.bar(x, np.mean(synthetic), width, color=color, alpha=0.5,

@@ -13,9 +13,10 @@ value than the baseline's). One path gives a difference but no interval (NaN, pr
 profile and policy against the profile's baseline (:func:`choose_baseline`), for
 ``taxharvest evaluate`` (workflow, terminal, JSON, Markdown) and its HTML report alike.
 
-The real-data path (label :data:`REAL`) is *not* pooled into the interval: it is not an
-independent draw of the synthetic process, and one history of real prices weighed as one
-more seed would mix two different questions. Its own difference is reported beside the
+The real-data paths (label :data:`REAL`, and ``real+1d``, ... for the same history decided
+from later starts: :func:`is_real`) are *not* pooled into the interval: they are not
+independent draws of the synthetic process, and one history of real prices weighed as more
+seeds would mix two different questions. Their mean difference is reported beside the
 interval (``real``).
 
 Rows are the evaluation rows of :func:`~taxharvest.workflows.evaluate.run_eval_task`
@@ -33,7 +34,7 @@ import numpy as np
 
 from taxharvest.errors import InputError
 
-REAL = "real"  # the label of the real-data path
+REAL = "real"  # the label of the real-data path (``real+Kd``: started K trading days later)
 LEVEL = 0.95  # the confidence of the interval
 BASELINES = ("optimizer", "tuned", "monthly-all")  # the baseline policies, when evaluated
 PAIRED_MEASURES = ("tax_alpha", "after_tax_excess_liquidated")  # tax alpha can flatter a
@@ -137,16 +138,21 @@ def is_ppo(policy: str) -> bool:
     return policy == "ppo" or policy.startswith("ppo:")
 
 
-def choose_baseline(rows: Sequence[dict], baseline: str | None = None, *,
-                    real_label: str = REAL) -> str:
+def is_real(label: str) -> bool:
+    """Whether a path label names the real data (``real``, or ``real+Kd``, its start K
+    trading days later)."""
+    return label == REAL or label.startswith(REAL + "+")
+
+
+def choose_baseline(rows: Sequence[dict], baseline: str | None = None) -> str:
     """The baseline of one profile's rows: ``baseline`` when given (it must be evaluated),
-    else the best (highest mean tax alpha over the synthetic paths, or on the real path
+    else the best (highest mean tax alpha over the synthetic paths, or on the real paths
     without them) of the :data:`BASELINES` evaluated, else of the policies that are not
     PPO, else of all."""
-    return _choose(rows, baseline, real_label)[0]
+    return _choose(rows, baseline)[0]
 
 
-def _choose(rows: Sequence[dict], baseline: str | None, real_label: str) -> tuple[str, str]:
+def _choose(rows: Sequence[dict], baseline: str | None) -> tuple[str, str]:
     """The baseline and how it was chosen."""
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     if baseline is not None:
@@ -161,7 +167,7 @@ def _choose(rows: Sequence[dict], baseline: str | None, real_label: str) -> tupl
     candidates, why = ((rules, "the best baseline evaluated (" + ", ".join(rules) + ")")
                        if rules else (others, "the best non-PPO policy") if others
                        else (policies, "the best policy"))
-    synthetic = [r for r in rows if r["market"] != real_label]
+    synthetic = [r for r in rows if not is_real(r["market"])]
     pool = synthetic or list(rows)
 
     def mean_alpha(policy: str) -> float:
@@ -173,11 +179,11 @@ def _choose(rows: Sequence[dict], baseline: str | None, real_label: str) -> tupl
 
 
 def paired_table(rows: Sequence[dict], baseline: str | None = None, *,
-                 measures: Sequence[str] = PAIRED_MEASURES, real_label: str = REAL,
+                 measures: Sequence[str] = PAIRED_MEASURES,
                  level: float = LEVEL) -> list[dict]:
     """Per profile (in row order) and policy other than the profile's baseline: the paired
     difference of each of ``measures`` over the synthetic paths (``mean``, ``low``,
-    ``high``, ``n``, ``wins``, ``share``) and on the real path (``real``; NaN without one).
+    ``high``, ``n``, ``wins``, ``share``) and its mean over the real paths (``real``; NaN without one).
 
     Each entry: ``profile``, ``baseline``, ``policy``, ``name`` (the policy's display
     name), ``baseline_name``, ``baseline_by`` (how it was chosen), ``level``, and one dict
@@ -186,10 +192,10 @@ def paired_table(rows: Sequence[dict], baseline: str | None = None, *,
     out = []
     for profile in dict.fromkeys(r["profile"] for r in rows):
         mine = [r for r in rows if r["profile"] == profile]
-        base, why = _choose(mine, baseline, real_label)
+        base, why = _choose(mine, baseline)
         names = {r["policy"]: r.get("name", r["policy"]) for r in mine}
-        synthetic = [r for r in mine if r["market"] != real_label]
-        real = [r for r in mine if r["market"] == real_label]
+        synthetic = [r for r in mine if not is_real(r["market"])]
+        real = [r for r in mine if is_real(r["market"])]
         for policy in names:
             if policy == base:
                 continue
@@ -198,8 +204,9 @@ def paired_table(rows: Sequence[dict], baseline: str | None = None, *,
                      "level": level}
             for key in measures:
                 diff = paired_difference(synthetic, base, policy, key, level=level)
-                on_real = differences(real, base, policy, key)
-                entry[key] = {**diff.to_dict(), "real": on_real.get(real_label, math.nan)}
+                on_real = list(differences(real, base, policy, key).values())
+                entry[key] = {**diff.to_dict(),
+                              "real": float(np.mean(on_real)) if on_real else math.nan}
             out.append(entry)
     return out
 

@@ -24,7 +24,7 @@ from taxharvest.market.scenarios import get_scenario, list_scenarios
 from taxharvest.market.universe import MarketData
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import EVALUATION, MEASURES
-from taxharvest.sim.paired import PAIRED_MEASURES, interval, is_ppo, paired_table, wins
+from taxharvest.sim.paired import PAIRED_MEASURES, interval, is_ppo, is_real, paired_table, wins
 from taxharvest.sim.paired import signed as signed_diff
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
@@ -153,22 +153,22 @@ def evaluate(tasks: Sequence[EvalTask], *, engine: str = "local", address: str |
     return [row for rows in results for row in rows]
 
 
-def summarize(rows: Sequence[dict], *, real_label: str = "real") -> list[dict]:
+def summarize(rows: Sequence[dict]) -> list[dict]:
     """Per profile and policy over the synthetic paths: each measure's summary (the mean, or
     the worst path: :meth:`~taxharvest.sim.measures.Measure.summarize`), the spread of tax
-    alpha, the real-data row, and the policy's tax alpha relative to the best rule on the
-    same paths."""
+    alpha, the real-data paths (tax alpha: their mean; ex-ante TE: the worst), and the
+    policy's tax alpha relative to the best rule on the same paths."""
     out = []
     for profile in dict.fromkeys(r["profile"] for r in rows):
         mine = [r for r in rows if r["profile"] == profile]
         policies = list(dict.fromkeys(r["policy"] for r in mine))
-        synthetic = [r for r in mine if r["market"] != real_label]
+        synthetic = [r for r in mine if not is_real(r["market"])]
         rule_alphas = ([r["tax_alpha"] for r in synthetic if r["policy"] == p]
                        for p in policies if not is_ppo(p) and p != "hold")
         best_rule = max((float(np.mean(a)) for a in rule_alphas if a), default=np.nan)
         for policy in policies:
             block = [r for r in synthetic if r["policy"] == policy]
-            real = [r for r in mine if r["market"] == real_label and r["policy"] == policy]
+            real = [r for r in mine if is_real(r["market"]) and r["policy"] == policy]
             alphas = np.array([r["tax_alpha"] for r in block], float)
             entry = {"profile": profile, "policy": policy, "name": block[0]["name"] if block
                      else real[0]["name"], "paths": len(block)}
@@ -178,8 +178,10 @@ def summarize(rows: Sequence[dict], *, real_label: str = "real") -> list[dict]:
             entry["tax_alpha_std"] = float(alphas.std(ddof=1)) if len(alphas) > 1 else np.nan
             entry["tax_alpha_vs_best_rule"] = (entry["tax_alpha"] / best_rule - 1.0
                                                if best_rule and np.isfinite(best_rule) else np.nan)
-            entry["real_tax_alpha"] = real[0]["tax_alpha"] if real else np.nan
-            entry["real_max_ex_ante_te"] = real[0]["max_ex_ante_te"] if real else np.nan
+            entry["real_tax_alpha"] = (float(np.mean([r["tax_alpha"] for r in real])) if real
+                                       else np.nan)
+            entry["real_max_ex_ante_te"] = max((r["max_ex_ante_te"] for r in real),
+                                               default=np.nan)
             out.append(entry)
     return out
 
@@ -202,14 +204,13 @@ def markdown_table(summary: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired(rows: Sequence[dict], baseline: str | None = None, *,
-           real_label: str = "real") -> list[dict]:
+def paired(rows: Sequence[dict], baseline: str | None = None) -> list[dict]:
     """Per profile, every policy minus the profile's baseline on the same paths
     (:func:`~taxharvest.sim.paired.paired_table`): ``baseline`` (a policy name) when given,
     else the best of ``optimizer``, ``tuned`` and ``monthly-all`` evaluated (else the best
     non-PPO policy). The interval pools the synthetic paths only; the real path, not a draw
     of the same process, is its own column."""
-    return paired_table(rows, baseline, real_label=real_label)
+    return paired_table(rows, baseline)
 
 
 def paired_markdown(table: Sequence[dict]) -> str:
