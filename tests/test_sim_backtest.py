@@ -135,20 +135,29 @@ def test_intent_reads_the_budget_an_action_carries(hand_market):
     assert result.metrics["te_budget_share"] == pytest.approx(0.5)
 
 
+def environment_after_import(given: dict[str, str], dropped: tuple[str, ...], names: tuple[str, ...],
+                             first: str = "") -> list[str]:
+    """The variables ``names`` as a fresh interpreter sees them after ``import {first}
+    taxharvest``, started with ``dropped`` removed from this environment and ``given`` set
+    ('-' for one left unset)."""
+    env = {k: v for k, v in os.environ.items() if k not in dropped} | given
+    code = (f"import os, {first + ', ' if first else ''}taxharvest; "
+            f"print(*(os.environ.get(n, '-') for n in {names!r}))")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True).stdout.split()
+
+
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+CPU_TARGET = ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE")
+
+
 @pytest.mark.parametrize("given", [None, "3"])
 def test_import_sets_one_blas_thread_unless_the_user_chose(given):
     """Same seed, same numbers on any core count: a threaded BLAS sums in an order that
     depends on it, so the package asks for one thread before numpy loads."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    if given is not None:
-        env["OPENBLAS_NUM_THREADS"] = given
-    code = ("import os, taxharvest; "
-            "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
+    chosen = {} if given is None else {"OPENBLAS_NUM_THREADS": given}
+    out = environment_after_import(chosen, BLAS_THREADS, BLAS_THREADS[:2])
     assert out == [given or "1", "1"]
-
 
 
 AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\nprocessor\t: 1\n"
@@ -170,30 +179,22 @@ def test_the_cpu_target_is_haswell_on_every_avx2_x86_machine(machine, cpuinfo, p
     assert cpu_target(machine, cpuinfo) == expected
 
 
-@pytest.mark.parametrize("given", [None, "skylake-avx512"])
-def test_import_pins_the_cpu_target_unless_the_user_chose(given):
+def host_target() -> list[str]:
     from taxharvest import _read_cpuinfo, cpu_target
 
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE")}
-    if given is not None:
-        env["NUMBA_CPU_NAME"] = given
-    code = ("import os, taxharvest; print(os.environ.get('NUMBA_CPU_NAME', '-'), "
-            "os.environ.get('OPENBLAS_CORETYPE', '-'))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
     target = cpu_target(platform.machine(), _read_cpuinfo())
-    assert out == ([given, "-"] if given else
-                   [target.get("NUMBA_CPU_NAME", "-"), target.get("OPENBLAS_CORETYPE", "-")])
+    return [target.get(name, "-") for name in CPU_TARGET]
+
+
+@pytest.mark.parametrize("given", [None, "skylake-avx512"])
+def test_import_pins_the_cpu_target_unless_the_user_chose(given):
+    chosen = {} if given is None else {"NUMBA_CPU_NAME": given}
+    out = environment_after_import(chosen, CPU_TARGET, CPU_TARGET)
+    assert out == ([given, "-"] if given else host_target())
 
 
 def test_a_library_loaded_before_the_package_keeps_its_own_target():
     """numpy (and with it OpenBLAS) imported first: the package does not set the OpenBLAS
     target for worker processes alone, which would then read differently from the parent."""
-    from taxharvest import _read_cpuinfo, cpu_target
-
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE")}
-    code = ("import os, numpy, taxharvest; print(os.environ.get('NUMBA_CPU_NAME', '-'), "
-            "os.environ.get('OPENBLAS_CORETYPE', '-'))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out == [cpu_target(platform.machine(), _read_cpuinfo()).get("NUMBA_CPU_NAME", "-"), "-"]
+    out = environment_after_import({}, CPU_TARGET, CPU_TARGET, first="numpy")
+    assert out == [host_target()[0], "-"]

@@ -56,8 +56,7 @@ def breakeven(
     from taxharvest.sim.parallel import engine_of
     from taxharvest.workflows.breakeven import breakeven as run_breakeven
     from taxharvest.workflows.breakeven import parse_sizes
-    from taxharvest.workflows.evaluate import real_paths, synthetic_paths
-    from taxharvest.workflows.markets import window
+    from taxharvest.workflows.evaluate import synthetic_paths
 
     tax_profile = options.profile(profile)
     size_values = parse_sizes(sizes)
@@ -79,9 +78,7 @@ def breakeven(
     if prices is not None or sectors is not None:
         mk, _ = options.market(prices, sectors, strict_data=strict_data,
                                max_gap_days=max_gap_days)
-        cut, first = window(mk, start, None)
-        options.window_note(cut, first)
-        markets = real_paths(mk, first, rebalance=rebalance)
+        markets = options.real_paths(mk, start, rebalance=rebalance)
     else:
         markets = synthetic_paths(paths or 4, assets or 500, years or 10.0)
     with quiet_guardrail(), options.progress() as bar:

@@ -71,12 +71,11 @@ def evaluate(
         markdown_table,
         paired,
         paired_markdown,
-        real_paths,
         summarize,
         synthetic_paths,
     )
     from taxharvest.workflows.evaluate import evaluate as run_evaluation
-    from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size, window
+    from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size
 
     names = list(PROFILES) if profiles.strip() == "all" else _items(profiles, "profiles")
     clients = {name: options.profile(name) for name in names}  # presets or profile files
@@ -101,12 +100,12 @@ def evaluate(
     tasks_specs = {name: tuple(_policy(spec, clients[name], models) for spec in specs)
                    for name in names}
     markets = synthetic_paths(paths, assets, years, crash_share)
+    real = []
     if prices is not None:
         mk, _ = options.market(prices, sectors, strict_data=strict_data,
                                max_gap_days=max_gap_days)
-        cut, first = window(mk, start, None)
-        options.window_note(cut, first)
-        markets += real_paths(mk, first, 1 if starts is None else starts, rebalance)
+        real = options.real_paths(mk, start, starts, rebalance)
+        markets += real
     if not markets:
         raise InputError("nothing to evaluate: give --paths > 0 or --prices", field="paths")
     tasks = [EvalTask(clients[name], tasks_specs[name], market, te_limit=te_limit)
@@ -122,8 +121,8 @@ def evaluate(
               "crash_share": crash_share,
               "assets": assets, "years": years, "te_limit": te_limit,
               "prices": prices and str(prices),
-              "start": first if prices is not None else None,
-              "starts": (starts or 1) if prices is not None else None,
+              "start": real[0].start if real else None,
+              "starts": len(real) if real else None,
               "rebalance": rebalance}
     options.write(json_text({"kind": "evaluation", "config": config, "rows": rows,
                              "summary": summary, "paired": pairs}), paths_out["json"], json_out)

@@ -48,10 +48,10 @@ def frontier(
 ) -> None:
     """Tax alpha against tracking error: each policy once per TE limit, on the same paths."""
     from taxharvest.sim.parallel import engine_of
-    from taxharvest.workflows.evaluate import real_paths, synthetic_paths
+    from taxharvest.workflows.evaluate import synthetic_paths
     from taxharvest.workflows.frontier import frontier as run_frontier
     from taxharvest.workflows.frontier import parse_policies, parse_te_limits
-    from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size, window
+    from taxharvest.workflows.markets import EVALUATION_SEEDS, check_size
 
     tax_profile = options.profile(profile)
     specs = parse_policies(policies)
@@ -74,9 +74,7 @@ def frontier(
     if prices is not None or sectors is not None:
         mk, _ = options.market(prices, sectors, strict_data=strict_data,
                                max_gap_days=max_gap_days)
-        cut, first = window(mk, None, None)
-        options.window_note(cut, first)
-        markets = real_paths(mk, first, 1 if starts is None else starts)
+        markets = options.real_paths(mk, None, starts)
     else:
         markets = synthetic_paths(paths or 4, assets or 500, years or 10.0)
     with quiet_guardrail(), options.progress() as bar:

@@ -241,6 +241,19 @@ def market(prices: Path | None, sectors: Path | None, spec: str | None = None,
                                max_gap_days=max_gap_days)
 
 
+def real_paths(mk: MarketData, start: str | None, starts: int | None = None,
+               rebalance: str | None = None) -> list:
+    """A command's real-data paths (:func:`~taxharvest.workflows.evaluate.real_paths`): the
+    first decided from ``--start`` (default: after the warm-up), ``--starts`` of them, the
+    data's notes printed."""
+    from taxharvest.workflows.evaluate import real_paths as paths
+    from taxharvest.workflows.markets import window
+
+    out = paths(mk, window(mk, start, None)[1], 1 if starts is None else starts, rebalance)
+    window_note(out[0].market, out[0].start)
+    return out
+
+
 def window_note(mk: MarketData, first: str | None = None) -> None:
     """Notes on the data a run sees: the corporate actions the loader inferred in them (real
     data; listed in a backtest's JSON) and, from ``first``, the days the book only holds

@@ -183,7 +183,8 @@ def paired_table(rows: Sequence[dict], baseline: str | None = None, *,
                  level: float = LEVEL) -> list[dict]:
     """Per profile (in row order) and policy other than the profile's baseline: the paired
     difference of each of ``measures`` over the synthetic paths (``mean``, ``low``,
-    ``high``, ``n``, ``wins``, ``share``) and its mean over the real paths (``real``; NaN without one).
+    ``high``, ``n``, ``wins``, ``share``) and its mean over the real paths (``real``; NaN
+    without one).
 
     Each entry: ``profile``, ``baseline``, ``policy``, ``name`` (the policy's display
     name), ``baseline_name``, ``baseline_by`` (how it was chosen), ``level``, and one dict
