@@ -160,13 +160,15 @@ def test_import_sets_one_blas_thread_unless_the_user_chose(given):
     assert out == [given or "1", "1"]
 
 
-AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma bmi2\nprocessor\t: 1\n"
+AVX2 = ("processor\t: 0\nflags\t\t: fpu sse2 popcnt avx avx2 fma movbe f16c abm bmi1 bmi2\n"
+        "processor\t: 1\n")
 
 
 @pytest.mark.parametrize(("machine", "cpuinfo", "pinned"), [
     ("x86_64", AVX2, True),
     ("AMD64", AVX2 + "flags\t: avx512f", True),  # the first core's flags count
     ("x86_64", "flags\t: fpu sse2 avx", False),  # no AVX2: its own target
+    ("x86_64", AVX2.replace(" movbe", ""), False),  # a virtual CPU hiding one of Haswell's
     ("aarch64", "Features\t: fp asimd", False),
     ("x86_64", "", False),  # unreadable cpuinfo
 ])
