@@ -199,7 +199,7 @@ class TaxAwareOptimizer:
                     solved = self._solved(candidate, outcome)
                     return replace(solved, reason="; ".join(filter(None, (
                         solved.reason, f"{frozen}: {what}"))))
-            outcome = self._pass(candidate)
+            outcome = self._pass(candidate)  # the rebalancing problem, relaxed
             return replace(outcome, reason=f"{frozen}; relaxed under {REBALANCING}; "
                            f"{outcome.reason}")
         floor = self._solve(problem, min_te=True)
