@@ -267,6 +267,28 @@ def test_relief_methods():
         assert sum(s["shares"] for s in sales_records(ledger)) == pytest.approx(15)
 
 
+@pytest.mark.parametrize("relief", ["fifo", "hifo"])
+def test_relief_order_over_many_lots_in_reused_slots(relief):
+    """Sixty lots (prices repeating, slots freed by lot sales and reused) relieve in order:
+    FIFO by purchase, HIFO by basis per share and then purchase, as a stable sort gives."""
+    ledger = book(relief=relief)
+    prices = [10.0 + (7 * i) % 13 for i in range(60)]  # each price repeats four or five times
+    day = to_day("2020-01-02")
+    bought = []  # (purchase order, price) of the lots still held
+    for i, price in enumerate(prices):
+        ledger.buy("XYZ", 1, price, day + i, lot_id=f"L{i}")
+        bought.append((i, price))
+        if i % 5 == 4:  # sell one lot by its id: its slot becomes a hole for the next buy
+            sold, _ = bought.pop(len(bought) // 2)
+            ledger.sell("XYZ", 1, 50.0, day + i, lot_id=f"L{sold}")
+    n_before = ledger.n_sales
+    ledger.sell("XYZ", len(bought), 50.0, day + 400)  # gains only: no wash sale
+    relieved = ledger.sales(n_before)["cost_basis"].tolist()
+    order = sorted(bought, key=(lambda lot: lot[0]) if relief == "fifo" else
+                   (lambda lot: (-lot[1], lot[0])))
+    assert relieved == pytest.approx([price for _, price in order])
+
+
 def test_specific_identification_and_partial_lots_keep_basis_per_share():
     ledger = book()
     ledger.buy("XYZ", 10, 10.0, "2023-01-03", lot_id="old")

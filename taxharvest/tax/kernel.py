@@ -53,6 +53,7 @@ ERR_BAD_DISTRIBUTION = 12
 
 EPS = 1e-9
 AMOUNT_TOLERANCE = 1e-9  # relative: amounts closer than a billionth of their size are equal
+_RUN = 16  # entries insertion-sorted before merging
 
 
 @njit(cache=True)
@@ -107,15 +108,40 @@ def _after(k1: np.ndarray, k2: np.ndarray, k3: np.ndarray, x: int, y: int) -> bo
 
 @njit(cache=True)
 def _sort_by(k1: np.ndarray, k2: np.ndarray, k3: np.ndarray, idx: np.ndarray) -> None:
-    """Stable insertion sort of ``idx`` in place by keys (k1, k2, k3) ascending; lists are
-    short. Lots at the same basis per share up to rounding fall through to the next key."""
-    for a in range(1, idx.shape[0]):
-        cur = idx[a]
-        b = a - 1
-        while b >= 0 and _after(k1, k2, k3, idx[b], cur):
-            idx[b + 1] = idx[b]
-            b -= 1
-        idx[b + 1] = cur
+    """Stable sort of ``idx`` in place by keys (k1, k2, k3) ascending: insertion sort of
+    runs of ``_RUN`` entries, then bottom-up merges, O(n log n) for the hundreds of lots a
+    long-held position accumulates. Lots at the same basis per share up to rounding fall
+    through to the next key."""
+    n = idx.shape[0]
+    for lo in range(0, n, _RUN):
+        for a in range(lo + 1, min(lo + _RUN, n)):
+            cur = idx[a]
+            b = a - 1
+            while b >= lo and _after(k1, k2, k3, idx[b], cur):
+                idx[b + 1] = idx[b]
+                b -= 1
+            idx[b + 1] = cur
+    if n <= _RUN:
+        return
+    src = idx.copy()
+    dst = np.empty_like(idx)
+    width = _RUN
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            a, b = lo, mid
+            for o in range(lo, hi):
+                # Take from the right run only when its head sorts strictly first (stable).
+                if b < hi and (a >= mid or _after(k1, k2, k3, src[a], src[b])):
+                    dst[o] = src[b]
+                    b += 1
+                else:
+                    dst[o] = src[a]
+                    a += 1
+        src, dst = dst, src
+        width *= 2
+    idx[:] = src
 
 
 @njit(cache=True)
