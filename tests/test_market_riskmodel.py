@@ -44,6 +44,19 @@ def test_factor_risk_shapes_and_positive_definite(market):
     assert np.all(np.isfinite(risk.specific_var)) and np.all(risk.specific_var > 0)
 
 
+def test_volatility_and_factor_covariance_agree_with_their_dense_forms(market):
+    model = fitted(market)
+    risk = model.risk()
+    assert risk.volatility() == pytest.approx(np.sqrt(np.diag(risk.covariance())), rel=1e-12)
+    cov, var = model._cov / model._mass_corr, model._var / model._mass_vol
+    corr = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+    assert risk.factor_cov == pytest.approx(corr * np.sqrt(np.outer(var, var)) * 252, rel=1e-12)
+    rng = np.random.default_rng(0)  # dense loadings, negative and zero ones
+    dense = FactorRisk(rng.normal(size=(7, 4)) * (rng.random((7, 4)) < 0.7),
+                       np.cov(rng.normal(size=(4, 30))), rng.random(7))
+    assert dense.volatility() == pytest.approx(np.sqrt(np.diag(dense.covariance())), rel=1e-12)
+
+
 def test_batch_estimate_is_the_same_fold(market):
     returns = market.returns_all()[-120:]
     args = {"half_life_vol": 15, "proxy_mask": np.arange(len(returns[0])) >= market.n_assets,

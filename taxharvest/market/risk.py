@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 TRADING_DAYS = 252
 WARMUP_DAYS = 126  # trading days of returns a risk model sees before the first decision
@@ -49,9 +50,34 @@ class FactorRisk:
 
     def volatility(self) -> np.ndarray:
         """``(n,)`` annualized volatility of every security, ``sqrt(diag(Sigma))``, O(n k^2)."""
-        factor_var = ((self.exposures @ self.factor_cov) * self.exposures).sum(axis=1)
-        return np.sqrt(np.clip(factor_var + self.specific_var, 0.0, None))
+        out = np.empty(self.n_securities)
+        _volatility(np.ascontiguousarray(self.exposures, dtype=np.float64),
+                    np.ascontiguousarray(self.factor_cov, dtype=np.float64),
+                    np.asarray(self.specific_var, dtype=np.float64), out)
+        return out
 
     def covariance(self) -> np.ndarray:
         """Dense ``(n, n)`` covariance; for tests and small problems only."""
         return self.exposures @ self.factor_cov @ self.exposures.T + np.diag(self.specific_var)
+
+
+@njit(cache=True)
+def _volatility(exposures, factor_cov, specific_var, out):
+    """``out[i] = sqrt(b_i' F b_i + d_i)`` (clipped at 0), over each row's non-zero
+    loadings only: a market, a sector and a few styles of the many factors."""
+    n, k = exposures.shape
+    nonzero = np.empty(k, np.int64)
+    for i in range(n):
+        count = 0
+        for a in range(k):
+            if exposures[i, a] != 0.0:
+                nonzero[count] = a
+                count += 1
+        var = specific_var[i]
+        for x in range(count):
+            a = nonzero[x]
+            row = 0.0
+            for y in range(count):
+                row += factor_cov[a, nonzero[y]] * exposures[i, nonzero[y]]
+            var += exposures[i, a] * row
+        out[i] = np.sqrt(max(var, 0.0))

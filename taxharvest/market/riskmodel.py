@@ -175,14 +175,8 @@ class EwmaRiskModel:
         """The current annualized :class:`FactorRisk`."""
         if self.n_updates_ == 0:
             raise RuntimeError("no returns seen yet: call update() first")
-        var = self._var / self._mass_vol
-        cov = self._cov / self._mass_corr
-        scale = np.sqrt(np.diag(cov))
-        safe = np.where(scale > 0, scale, 1.0)
-        corr = cov / np.outer(safe, safe)
-        np.fill_diagonal(corr, 1.0)
-        vol = np.sqrt(var)
-        factor_cov = corr * np.outer(vol, vol) * TRADING_DAYS
+        factor_cov = np.empty_like(self._cov)
+        _factor_covariance(self._var, self._cov, self._mass_vol, self._mass_corr, factor_cov)
         specific = np.empty(len(self._spec))
         _specific_variance(self._spec, self._spec_mass, self.proxy_mask, self.sectors_all,
                            self.n_sectors, self.shrinkage, self.specific_floor / TRADING_DAYS,
@@ -192,6 +186,24 @@ class EwmaRiskModel:
             exposures = np.hstack([exposures, self._style_exposures])
             exposures.flags.writeable = False
         return FactorRisk(exposures, factor_cov, specific * TRADING_DAYS)
+
+
+@njit(cache=True)
+def _factor_covariance(var, cov, mass_vol, mass_corr, out):
+    """Annualized factor covariance into ``out``: the correlations of the ``cov`` EWMA
+    scaled by the volatilities of the ``var`` EWMA (each EWMA over its mass)."""
+    k = var.shape[0]
+    for a in range(k):
+        scale_a = np.sqrt(cov[a, a] / mass_corr)
+        vol_a = np.sqrt(var[a] / mass_vol)
+        for b in range(k):
+            if a == b:
+                out[a, b] = vol_a * vol_a * TRADING_DAYS
+                continue
+            scale_b = np.sqrt(cov[b, b] / mass_corr)
+            corr = (cov[a, b] / mass_corr) / ((scale_a if scale_a > 0 else 1.0)
+                                              * (scale_b if scale_b > 0 else 1.0))
+            out[a, b] = corr * (vol_a * np.sqrt(var[b] / mass_vol)) * TRADING_DAYS
 
 
 @njit(cache=True)
