@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import astuple, is_dataclass, replace
 from dataclasses import fields as dataclass_fields
 from functools import cached_property
@@ -467,16 +468,51 @@ def test_a_derived_problem_keeps_only_the_cached_values_its_changes_leave_true()
                 np.testing.assert_array_equal(a, b)
 
 
-def first_passes(seeds, settings: Settings):
+def test_a_purchase_that_locks_loss_lots_is_priced_as_frozen():
+    """The second pass may buy a harvest candidate that keeps its loss lots; the purchase
+    locks them for 30 days (no loss sale after a purchase), so the program prices what it
+    buys there at the frozen stress, as it prices a harvest's sale: its squared TE exceeds the
+    plain one by ``(stress^2 - 1) f' Sigma f``, the frozen positions ``f`` holding those
+    purchases. The release changes no frozen position, so the program's risk is shared."""
+    settings = Settings(te_limit=0.01)
+    state = synthetic_account(60, 4, crash=True, n_excluded=0, n_buy_blocked=5, n_sell_blocked=5)
+    problem = build_problem(state, Intent.harvest_all(state.n_securities), settings)
+    sells = np.where(problem.loss_sale, problem.sell_upper, 0.0)
+    sells[: state.n_securities // 2] = 0.0
+    released = problem.released(sells)
+    freed = released.buy_upper > problem.buy_upper
+    assert freed.any() and released.program_risk is problem.program_risk
+    np.testing.assert_array_equal(released.frozen_shift[freed],
+                                  (released.benchmark - released.held)[freed])
+    sigma = state.risk.covariance()
+    frozen = np.isfinite(released.frozen_shift)
+    untraded = np.zeros_like(released.lot_weight)
+    for bought in (np.zeros(state.n_securities), 0.002 * freed):
+        weights = released.weights(untraded, bought)
+        f = np.where(frozen, weights - released.benchmark + np.nan_to_num(released.frozen_shift),
+                     0.0)
+        np.testing.assert_allclose(f[freed], bought[freed], atol=1e-15)
+        assert released.program_te(weights) ** 2 == pytest.approx(
+            released.tracking_error(weights) ** 2
+            + (settings.frozen_stress**2 - 1) * f @ sigma @ f, rel=1e-9)
+
+
+def first_passes(seeds, settings: Settings, *, overweight_only: bool = False):
     """``(problem, first pass, released)`` on 60-stock books whose first pass solved the
-    problem as posed (its duals are those of ``problem``) and freed a security."""
+    problem as posed (its duals are those of ``problem``) and freed a security; the intent
+    prefers 70% of the names at random, or (``overweight_only``, calm books) only names held
+    above their benchmark weight, weakly (purchases of the freed names then add TE)."""
     program = TaxAwareOptimizer(settings, method="fast")
     for seed in seeds:
-        state = synthetic_account(60, 4, crash=bool(seed % 2), n_excluded=0, n_buy_blocked=5,
-                                  n_sell_blocked=5, seed=seed)
+        state = synthetic_account(60, 4, crash=bool(seed % 2) and not overweight_only,
+                                  n_excluded=0, n_buy_blocked=5, n_sell_blocked=5, seed=seed)
         rng = np.random.default_rng(seed)
         m = state.n_securities
-        intent = Intent(rng.uniform(0.0, 1.0, m) * (rng.random(m) < 0.7))
+        if overweight_only:
+            held = (state.shares * state.price[:, None]).sum(axis=1) / state.value
+            intent = Intent(np.where(held > state.benchmark, rng.uniform(0.0, 0.3, m), 0.0))
+        else:
+            intent = Intent(rng.uniform(0.0, 1.0, m) * (rng.random(m) < 0.7))
         problem = build_problem(state, intent, settings)
         first = program._pass(problem)
         released = problem.released(first.attempt.sells)
@@ -516,10 +552,12 @@ def test_the_fast_duals_price_every_purchase_and_sale(key):
 def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
     """Where the first pass's duals bound the second pass's gain below SECOND_PASS_GAIN,
     solving it anyway gains no more than that; elsewhere it runs, and often gains (both
-    cases met, the release's repricing of stressed lot sales included)."""
+    cases met)."""
     skipped = improved = 0
     for settings in SECOND_PASS_SETTINGS.values():
-        for program, problem, first, released in first_passes(range(24), settings):
+        cases = itertools.chain(first_passes(range(24), settings),
+                                first_passes(range(60), settings, overweight_only=True))
+        for program, problem, first, released in cases:
             second = program._pass(released)
             gain = _rank(first, problem)[2] - _rank(second, problem)[2]
             if _may_improve(problem, released, first):
@@ -527,7 +565,7 @@ def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
             else:
                 assert gain <= SECOND_PASS_GAIN + 1e-7
                 skipped += 1
-    assert skipped >= 5 and improved >= 10
+    assert skipped >= 3 and improved >= 10
 
 
 @pytest.fixture(scope="module")

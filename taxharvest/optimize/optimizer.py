@@ -290,28 +290,16 @@ class TaxAwareOptimizer:
 
 def _may_improve(problem: Problem, released: Problem, first: _Outcome) -> bool:
     """Whether the second pass may improve on the first: unless the first solved ``problem``
-    itself and gave its duals, it may; else where the first pass's trade breaks the second
-    problem's optimality conditions to first order by more than ``SECOND_PASS_GAIN``: a
-    freed purchase with a negative reduced cost, or a lot sale whose reduced cost the release
-    repriced (it unstresses the freed securities) so that moving it gains. The two problems
-    agree elsewhere (the freed securities sold less than ``min_harvest`` at a loss)."""
+    itself and gave its duals, it may; else where a freed purchase has a negative reduced
+    cost at the first pass's trade (weak duality bounds the second pass's gain otherwise: the
+    two problems agree but for the freed purchases, the freed securities having sold less
+    than ``min_harvest`` at a loss, and price the risk alike)."""
     attempt, duals = first.attempt, first.attempt.duals
     if first.problem is not problem or duals is None:
         return True
     freed = released.buy_upper > problem.buy_upper
     weights = problem.weights(attempt.sells, attempt.buys)
-    if (released.buy_reduced_cost(weights, duals)[freed] < 0).any():
-        return True
-    active = weights - problem.benchmark
-    repriced = released.program_risk.gradient(active) - problem.program_risk.gradient(active)
-    cost = duals.sell - duals.risk * repriced[:, None]  # per unit sold: -risk * dq/dw
-    free = released.sell_upper > released.sell_lower
-    if np.isnan(cost[free]).any():
-        return True
-    sold = attempt.sells
-    gain = (np.clip(-cost, 0, None) * (released.sell_upper - sold)
-            + np.clip(cost, 0, None) * (sold - released.sell_lower))
-    return bool(gain[free].sum() > SECOND_PASS_GAIN)
+    return bool((released.buy_reduced_cost(weights, duals)[freed] < 0).any())
 
 
 def _rank(outcome: _Outcome, problem: Problem) -> tuple[bool, float, float]:

@@ -153,6 +153,10 @@ class Problem:
         loss_frozen: securities holding loss lots that may not be sold.
         locked: securities whose losses may not be sold for a while (bought in the last 30
             days), not excluded.
+        trade_frozen: securities holding loss lots that this decision may sell or buy (the
+            harvest candidates, not wash-blocked, not excluded): what it trades of one is
+            frozen for 30 days, a harvest's underweight (no buy back) or a purchase (it locks
+            the loss lots). Releasing a candidate to be bought leaves it so.
         frozen_stress: see :class:`Settings`.
     """
 
@@ -185,6 +189,7 @@ class Problem:
     buy_frozen_by_harvest: np.ndarray
     loss_frozen: np.ndarray
     locked: np.ndarray
+    trade_frozen: np.ndarray
     frozen_stress: float = 1.0
 
     @property
@@ -197,9 +202,9 @@ class Problem:
         """``(m,)`` per security, the weight its frozen active position is measured from minus
         the benchmark weight, or NaN when it is not frozen. Wash-blocked (no buy back) and
         locked (no loss sale) securities: their whole active weight (0). A security that may
-        be harvested here: what this decision sells of it (``benchmark - held``), frozen for
-        30 days if the sale is a harvest; a candidate left alone adds nothing."""
-        shift = np.where(self.buy_frozen_by_harvest & ~self.excluded,
+        be harvested or bought here (:attr:`trade_frozen`): what this decision trades of it
+        (``benchmark - held``); a candidate left alone adds nothing."""
+        shift = np.where(self.trade_frozen,
                          self.benchmark - self.held, np.nan)
         return np.where((self.locked | self.buy_frozen_by_wash) & ~self.excluded, 0.0, shift)
 
@@ -374,7 +379,7 @@ class Problem:
         return "; ".join(parts) or "no frozen positions"
 
 
-_FROZEN_READS = frozenset({"buy_frozen_by_harvest", "excluded", "benchmark", "held", "locked",
+_FROZEN_READS = frozenset({"trade_frozen", "excluded", "benchmark", "held", "locked",
                            "buy_frozen_by_wash"})
 _FIELDS = frozenset(field.name for field in fields(Problem))
 #: The fields each cached property of :class:`Problem` reads.
@@ -435,6 +440,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
     harvest_block = _classes_of(group, loss_sale.any(axis=1))
     wash_block = state.buy_blocked & ~state.excluded
     buy_upper = np.where(state.excluded | state.buy_blocked | harvest_block, 0.0, 1.0)
+    candidates = harvest_block & ~state.excluded & ~state.buy_blocked
     tax = state.tax
     coefficient_short = np.where(state.long_term, 0.0, coefficient)
     coefficient_long = np.where(state.long_term, coefficient, 0.0)
@@ -471,7 +477,8 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         group=group,
         excluded=state.excluded,
         buy_frozen_by_wash=wash_block,
-        buy_frozen_by_harvest=harvest_block & ~state.excluded & ~state.buy_blocked,
+        buy_frozen_by_harvest=candidates,
+        trade_frozen=candidates,
         loss_frozen=(loss & occupied & ~sellable).any(axis=1),
         locked=state.sell_blocked & ~state.excluded,
         frozen_stress=settings.frozen_stress,
