@@ -34,14 +34,15 @@ class Settings:
             also makes the harvested set robust to a solver's residue).
         frozen_stress: the volatility multiple at which the program prices the active
             weights that wash windows freeze for 30 days (names that may not be bought back,
-            replacements whose losses may not be sold): the TE bound holds for
+            replacements whose losses may not be sold, what this decision harvests or buys
+            of a name holding loss lots): the TE bound holds for
             ``TE^2 + (stress^2 - 1) TE_frozen^2``, so the frozen part alone stays within
             ``1 / stress`` of the bound. Crashes triple volatility or more (DOMAIN §6), and
             a frozen position cannot be repaired before its window ends. At 2 a gfc-2008
             path's ex-ante TE reached 1.54%; at 3, with the optimizer's crash fallback
-            (:meth:`TaxAwareOptimizer._pass`), four of the five crash templates stay inside
-            the limit and gfc-2008 breaks it on a third of its paths (README, "Results");
-            1 turns it off.
+            (:meth:`TaxAwareOptimizer._pass`), three of the five crash templates stay inside
+            the limit, gfc-2008 breaks it on a third of its paths, by up to 1.24% (README,
+            "Results"); 1 turns it off.
     """
 
     te_limit: float = 0.01
