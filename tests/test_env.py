@@ -589,3 +589,25 @@ def test_an_optimal_decision_is_projected_where_its_program_te_reaches_the_bound
 
     assert status(0.00999999) == "projected" and status(0.005) == "unchanged"
 
+
+
+def test_the_accrued_saving_is_the_years_tax_saving_as_it_stands(market):
+    """Each step's accrued saving (the tax reward's year so far) is the law's tax saving of
+    the realized gains to date, both carryforward chains in, across the years' turns."""
+    from taxharvest.tax.law import get_profile, tax_saving
+
+    profile = get_profile("mfj-800k").model_copy(
+        update={"carryforward_short": 20_000.0, "carryforward_long": 5_000.0})
+    env = DirectIndexEnv(market=market, **SMALL, action="preference", profile=profile)
+    env.reset(seed=1)
+    done, seen = False, set()
+    while not done:
+        _, _, done, _, _ = env.step(np.ones(env.n_assets + 1))
+        if done:
+            break
+        short, long = env.ledger.realized(env.year)
+        expected = tax_saving(profile, env.year, short, long, env.tracker.carry_base,
+                              env.tracker.carry_with).saving
+        assert env._accrued_saving() == pytest.approx(expected, rel=1e-12, abs=1e-9)
+        seen.add((env.year, expected != 0.0))
+    assert len({year for year, _ in seen}) >= 2 and any(moved for _, moved in seen)

@@ -33,7 +33,6 @@ from taxharvest.tax.law import (
     get_profile,
     marginal_rates,
     tax_for_year,
-    tax_saving,
 )
 from taxharvest.tax.ledger import Ledger, Trades
 
@@ -482,6 +481,7 @@ class DirectIndexEnv(gym.Env):
         # the client's own carryforward into the year, and the one the year passes on
         carry = self.tracker.carry_base
         passed = tax_for_year(self.profile, year, 0.0, 0.0, *carry)
+        self._baseline_tax = passed.total  # the year's tax without the portfolio
         self._rates = marginal_rates(self.profile, year, carry_short=carry[0],
                                      carry_long=carry[1])
         self._next_rates = marginal_rates(self.profile, year + 1,
@@ -513,8 +513,8 @@ class DirectIndexEnv(gym.Env):
         short, long = self.ledger.realized(self.year)
         key = (self.year, short, long, len(self.tracker.history))
         if key != self._accrued_key:
-            self._accrued = tax_saving(self.profile, self.year, short, long,
-                                       self.tracker.carry_base, self.tracker.carry_with).saving
+            self._accrued = self._baseline_tax - tax_for_year(
+                self.profile, self.year, short, long, *self.tracker.carry_with).total
             self._accrued_key = key
         return self._accrued
 
