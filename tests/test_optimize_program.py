@@ -24,7 +24,6 @@ from taxharvest.optimize.fast import FastSolver
 from taxharvest.optimize.optimizer import (
     LIFTED_PREFERENCE,
     REBALANCING,
-    SECOND_PASS_GAIN,
     TE_MARGIN,
     _may_improve,
     _rank,
@@ -549,10 +548,14 @@ def test_the_fast_duals_price_every_purchase_and_sale(key):
     assert bought >= 5 and unbought >= 5
 
 
+SKIPPED_GAIN = 1.1e-6  # of the book
+
+
 def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
-    """Where the first pass's duals bound the second pass's gain below SECOND_PASS_GAIN,
-    solving it anyway gains no more than that; elsewhere it runs, and often gains (both
-    cases met)."""
+    """Where the first pass's duals show no freed purchase with a negative reduced cost,
+    solving the second pass anyway gains no more than SKIPPED_GAIN (the first pass's loss
+    sales under ``min_harvest``, which the release keeps, and solver noise); elsewhere it
+    runs, and often gains (both cases met)."""
     skipped = improved = 0
     for settings in SECOND_PASS_SETTINGS.values():
         cases = itertools.chain(first_passes(range(24), settings),
@@ -563,7 +566,7 @@ def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
             if _may_improve(problem, released, first):
                 improved += gain > 1e-6
             else:
-                assert gain <= SECOND_PASS_GAIN + 1e-7
+                assert gain <= SKIPPED_GAIN
                 skipped += 1
     assert skipped >= 3 and improved >= 10
 

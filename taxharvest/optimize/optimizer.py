@@ -32,9 +32,6 @@ REFERENCE_MAX_SLOTS = 5_000
 #: to every loss lot when a decision falls back to rebalancing (no stress of the frozen
 #: positions can be met): they may be sold, worth (almost) nothing to the program.
 LIFTED_PREFERENCE = 1e-9
-#: The second pass is not solved where its first-order gain bound is below this share of the
-#: book (a dollar per million; weak duality makes it a bound on the gain, solver noise aside).
-SECOND_PASS_GAIN = 1e-6
 #: The last step of a decision whose frozen positions no stress can price (see the class).
 REBALANCING = "the plain risk model, loss lots sold for TE, not for tax"
 
@@ -98,8 +95,8 @@ class TaxAwareOptimizer:
     Two passes keep every decision free of wash sales: in the first, a security whose loss
     lots may be sold is not bought; the second frees those that sold (almost) none at a loss
     to be bought, their loss lots then kept (:meth:`Problem.released`), and solves again; the
-    better of the two stands. The second is skipped where the first pass's duals bound its
-    gain below ``SECOND_PASS_GAIN`` (:func:`_may_improve`).
+    better of the two stands. The second is skipped where the first pass's duals show that no
+    freed purchase would improve it (:func:`_may_improve`).
 
     Positions that earlier decisions froze in wash windows cannot be undone: where they make
     the stressed bound unreachable, :meth:`_pass` keeps this decision from adding to them
@@ -166,8 +163,8 @@ class TaxAwareOptimizer:
         return self._result(state, outcome, start)
 
     def _two_passes(self, problem: Problem) -> _Outcome:
-        """The first pass, and the second where it frees securities and may gain more than
-        ``SECOND_PASS_GAIN`` (see the class)."""
+        """The first pass, and the second where it frees securities and may gain (see the
+        class)."""
         outcome = self._pass(problem)
         released = problem.released(outcome.attempt.sells) if outcome.status != "fallback" else None
         if released is not None and _may_improve(problem, released, outcome):
