@@ -19,6 +19,7 @@ from taxharvest.market.synthetic import SyntheticMarket
 from taxharvest.optimize import Intent, Settings, TaxAwareOptimizer, TaxPosition
 from taxharvest.tax import kernel
 from taxharvest.tax.calendar import WASH_WINDOW_DAYS
+from taxharvest.tax.law import get_profile, tax_saving
 from taxharvest.tax.ledger import Ledger
 
 SMALL = {"n_assets": 40, "episode_years": 1.0, "cadence": "weekly"}
@@ -594,8 +595,6 @@ def test_an_optimal_decision_is_projected_where_its_program_te_reaches_the_bound
 def test_the_accrued_saving_is_the_years_tax_saving_as_it_stands(market):
     """Each step's accrued saving (the tax reward's year so far) is the law's tax saving of
     the realized gains to date, both carryforward chains in, across the years' turns."""
-    from taxharvest.tax.law import get_profile, tax_saving
-
     profile = get_profile("mfj-800k").model_copy(
         update={"carryforward_short": 20_000.0, "carryforward_long": 5_000.0})
     env = DirectIndexEnv(market=market, **SMALL, action="preference", profile=profile)

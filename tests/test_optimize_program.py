@@ -554,7 +554,7 @@ SKIPPED_GAIN = 1.1e-6  # of the book
 def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
     """Where the first pass's duals show no freed purchase with a negative reduced cost,
     solving the second pass anyway gains no more than SKIPPED_GAIN (the first pass's loss
-    sales under ``min_harvest``, which the release keeps, and solver noise); elsewhere it
+    sales under ``min_harvest``, which the release forbids, and solver noise); elsewhere it
     runs, and often gains (both cases met)."""
     skipped = improved = 0
     for settings in SECOND_PASS_SETTINGS.values():
