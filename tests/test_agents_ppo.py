@@ -152,9 +152,9 @@ def test_card_mismatch_is_an_input_error(trained, tmp_path, field, edit):
         load_policy(folder, DirectIndexEnv(n_assets=20))
 
 
-def test_same_seed_same_parameters(tmp_path):
-    first = tiny_train(tmp_path, "a", timesteps=512, seed=11, action="binary")
-    second = tiny_train(tmp_path, "b", timesteps=512, seed=11, action="binary")
+def test_same_seed_same_parameters_in_or_out_of_process(tmp_path):
+    first = tiny_train(tmp_path, "a", timesteps=1024, seed=11, action="binary")  # subproc
+    second = tiny_train(tmp_path, "b", timesteps=1024, seed=11, action="binary", vec_env="dummy")
     env = DirectIndexEnv(n_assets=20)
     a = load_policy(first.out, env)
     b = load_policy(second.out, env)

@@ -39,7 +39,7 @@ def train(
         float, typer.Option(help="Share of episodes with a crash template injected.")] = 0.3,
     eval_freq: Annotated[int, typer.Option(help="Steps between held-out evaluations.")] = 10_000,
     eval_paths: Annotated[int, typer.Option(help="Held-out synthetic paths per evaluation.")] = 8,
-    vec_env: Annotated[str, typer.Option(help="subproc (worker processes) or dummy (in process).")] = "dummy",
+    vec_env: Annotated[str, typer.Option(help="subproc (worker processes) or dummy (in process).")] = "subproc",
     action: Annotated[str, typer.Option(
         help="preference (a harvest preference per stock and a TE-budget share) or binary "
              "(harvest a stock or not).")] = "preference",
