@@ -137,6 +137,38 @@ def test_reacts_to_a_crash_within_ten_days(market):
     assert predicted[-1] > 2 * calm
 
 
+def test_a_one_day_jump_enters_the_specific_variance_clipped():
+    """A six-fold day of one stock (a rebound, a takeover) lifts its specific variance by at
+    most ``1 + (1 - decay) (jump_sigmas^2 - 1)`` of what it was, not by the square of the
+    jump; unclipped (``jump_sigmas=inf``) the same day multiplies it by thousands. The
+    clip waits for a month of days, and ordinary days pass unclipped."""
+    sectors = np.repeat(np.arange(2), 10)
+    rng = np.random.default_rng(3)
+    calm = rng.normal(0, 0.01, (250, 20))  # a year: the EWMA has its full mass
+    jump = calm[-1].copy()
+    jump[4] = 5.0  # +500% in a day
+    model = EwmaRiskModel(sectors, shrinkage=0.0)  # its own estimate, not its sector's
+    raw = EwmaRiskModel(sectors, shrinkage=0.0, jump_sigmas=np.inf)
+    for row in calm:
+        model.update(row)
+        raw.update(row)
+    np.testing.assert_array_equal(model.risk().specific_var, raw.risk().specific_var)
+    before = model.risk().specific_var[4]
+    model.update(jump)
+    raw.update(jump)
+    decay = 0.5 ** (1 / model.half_life_specific)
+    bound = before * (1 + (1 - decay) * (model.jump_sigmas**2 - 1))
+    assert before < model.risk().specific_var[4] <= bound * (1 + 1e-6)  # mass: 1 - 2^-25
+    assert raw.risk().specific_var[4] > 1000 * before
+    early = EwmaRiskModel(sectors, shrinkage=0.0)  # a week of history: no estimate to clip against yet
+    for row in calm[:5]:
+        early.update(row)
+    early.update(jump)
+    assert early.risk().specific_var[4] > 1000 * before
+    with pytest.raises(ValueError):
+        EwmaRiskModel(sectors, jump_sigmas=0.0)
+
+
 N_STOCKS, N_SECTORS = 400, 4
 
 

@@ -52,6 +52,8 @@ SIZE_LOOKBACK = 0  # the size style's lookback: it reads the weights, not return
 MIN_SIGNAL_DAYS = MONTH  # a trailing signal needs this many days of returns (or its window)
 EXPOSURE_CLIP = 3.0  # standardized exposures are clipped to +-3
 RIDGE = 1e-10  # relative ridge of the style regression: a style without signal returns 0
+JUMP_SIGMAS = 6.0  # a specific residual beyond this many of its own sigmas enters clipped
+JUMP_MASS = 1.0 - 0.5 ** (MONTH / 10.0)  # the EWMA mass of a month at the default half-life
 
 
 def _decay(half_life: float) -> float:
@@ -70,6 +72,9 @@ class EwmaRiskModel:
         half_life_specific: days; half-life of specific variances (default: ``half_life_vol``).
         shrinkage: weight of the sector mean in each stock's specific variance.
         specific_floor: annualized floor of specific variance.
+        jump_sigmas: a day's specific residual enters the specific EWMA clipped at this many
+            of the security's estimate before it (once the estimate's mass reaches
+            :data:`JUMP_MASS`); ``inf`` keeps every residual as it is.
         proxy_mask: ``(m,)`` True for proxies: not used to form factor returns, not shrunk.
         weights: ``(m,)`` non-negative weights forming factor returns (default: equal over
             stocks); a security's weight counts only on days it trades.
@@ -91,6 +96,7 @@ class EwmaRiskModel:
     def __init__(self, sectors_all: np.ndarray, half_life_vol: float = 10.0,
                  half_life_corr: float = 42.0, half_life_specific: float | None = None,
                  shrinkage: float = 0.2, specific_floor: float = 1e-4,
+                 jump_sigmas: float = JUMP_SIGMAS,
                  proxy_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
                  buy_and_hold: bool = False, n_sectors: int | None = None,
                  styles: tuple[str, ...] = (), basket_weights: np.ndarray | None = None,
@@ -107,6 +113,9 @@ class EwmaRiskModel:
             raise ValueError(f"sectors_all must lie in 0..{self.n_sectors - 1}")
         if not 0.0 <= shrinkage <= 1.0:
             raise ValueError("shrinkage must lie between 0 and 1")
+        if not jump_sigmas > 0:
+            raise ValueError("jump_sigmas must be positive")
+        self.jump_sigmas = float(jump_sigmas)
         self.half_life_vol, self.half_life_corr = half_life_vol, half_life_corr
         self.half_life_specific = half_life_vol if half_life_specific is None else half_life_specific
         self.shrinkage, self.specific_floor = shrinkage, specific_floor
@@ -162,7 +171,7 @@ class EwmaRiskModel:
         self.factor_returns_ = np.empty(len(self._var))
         _fold_day(returns_t, self._weights, self._baskets, self.sectors_all, self.n_sectors,
                   self._style_exposures, self.buy_and_hold, self._spec, self._spec_mass,
-                  self._a_spec, self._var, self._cov, self._a_vol, self._a_corr,
+                  self._a_spec, self.jump_sigmas**2, self._var, self._cov, self._a_vol, self._a_corr,
                   self.factor_returns_)
         if self.styles:
             self._fold_signals(returns_t)
@@ -208,11 +217,12 @@ def _factor_covariance(var, cov, mass_vol, mass_corr, out):
 
 @njit(cache=True)
 def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, spec,
-              spec_mass, a_spec, var, cov, a_vol, a_corr, f):
+              spec_mass, a_spec, jump_square, var, cov, a_vol, a_corr, f):
     """One day: the factor returns into ``f`` (the market's: weighted mean; a sector's:
     its weighted mean less the market's; the styles': regression of the sector residuals
     on the style ``exposures``), folded into the factor EWMAs ``var`` and ``cov``; the
-    specific EWMAs of the trading securities; buy-and-hold drift of the factor and basket
+    specific EWMAs of the trading securities (a squared residual clipped at ``jump_square``
+    times the estimate before it, once that has :data:`JUMP_MASS`); buy-and-hold drift of the factor and basket
     weights."""
     weight = np.zeros(n_sectors)
     total = np.zeros(n_sectors)
@@ -244,7 +254,10 @@ def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, 
             residual = r[i] - sector_mean[sectors[i]]
             for a in range(p):
                 residual -= exposures[i, a] * style_returns[a]
-            spec[i] = a_spec * spec[i] + (1.0 - a_spec) * residual * residual
+            square = residual * residual
+            if spec_mass[i] >= JUMP_MASS:
+                square = min(square, jump_square * spec[i] / spec_mass[i])
+            spec[i] = a_spec * spec[i] + (1.0 - a_spec) * square
             spec_mass[i] = a_spec * spec_mass[i] + (1.0 - a_spec)
             if buy_and_hold:
                 weights[i] *= 1.0 + r[i]

@@ -18,10 +18,7 @@ unit coefficients, the objective to a unit gradient.
 
 Speed: no BLAS or LAPACK call inside the interior point (at these sizes OpenBLAS's threads
 cost far more than they save: 100x per iteration on a busy 2-core machine); sums that may be
-reordered are SIMD reductions, divisions are branch-free loops. The frozen positions'
-stressed loadings (a multiple of the plain ones on the frozen securities) enter the Gram
-through the plain rows' Grams on the frozen securities and on the rest (:func:`_gram_twinned`).
-An unreachable TE cap is certified inside the interior point by a dual bound on the TE over
+reordered are SIMD reductions, divisions are branch-free loops. An unreachable TE cap is certified inside the interior point by a dual bound on the TE over
 the feasible set (:func:`_quadratic_floor`), not by solving the minimum-TE twin. A solver
 remembers its last few solves: a decision's fallbacks may pose the same program twice.
 """
@@ -208,55 +205,11 @@ def _cholesky_solve(chol, u):
 
 
 @_jit
-def _columns(rows, securities):
-    """``rows[:, securities]``."""
-    out = np.empty((rows.shape[0], len(securities)))
-    for a in range(rows.shape[0]):
-        for i in range(len(securities)):
-            out[a, i] = rows[a, securities[i]]
-    return out
-
-
-@_jit_sum
-def _gram_twinned(twinned_rows, twinned, rest_rows, rest, beta, n_twins, twin):
-    """:func:`_gram` of ``Psi'`` when its last ``n_twins`` rows are ``twin`` times the
-    ``n_twins`` before them on the securities ``twinned`` and zero on the others ``rest``
-    (the frozen positions' stressed loadings): ``twinned_rows`` and ``rest_rows``, the other
-    rows on each; their Grams give every block, a third of the work."""
-    own = twinned_rows.shape[0]
-    size, first = own + n_twins, own - n_twins  # first: the first row with a twin
-    grams = []
-    for rows, securities in ((twinned_rows, twinned), (rest_rows, rest)):
-        weighted = np.empty(rows.shape)
-        for a in range(own):
-            for i in range(len(securities)):
-                weighted[a, i] = beta[securities[i]] * rows[a, i]
-        gram = np.zeros((own, own))
-        for a in range(own):
-            for b in range(a + 1):
-                gram[a, b] = _inner(rows[a], weighted[b])
-                gram[b, a] = gram[a, b]
-        grams.append(gram)
-    twinned, rest = grams
-    out = np.zeros((size, size))
-    out[:own, :own] = twinned + rest
-    for a in range(n_twins):
-        for b in range(own):
-            out[own + a, b] = twin * twinned[first + a, b]
-        for b in range(a + 1):
-            out[own + a, own + b] = twin * twin * twinned[first + a, first + b]
-    return out
-
-
-@_jit
-def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, rows, row_weight,
-                 twins):
+def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, rows, row_weight):
     """Lower Cholesky factor of ``I + U' B^-1 U``, ``U = [M' Psi sqrt(W), E' sqrt(V)]``, and
     ``B^-1 E'`` (as rows);
     ``M B^-1 M' = diag(beta)`` and ``M B^-1 p = M D^-1 p / zeta``. ``psi`` is ``Psi'`` (one
-    row per column of ``Psi``); ``twins``: ``(twinned_rows, twinned, rest_rows, rest,
-    n_twins, twin)`` of :func:`_gram_twinned`, ``n_twins`` 0 when its rows have no such
-    structure."""
+    row per column of ``Psi``)."""
     n_psi, n_rows = psi.shape[0], rows.shape[0]
     b_rows = np.empty_like(rows)
     per_security = np.empty((n_rows, len(zeta)))
@@ -265,9 +218,7 @@ def _capacitance(inv_d, weighted, start, shrink, zeta, beta, psi, psi_weight, ro
         per_security[r] = sums / zeta
     size = n_psi + n_rows
     inner = np.zeros((size, size))  # its lower triangle
-    twinned_rows, twinned, rest_rows, rest, n_twins, twin = twins
-    inner[:n_psi, :n_psi] = (_gram_twinned(twinned_rows, twinned, rest_rows, rest, beta, n_twins,
-                                           twin) if n_twins else _gram(psi, beta))
+    inner[:n_psi, :n_psi] = _gram(psi, beta)
     for r in range(n_rows):  # (M B^-1 E')' Psi
         inner[n_psi + r, :n_psi] = _dot(psi, per_security[r])
     for r in range(n_rows):
@@ -521,13 +472,11 @@ def _quadratic_floor(x, moved, value, sigma_a, duals, quad_scale, start, coef, u
 @_jit
 def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, security_rows, rows,
                     bound, a0, loadings, specific, offset, linear, constant, kappa, quad_scale,
-                    twin, twinned, max_iterations, tolerance):
+                    max_iterations, tolerance):
     """Minimize ``c'x + kappa q(x)`` s.t. ``0 <= x <= upper``, ``[security_rows M; rows] x <=
     bound`` and, when ``quad_scale > 0``, ``quad_scale q(x) <= 1``; ``q`` the program's
     squared TE (:func:`_risk`) with ``a = a0 + M x``. Variables ``start[i]:start[i + 1]``
-    move security ``i``; those from ``start[m]`` on move none. Every bound is finite. ``twin >
-    0``: the last half of the ``loadings`` is ``twin`` times the first half on the securities
-    ``twinned``, zero elsewhere (:func:`_twins`; the Newton matrix's Gram uses it).
+    move security ``i``; those from ``start[m]`` on move none. Every bound is finite.
 
     Each inequality is a pair of a primal slack and a dual, both kept positive: ``(x, z)``,
     ``(upper - x, zu)``, ``(slack, y)`` for the rows and ``(omega, mu)`` for the quadratic;
@@ -551,12 +500,6 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
     psi = np.empty((1 + n_security_rows + k, len(a0)))
     psi[1:1 + n_security_rows] = security_rows
     psi[1 + n_security_rows:] = loadings
-    # twin > 0: the last half of the loadings is twin times the first on ``twinned``; the
-    # other rows of psi on the twinned securities and on the others (row 0 set each iteration)
-    n_twins = k // 2 if twin > 0 else 0
-    on, off = np.flatnonzero(twinned), np.flatnonzero(~twinned)
-    on_rows, off_rows = _columns(psi[:len(psi) - n_twins], on), _columns(psi[:len(psi) - n_twins], off)
-    twins = (on_rows, on, off_rows, off, n_twins, twin)
     scale_c = 1.0 + np.abs(c).max()
     scale_b = 1.0 + (np.abs(bound).max() if len(bound) else 0.0)
     free_rows = np.ones(rows.shape[0], dtype=np.bool_)  # rows no carry variable enters
@@ -603,8 +546,6 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
         alpha = 2.0 * lam * specific
         gradient = 2.0 * quad_scale * sigma_a  # of the scaled quadratic, per security
         psi[0] = gradient
-        if n_twins:
-            on_rows[0], off_rows[0] = gradient[on], gradient[off]
         psi_weight = np.concatenate((np.array([mu / omega if has_quad else 0.0]),
                                      y[:n_security_rows] / slack[:n_security_rows],
                                      np.full(k, 2.0 * lam)))
@@ -615,8 +556,8 @@ def _interior_point(x, z, zu, slack, y, omega, mu, c, start, coef, upper, securi
                                                rows, row_weight)
         zeta = 1.0 + alpha * sigma
         shrink = alpha / zeta
-        chol, b_rows = _capacitance(inv_d, weighted, start, shrink, zeta, sigma / zeta, psi, psi_weight,
-                            rows, row_weight, twins)
+        chol, b_rows = _capacitance(inv_d, weighted, start, shrink, zeta, sigma / zeta, psi,
+                                    psi_weight, rows, row_weight)
 
         dx, dz, dzu = np.zeros(n), np.zeros(n), np.zeros(n)
         d_slack, dy = np.zeros(len(bound)), np.zeros(len(bound))
@@ -730,40 +671,12 @@ class FastSolver:
             np.ones(len(bound)), 1.0, 1.0, cost / scale, layout.start, layout.coef, layout.upper,
             security_rows, row_matrix[2:], bound, a0, loadings, specific, risk.offset, risk.linear,
             risk.constant, kappa / scale, 0.0 if min_te else 1.0 / problem.te_cap**2,
-            *_twins(loadings), self.max_iterations, self.tolerance,
+            self.max_iterations, self.tolerance,
         )
         if not converged:
             return None, None, floor, None
         duals = None if min_te else units.duals(y, mu, z - zu, kappa, problem, layout)
         return (*layout.trades(x, problem), floor, duals)
-
-
-@_jit
-def _twins(loadings):
-    """``(twin, twinned)``: whether the last half of the rows of ``loadings`` is ``twin``
-    times the first half on the securities ``twinned`` and zero elsewhere, as the program's
-    stressed rows are (within rounding: the structure only speeds the Newton matrix's
-    factorization); ``twin`` 0 when not."""
-    k, m = loadings.shape
-    half = k // 2
-    twinned = np.zeros(m, dtype=np.bool_)
-    twin = 0.0
-    if k == 0 or k % 2:
-        return twin, twinned
-    for i in range(m):
-        for r in range(half):
-            if loadings[half + r, i] != 0.0:
-                twinned[i] = True
-                if twin == 0.0 and loadings[r, i] != 0.0:
-                    twin = loadings[half + r, i] / loadings[r, i]
-    if not twin > 0.0:
-        return 0.0, twinned
-    for i in range(m):
-        for r in range(half):
-            expected = twin * loadings[r, i] if twinned[i] else 0.0
-            if abs(loadings[half + r, i] - expected) > 1e-12 * abs(expected):
-                return 0.0, twinned
-    return twin, twinned
 
 
 def _same(a: tuple, b: tuple) -> bool:

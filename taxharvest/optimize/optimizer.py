@@ -165,13 +165,28 @@ class TaxAwareOptimizer:
     def _two_passes(self, problem: Problem) -> _Outcome:
         """The first pass, and the second where it frees securities and may gain (see the
         class)."""
-        outcome = self._pass(problem)
-        released = problem.released(outcome.attempt.sells) if outcome.status != "fallback" else None
-        if released is not None and _may_improve(problem, released, outcome):
-            second = self._pass(released)
+        posed, outcome = self._priced_pass(problem)
+        released = posed.released(outcome.attempt.sells) if outcome.status != "fallback" else None
+        if released is not None and _may_improve(posed, released, outcome):
+            _, second = self._priced_pass(released)
             if second.status != "fallback" and _rank(second, problem) <= _rank(outcome, problem):
                 outcome = second
         return outcome
+
+    def _priced_pass(self, problem: Problem) -> tuple[Problem, _Outcome]:
+        """:meth:`_pass`, posed again while its trade harvests candidates under the benchmark
+        whose whole underweight, which the sale freezes, breaks the bound
+        (:meth:`Problem.harvest_priced`); ``(the problem last posed, its outcome)``."""
+        while True:
+            outcome = self._pass(problem)
+            attempt = outcome.attempt
+            if outcome.problem is not problem or not problem.stressed:  # a fallback's
+                return problem, outcome
+            priced = problem.harvest_priced(attempt.sells)
+            if priced is None or priced.program_te(
+                    problem.weights(attempt.sells, attempt.buys)) <= problem.te_cap:
+                return problem, outcome
+            problem = priced
 
     def _pass(self, problem: Problem) -> _Outcome:
         """Solve at ``problem.te_cap``. When the frozen positions' stress makes it
@@ -287,12 +302,14 @@ class TaxAwareOptimizer:
 
 def _may_improve(problem: Problem, released: Problem, first: _Outcome) -> bool:
     """Whether the second pass may improve on the first: unless the first solved ``problem``
-    itself and gave its duals, it may; else where a freed purchase has a negative reduced
+    itself and gave its duals, and the release prices risk alike (it does not where a name
+    the first pass priced whole for its harvest keeps its losses), it may; else where a freed purchase has a negative reduced
     cost at the first pass's trade (weak duality bounds the second pass's gain otherwise: the
     two problems agree but for the freed purchases, the freed securities having sold less
     than ``min_harvest`` at a loss, and price the risk alike)."""
     attempt, duals = first.attempt, first.attempt.duals
-    if first.problem is not problem or duals is None:
+    if first.problem is not problem or duals is None or (
+            released.program_risk is not problem.program_risk):
         return True
     freed = released.buy_upper > problem.buy_upper
     weights = problem.weights(attempt.sells, attempt.buys)

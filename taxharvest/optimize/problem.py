@@ -32,17 +32,16 @@ class Settings:
         min_harvest: loss sales of one security below this share of the book are not worth
             its wash window: the second pass drops them and lets the security be bought (it
             also makes the harvested set robust to a solver's residue).
-        frozen_stress: the volatility multiple at which the program prices the active
-            weights that wash windows freeze for 30 days (names that may not be bought back,
-            replacements whose losses may not be sold, what this decision harvests or buys
-            of a name holding loss lots): the TE bound holds for
-            ``TE^2 + (stress^2 - 1) TE_frozen^2``, so the frozen part alone stays within
-            ``1 / stress`` of the bound. Crashes triple volatility or more (DOMAIN §6), and
-            a frozen position cannot be repaired before its window ends. At 2 a gfc-2008
-            path's ex-ante TE reached 1.54%; at 3, with the optimizer's crash fallback
-            (:meth:`TaxAwareOptimizer._pass`), three of the five crash templates stay inside
-            the limit, gfc-2008 breaks it on a third of its paths, by up to 1.24% (README,
-            "Results"); 1 turns it off.
+        frozen_stress: the volatility multiple at which the program prices the specific
+            risk of the active weights that wash windows freeze for 30 days (names that may
+            not be bought back, replacements whose losses may not be sold, what this decision
+            harvests or buys of a name holding loss lots, a harvested name's whole
+            underweight): the TE bound holds for ``TE^2 + (stress^2 - 1) TE_frozen^2``,
+            ``TE_frozen`` their specific risk (:attr:`Problem.program_risk`: their factor
+            exposures can be hedged by the next decision). Crashes triple volatility or more
+            (DOMAIN §6), and a frozen position cannot be repaired before its window ends. At
+            3 every guarded decision of the gfc-2008 and covid-2020 templates stays inside
+            the limit (12 paths each; README, "Results"); 1 turns it off.
     """
 
     te_limit: float = 0.01
@@ -158,6 +157,9 @@ class Problem:
             harvest candidates, not wash-blocked, not excluded): what it trades of one is
             frozen for 30 days, a harvest's underweight (no buy back) or a purchase (it locks
             the loss lots). Releasing a candidate to be bought leaves it so.
+        sold_under: candidates under the benchmark that this decision was found to harvest
+            (:meth:`harvest_priced`): a loss sale blocks the purchase for 30 days, so the
+            whole active weight is frozen, not only what is sold.
         frozen_stress: see :class:`Settings`.
     """
 
@@ -191,6 +193,7 @@ class Problem:
     loss_frozen: np.ndarray
     locked: np.ndarray
     trade_frozen: np.ndarray
+    sold_under: np.ndarray
     frozen_stress: float = 1.0
 
     @property
@@ -201,13 +204,14 @@ class Problem:
     @cached_property
     def frozen_shift(self) -> np.ndarray:
         """``(m,)`` per security, the weight its frozen active position is measured from minus
-        the benchmark weight, or NaN when it is not frozen. Wash-blocked (no buy back) and
-        locked (no loss sale) securities: their whole active weight (0). A security that may
-        be harvested or bought here (:attr:`trade_frozen`): what this decision trades of it
-        (``benchmark - held``); a candidate left alone adds nothing."""
+        the benchmark weight, or NaN when it is not frozen. Wash-blocked (no buy back), locked
+        (no loss sale) and :attr:`sold_under` securities: their whole active weight (0). A
+        security that may be harvested or bought here (:attr:`trade_frozen`): what this
+        decision trades of it (``benchmark - held``); a candidate left alone adds nothing."""
         shift = np.where(self.trade_frozen,
                          self.benchmark - self.held, np.nan)
-        return np.where((self.locked | self.buy_frozen_by_wash) & ~self.excluded, 0.0, shift)
+        whole = self.locked | self.buy_frozen_by_wash | self.sold_under
+        return np.where(whole & ~self.excluded, 0.0, shift)
 
     @property
     def stressed(self) -> bool:
@@ -215,21 +219,24 @@ class Problem:
 
     @cached_property
     def program_risk(self) -> ProgramRisk:
-        """The TE the program bounds and prices: the plain model's, plus the frozen positions
-        ``f = P (a + shift)`` at ``frozen_stress`` times their volatility:
-        ``TE^2 + (stress^2 - 1) f' Sigma f``."""
+        """The TE the program bounds and prices: the plain model's, plus the specific risk of
+        the frozen positions ``f = P (a + shift)`` at ``frozen_stress`` times its volatility:
+        ``TE^2 + (stress^2 - 1) sum_i specific_i^2 f_i^2``. Their factor exposures (market,
+        sector, style) are priced as they stand, by the plain model: the next decision can
+        hedge them with what is not frozen (either proxy set, the other stocks), while a
+        frozen name's own risk stays until its window ends. (Stressing the frozen factor
+        exposures too, as if no hedge could follow, froze harvests at 64 names and still
+        missed the books that broke the limit: README, "Results".)"""
         if not self.stressed:
             return ProgramRisk(self.loadings, self.specific_sd, np.zeros(len(self.loadings)),
                                np.zeros_like(self.specific_sd), 0.0)
         frozen = np.isfinite(self.frozen_shift)
         shift = np.where(frozen, self.frozen_shift, 0.0)
-        extra = self.frozen_stress**2 - 1
-        stressed_rows = np.sqrt(extra) * self.loadings * frozen
-        stressed_var = extra * frozen * self.specific_sd**2
+        stressed_var = (self.frozen_stress**2 - 1) * frozen * self.specific_sd**2
         return ProgramRisk(
-            loadings=np.ascontiguousarray(np.vstack([self.loadings, stressed_rows])),
+            loadings=self.loadings,
             specific_sd=np.sqrt(self.specific_sd**2 + stressed_var),
-            offset=np.concatenate([np.zeros(len(self.loadings)), stressed_rows @ shift]),
+            offset=np.zeros(len(self.loadings)),
             linear=stressed_var * shift,
             constant=float(stressed_var @ shift**2),
         )
@@ -292,6 +299,19 @@ class Problem:
         freed = self.buy_frozen_by_harvest & ~_classes_of(self.group, forced)
         return self._keeping_losses(freed, ~self.excluded)
 
+    def harvest_priced(self, sells: np.ndarray) -> Problem | None:
+        """The decision re-posed where ``sells`` harvest a candidate held under the benchmark
+        that is not yet :attr:`sold_under`: its pricing measured the frozen position from the
+        held weight (the sale alone), but the sale blocks buying it back, so its whole
+        underweight stays for 30 days (the decision is priced as it will stand); ``None``
+        when there is none. (A candidate over the benchmark stays priced by what it sells,
+        which bounds the underweight a sale can leave.)"""
+        harvested = (sells * self.loss_sale).sum(axis=1) > self.min_harvest
+        found = harvested & self.trade_frozen & ~self.sold_under & (self.held < self.benchmark)
+        if not found.any():
+            return None
+        return self._derived(sold_under=self.sold_under | found)
+
     def released(self, sells: np.ndarray) -> Problem | None:
         """The second pass after a first decision's ``sells``: a security that may not be
         bought only because loss lots of its class may be sold, and whose class sold less than
@@ -305,13 +325,17 @@ class Problem:
         return self._keeping_losses(freed, _classes_of(self.group, freed))
 
     def _keeping_losses(self, freed: np.ndarray, keeping: np.ndarray) -> Problem:
-        """Securities ``keeping`` keep their loss lots; ``freed`` may be bought."""
+        """Securities ``keeping`` keep their loss lots (so none is :attr:`sold_under`);
+        ``freed`` may be bought."""
         loss_lots = keeping[:, None] & self.loss_sale
+        unsold = {"sold_under": self.sold_under & ~keeping} if (
+            self.sold_under & keeping).any() else {}  # unchanged, the risk stays shared
         return self._derived(
             sell_upper=np.where(loss_lots, 0.0, self.sell_upper),
             buy_upper=np.where(freed, 1.0, self.buy_upper),
             loss_sale=self.loss_sale & ~loss_lots,
             buy_frozen_by_harvest=self.buy_frozen_by_harvest & ~freed,
+            **unsold,
         )
 
     def _derived(self, **changes) -> Problem:
@@ -368,8 +392,10 @@ class Problem:
             for label, mask, amount, side in (
                 ("excluded", self.excluded, self.benchmark, "of the benchmark"),
                 ("wash-blocked from buying", self.buy_frozen_by_wash, under, "under the benchmark"),
-                ("not bought while their losses may be harvested", self.buy_frozen_by_harvest,
-                 under, "under the benchmark"),
+                ("not bought while their losses may be harvested",
+                 self.buy_frozen_by_harvest & ~self.sold_under, under, "under the benchmark"),
+                ("harvested here while under the benchmark", self.sold_under, under,
+                 "under the benchmark"),
                 ("with loss lots that may not be sold", self.loss_frozen, over,
                  "over the benchmark"),
             )
@@ -381,7 +407,7 @@ class Problem:
 
 
 _FROZEN_READS = frozenset({"trade_frozen", "excluded", "benchmark", "held", "locked",
-                           "buy_frozen_by_wash"})
+                           "buy_frozen_by_wash", "sold_under"})
 _FIELDS = frozenset(field.name for field in fields(Problem))
 #: The fields each cached property of :class:`Problem` reads.
 _CACHED_READS = {
@@ -480,6 +506,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         buy_frozen_by_wash=wash_block,
         buy_frozen_by_harvest=candidates,
         trade_frozen=candidates,
+        sold_under=np.zeros(m, dtype=bool),
         loss_frozen=(loss & occupied & ~sellable).any(axis=1),
         locked=state.sell_blocked & ~state.excluded,
         frozen_stress=settings.frozen_stress,
