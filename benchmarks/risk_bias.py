@@ -15,7 +15,7 @@ model's bias statistic of the book as held after each step against the next step
 return ("same book": the rows are the book's model, the columns the model judging it).
 Last, the risk model's per-day update time on the real market. All measured in this run.
 
-    .venv/bin/python benchmarks/risk_bias.py [SP500_DIR] [--policies monthly-all threshold:0.10]
+    .venv/bin/python benchmarks/risk_bias.py [SP500_DIR] [--policies optimizer threshold:0.05]
         [--synthetic 1 2]
 
 SP500_DIR defaults to $TAXHARVEST_SP500_DIR, else ../shared/data/sp500 beside the project.
@@ -127,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path,
                         default=Path(os.environ.get("TAXHARVEST_SP500_DIR", DEFAULT_DIR)))
-    parser.add_argument("--policies", nargs="+", default=["monthly-all", "threshold:0.10"])
+    parser.add_argument("--policies", nargs="+", default=["optimizer", "threshold:0.05"])
     parser.add_argument("--profile", default="mfj-800k")
     parser.add_argument("--synthetic", nargs="*", type=int, default=[1], help="seeds")
     args = parser.parse_args()
