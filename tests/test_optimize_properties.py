@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic_account import synthetic_account
 
-from taxharvest.optimize import AccountState, Decision, Intent, Settings, TaxAwareOptimizer
+from taxharvest.optimize import (
+    AccountState,
+    Decision,
+    Intent,
+    Settings,
+    TaxAwareOptimizer,
+    build_problem,
+)
+from taxharvest.optimize.fast import FastSolver
 
 M = 6  # four stocks, an ETF and a basket; two lot slots
 RULES = {
@@ -150,3 +158,25 @@ def test_preference_zero_means_no_loss_sale_and_frees_the_buy(method):
     loose = TaxAwareOptimizer(replace(OPTIMIZERS[(method, 0)].settings, te_limit=1.0),
                               method=method).decide(state, Intent(np.zeros(M)))
     assert not ((loose.sell_shares > 1e-12) & (gain < 0)).any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=cases(), cap=st.sampled_from([1e-4, 0.003, 0.01, 0.03]))
+def test_the_te_floor_bounds_every_trade_the_bounds_allow(case, cap):
+    """The floor that certifies a program infeasible without a solve lies below the program
+    TE of the minimum-TE trade and of a random trade within the bounds; where it lies above
+    the cap, the solver finds no trade either."""
+    state, intent = case
+    for stress in (1.0, 3.0):
+        problem = build_problem(state, intent, Settings(te_limit=cap, frozen_stress=stress))
+        floor = problem.te_floor
+        rng = np.random.default_rng(0)
+        sells = problem.sell_lower + rng.random(problem.sell_upper.shape) * (
+            problem.sell_upper - problem.sell_lower)
+        buys = rng.random(problem.buy_upper.shape) * problem.buy_upper * 0.1
+        assert floor <= problem.program_te(problem.weights(sells, buys)) + 1e-12
+        least = FastSolver().solve(problem, min_te=True)
+        if least.sells is not None:
+            assert floor <= problem.program_te(problem.weights(least.sells, least.buys)) + 1e-9
+        if floor > problem.te_cap:
+            assert FastSolver().solve(problem).sells is None

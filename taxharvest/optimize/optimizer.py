@@ -255,7 +255,10 @@ class TaxAwareOptimizer:
     ) -> Attempt:
         """Solve (the fast path first, unless ``reference``) and accept
         only a trade that keeps every constraint; the reference solves what the fast path
-        cannot."""
+        cannot. A bound below :attr:`Problem.te_floor` is infeasible without a solve."""
+        if not min_te and problem.te_floor > problem.te_cap:
+            return Attempt(None, None, True, f"certified without a solve: the positions the "
+                           f"bounds hold read {problem.te_floor:.3%} alone", None)
         solved = problem.with_te_cap(problem.te_cap * (1 - TE_MARGIN))
         attempt = None
         if self.method == "fast" and not reference:

@@ -242,6 +242,21 @@ class Problem:
         )
 
     @cached_property
+    def te_floor(self) -> float:
+        """A lower bound of :meth:`program_te` over every trade the bounds allow: each
+        security's specific terms at its best weight within its own sale and purchase bounds
+        (the factor term and the joint rows dropped). Above ``te_cap`` it certifies the
+        program infeasible without a solve: the positions that wash windows and exclusions
+        hold in place already break the bound."""
+        risk = self.program_risk
+        lowest = self.held - self.sell_upper.sum(axis=1) - self.benchmark
+        highest = self.held - self.sell_lower.sum(axis=1) + self.buy_upper - self.benchmark
+        var = risk.specific_sd**2
+        best = np.clip(-risk.linear / np.where(var > 0, var, 1.0), lowest, highest)
+        square = float(var @ best**2 + 2 * risk.linear @ best) + risk.constant
+        return float(np.sqrt(max(square, 0.0)))
+
+    @cached_property
     def lot_tax(self) -> np.ndarray:
         """Linear tax per unit weight sold at the full marginal rates."""
         return self.rates[0] * self.coefficient_short + self.rates[1] * self.coefficient_long
@@ -413,6 +428,8 @@ _FIELDS = frozenset(field.name for field in fields(Problem))
 _CACHED_READS = {
     "frozen_shift": _FROZEN_READS,
     "program_risk": _FROZEN_READS | {"frozen_stress", "loadings", "specific_sd"},
+    "te_floor": _FROZEN_READS | {"frozen_stress", "loadings", "specific_sd", "sell_lower",
+                                 "sell_upper", "buy_upper"},
     "lot_tax": frozenset({"rates", "coefficient_short", "coefficient_long"}),
     "gain_bound": frozenset({"gain_budget", "sell_upper", "realized"}),
 }
