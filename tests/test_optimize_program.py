@@ -701,3 +701,26 @@ def test_where_no_stress_can_be_met_loss_lots_are_sold_for_te_not_for_tax(crash_
     seeking_weights = plain.weights(seeking.sells, seeking.buys)
     assert frozen_underweight(problem, seeking.sells, seeking_weights) > (
         1.5 * frozen_underweight(problem, sold, decision.weights))
+
+
+def test_a_bound_the_floor_certifies_unreachable_is_decided_as_the_solver_would(monkeypatch):
+    """A crash book whose wash-blocked positions alone break the stressed bound: the floor
+    spares the stressed solve (the solver is never asked for it), and the decision is the
+    one the solver's own infeasible verdict gives (the floor patched away)."""
+    state = synthetic_account(60, 4, crash=True, n_excluded=0, n_buy_blocked=8,
+                              n_sell_blocked=8, seed=2)
+    intent = Intent.harvest_all(state.n_securities)
+    rules = Settings(te_limit=0.004)
+    problem = build_problem(state, intent, rules)
+    assert problem.stressed and problem.te_floor > problem.te_cap
+    asked = []
+    solve = FastSolver.solve
+    monkeypatch.setattr(FastSolver, "solve", lambda self, posed, **options: (
+        asked.append(posed.stressed and not options.get("min_te")), solve(self, posed, **options))[1])
+    spared = TaxAwareOptimizer(rules, method="fast").decide(state, intent)
+    assert not any(asked)  # no stressed solve was run
+    monkeypatch.setattr(Problem, "te_floor", property(lambda self: 0.0))
+    solved = TaxAwareOptimizer(rules, method="fast").decide(state, intent)
+    assert any(asked)
+    assert (spared.status, spared.reason) == (solved.status, solved.reason)
+    np.testing.assert_array_equal(spared.weights, solved.weights)
