@@ -46,7 +46,8 @@ TRAILING = {  # style -> (days of returns looked back over, most recent days ski
 STYLES = (*TRAILING, "size")
 # market_risk_model's (benchmarks/risk_bias.py): on real harvested books momentum brings the
 # bias statistic from 1.5-1.7 to 1.2, size (a loss lot is a name below its price at purchase,
-# so harvests sell the small) to 1.1; reversal adds nothing
+# so harvests sell the small) to 1.1, part of it the noise of its daily regression, which a
+# book aligned with its exposures counts twice (README, "Results"); reversal adds nothing
 DEFAULT_STYLES = ("momentum", "size")
 LONGEST_LOOKBACK = max(lookback for lookback, _ in TRAILING.values())
 SIZE_LOOKBACK = 0  # the size style's lookback: it reads the weights, not returns

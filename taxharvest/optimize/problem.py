@@ -425,11 +425,11 @@ _FROZEN_READS = frozenset({"trade_frozen", "excluded", "benchmark", "held", "loc
                            "buy_frozen_by_wash", "sold_under"})
 _FIELDS = frozenset(field.name for field in fields(Problem))
 #: The fields each cached property of :class:`Problem` reads.
+_PROGRAM_RISK_READS = _FROZEN_READS | {"frozen_stress", "loadings", "specific_sd"}
 _CACHED_READS = {
     "frozen_shift": _FROZEN_READS,
-    "program_risk": _FROZEN_READS | {"frozen_stress", "loadings", "specific_sd"},
-    "te_floor": _FROZEN_READS | {"frozen_stress", "loadings", "specific_sd", "sell_lower",
-                                 "sell_upper", "buy_upper"},
+    "program_risk": _PROGRAM_RISK_READS,
+    "te_floor": _PROGRAM_RISK_READS | {"sell_lower", "sell_upper", "buy_upper"},
     "lot_tax": frozenset({"rates", "coefficient_short", "coefficient_long"}),
     "gain_bound": frozenset({"gain_budget", "sell_upper", "realized"}),
 }
