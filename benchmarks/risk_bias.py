@@ -7,7 +7,9 @@ factors alone, then momentum, size and reversal added): the environment's
 ``market_risk_model`` is swapped for one whose configuration drives the guardrail, the
 decisions and the ex-ante TE. Prints per run the bias statistic (all steps, calm steps,
 robust), the half-width of the 95% band of an unbiased model over the steps tested
-(``sqrt(2 / T)``), realized TE, mean and max ex-ante TE, decoupling and tax alpha.
+(``sqrt(2 / T)``), realized TE, mean and max ex-ante TE, decoupling and tax alpha. Then,
+per market and style, how much of the style return's variance is the sampling noise of its
+daily regression.
 
 The books differ between those runs (the model steers the decisions), so every run also
 feeds every configuration's model the same days and measures, on that run's own book, each
@@ -36,7 +38,7 @@ from taxharvest.envs import direct_index
 from taxharvest.envs.world import PROXY_SETS, build_world
 from taxharvest.market import load_prices
 from taxharvest.market.risk import WARMUP_DAYS
-from taxharvest.market.riskmodel import EwmaRiskModel, market_risk_model
+from taxharvest.market.riskmodel import DEFAULT_STYLES, EwmaRiskModel, market_risk_model
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.metrics import bias_statistic, crash_steps, standardized_active_returns
 from taxharvest.sim.quiet import quiet_guardrail
@@ -123,6 +125,20 @@ def update_time(market, styles: tuple[str, ...], repeats: int = 5) -> float:
     return best
 
 
+def style_noise(market) -> dict[str, tuple[float, float]]:
+    """Per default style over the market's days: the mean square of its daily return and of the
+    regression's sampling noise in it (``EwmaRiskModel.style_noise_``)."""
+    returns = build_world(market, ()).returns
+    model = market_risk_model(market, first_row=1, proxy_sets=PROXY_SETS, styles=DEFAULT_STYLES)
+    squares, noise = [], []
+    for row in returns[1:]:
+        model.update(row)
+        squares.append(model.factor_returns_[-len(DEFAULT_STYLES):] ** 2)
+        noise.append(model.style_noise_)
+    return dict(zip(DEFAULT_STYLES, zip(np.mean(squares, axis=0), np.mean(noise, axis=0),
+                                strict=True), strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path,
@@ -154,6 +170,12 @@ def main() -> None:
                           flush=True)
     finally:
         direct_index.market_risk_model = original
+    print("\nstyle returns: annualized volatility, of it the regression's sampling noise (counted "
+          "again as specific risk by a book aligned with the style's exposures)")
+    for name, market in markets.items():
+        for style, (square, noise) in style_noise(market).items():
+            print(f"  {name:32s} {style:9s} {np.sqrt(square * 252):6.2%}, noise "
+                  f"{np.sqrt(noise * 252):6.2%} ({noise / square:.0%} of the variance)")
     print(f"\nrisk model update, real data, {real.n_assets} stocks + {PROXY_SETS} proxy sets:")
     times = {label: update_time(real, styles) for label, styles in CONFIGS.items()}
     base = next(iter(times.values()))

@@ -270,3 +270,25 @@ def test_a_book_that_sold_its_names_under_water_is_forecast_unbiased_with_size()
     bias = {styles: np.std(values, ddof=1) for styles, values in z.items()}
     assert 0.85 < bias[DEFAULT_STYLES] < 1.15  # 200 days: the 95% band of an unbiased model is 0.1
     assert bias[("momentum",)] > 1.3
+
+
+def test_a_style_return_without_a_premium_is_its_sampling_noise():
+    """Stocks that earn no style premium: each day's style return is the regression's noise
+    alone, so its mean square matches the sampling variance the model reports; with a
+    planted momentum premium the return's variance exceeds the noise."""
+    rng = np.random.default_rng(0)
+    sectors = np.arange(N_STOCKS) % N_SECTORS
+    model = EwmaRiskModel(sectors, styles=DEFAULT_STYLES, weights=np.ones(N_STOCKS),
+                          buy_and_hold=True, lookback_returns=rng.normal(0.0, 0.02, (300, N_STOCKS)))
+    squares, noise = [], []
+    for _ in range(300):
+        common = rng.normal(0.0, 0.01) + rng.normal(0.0, 0.005, N_SECTORS)[sectors]
+        model.update(common + rng.normal(0.0, 0.02, N_STOCKS))
+        squares.append(model.factor_returns_[1 + N_SECTORS:] ** 2)
+        noise.append(model.style_noise_)
+    np.testing.assert_allclose(np.mean(squares, axis=0) / np.mean(noise, axis=0), 1.0, atol=0.2)
+    squares, noise = [], []
+    for model, _, _ in planted_momentum(seed=3):
+        squares.append(model.factor_returns_[-1] ** 2)
+        noise.append(model.style_noise_[-1])
+    assert np.mean(squares[1:]) > 3 * np.mean(noise[1:])

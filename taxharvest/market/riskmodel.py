@@ -93,6 +93,10 @@ class EwmaRiskModel:
     Attributes:
         n_updates_: days seen.
         factor_returns_: the last day's factor returns ``(1 + n_sectors + len(styles),)``.
+        style_noise_: the last day's sampling variance of each style return ``(len(styles),)``
+            (the regression's, heteroskedasticity-robust): the share of the specific returns
+            a style return carries, which a book aligned with its exposures also holds as
+            specific risk.
     """
 
     def __init__(self, sectors_all: np.ndarray, half_life_vol: float = 10.0,
@@ -157,6 +161,7 @@ class EwmaRiskModel:
         self._spec_mass = np.zeros(m)
         self.n_updates_ = 0
         self.factor_returns_ = np.zeros(k)
+        self.style_noise_ = np.zeros(len(styles))
         if self.styles and lookback_returns is not None:
             for row in np.asarray(lookback_returns, dtype=float):
                 self._fold_signals(row)
@@ -171,10 +176,11 @@ class EwmaRiskModel:
         """Fold in one day's returns ``(m,)`` (NaN for securities not trading)."""
         returns_t = np.asarray(returns_t, dtype=float)
         self.factor_returns_ = np.empty(len(self._var))
+        self.style_noise_ = np.empty(len(self.styles))
         _fold_day(returns_t, self._weights, self._baskets, self.sectors_all, self.n_sectors,
                   self._style_exposures, self.buy_and_hold, self._spec, self._spec_mass,
                   self._a_spec, self.jump_sigmas**2, self._var, self._cov, self._a_vol, self._a_corr,
-                  self.factor_returns_)
+                  self.factor_returns_, self.style_noise_)
         if self.styles:
             self._fold_signals(returns_t)
         a, b = self._a_vol, self._a_corr
@@ -219,12 +225,13 @@ def _factor_covariance(var, cov, mass_vol, mass_corr, out):
 
 @njit(cache=True)
 def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, spec,
-              spec_mass, a_spec, jump_square, var, cov, a_vol, a_corr, f):
+              spec_mass, a_spec, jump_square, var, cov, a_vol, a_corr, f, noise):
     """One day: the factor returns into ``f`` (the market's: weighted mean; a sector's:
     its weighted mean less the market's; the styles': regression of the sector residuals
     on the style ``exposures``), folded into the factor EWMAs ``var`` and ``cov``; the
     specific EWMAs of the trading securities (a squared residual clipped at ``jump_square``
-    times the estimate before it, once that has :data:`JUMP_MASS`); buy-and-hold drift of the factor and basket
+    times the estimate before it, once that has :data:`JUMP_MASS`); the style returns'
+    sampling variances into ``noise``; buy-and-hold drift of the factor and basket
     weights."""
     weight = np.zeros(n_sectors)
     total = np.zeros(n_sectors)
@@ -240,6 +247,8 @@ def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, 
     style_returns = f[1 + n_sectors:]
     p = exposures.shape[1]
     style_returns[:] = 0.0
+    normal = np.eye(p)
+    spread = np.zeros((p, p))  # sum of w^2 x x' e^2: the regression's sandwich
     if p > 0 and all_weight > 0:
         normal = RIDGE * all_weight * np.eye(p)
         moment = np.zeros(p)
@@ -257,6 +266,10 @@ def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, 
             for a in range(p):
                 residual -= exposures[i, a] * style_returns[a]
             square = residual * residual
+            if weights[i] > 0:
+                for a in range(p):
+                    for b in range(p):
+                        spread[a, b] += weights[i] ** 2 * square * exposures[i, a] * exposures[i, b]
             if spec_mass[i] >= JUMP_MASS:
                 square = min(square, jump_square * spec[i] / spec_mass[i])
             spec[i] = a_spec * spec[i] + (1.0 - a_spec) * square
@@ -265,6 +278,10 @@ def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, 
                 weights[i] *= 1.0 + r[i]
                 for b in range(baskets.shape[0]):
                     baskets[b, i] *= 1.0 + r[i]
+    inverse = np.linalg.inv(normal)
+    sandwich = inverse @ spread @ inverse
+    for a in range(p):
+        noise[a] = sandwich[a, a]
     for a in range(f.shape[0]):
         var[a] = a_vol * var[a] + (1.0 - a_vol) * f[a] * f[a]
         for b in range(f.shape[0]):
