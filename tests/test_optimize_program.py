@@ -713,10 +713,14 @@ def test_a_bound_the_floor_certifies_unreachable_is_decided_as_the_solver_would(
     rules = Settings(te_limit=0.004)
     problem = build_problem(state, intent, rules)
     assert problem.stressed and problem.te_floor > problem.te_cap
-    asked = []
+    asked = []  # per solve: whether it was a stressed one (not a minimum-TE twin)
     solve = FastSolver.solve
-    monkeypatch.setattr(FastSolver, "solve", lambda self, posed, **options: (
-        asked.append(posed.stressed and not options.get("min_te")), solve(self, posed, **options))[1])
+
+    def recorded(self, posed, **options):
+        asked.append(posed.stressed and not options.get("min_te"))
+        return solve(self, posed, **options)
+
+    monkeypatch.setattr(FastSolver, "solve", recorded)
     spared = TaxAwareOptimizer(rules, method="fast").decide(state, intent)
     assert not any(asked)  # no stressed solve was run
     monkeypatch.setattr(Problem, "te_floor", property(lambda self: 0.0))

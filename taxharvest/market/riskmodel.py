@@ -267,9 +267,10 @@ def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, 
                 residual -= exposures[i, a] * style_returns[a]
             square = residual * residual
             if weights[i] > 0:
+                scale = weights[i] * weights[i] * square
                 for a in range(p):
                     for b in range(p):
-                        spread[a, b] += weights[i] ** 2 * square * exposures[i, a] * exposures[i, b]
+                        spread[a, b] += scale * exposures[i, a] * exposures[i, b]
             if spec_mass[i] >= JUMP_MASS:
                 square = min(square, jump_square * spec[i] / spec_mass[i])
             spec[i] = a_spec * spec[i] + (1.0 - a_spec) * square
