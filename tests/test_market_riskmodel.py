@@ -139,10 +139,11 @@ def test_reacts_to_a_crash_within_ten_days(market):
 
 
 def test_a_one_day_jump_enters_the_specific_variance_clipped():
-    """A six-fold day of one stock (a rebound, a takeover) lifts its specific variance by at
-    most ``1 + (1 - decay) (jump_sigmas^2 - 1)`` of what it was, not by the square of the
-    jump; unclipped (``jump_sigmas=inf``) the same day multiplies it by thousands. The
-    clip waits for a month of days, and ordinary days pass unclipped."""
+    """A six-fold day of one stock (a rebound, a takeover) lifts its own specific variance
+    (the regime multiplier apart) by at most the weight of one day's ``jump_sigmas^2`` times
+    what it was, not by the square of the jump; unclipped (``jump_sigmas=inf``) the same
+    day multiplies it by thousands. The clip waits for a month of days, and ordinary days
+    pass unclipped."""
     sectors = np.repeat(np.arange(2), 10)
     rng = np.random.default_rng(3)
     calm = rng.normal(0, 0.01, (250, 20))  # a year: the EWMA has its full mass
@@ -154,12 +155,13 @@ def test_a_one_day_jump_enters_the_specific_variance_clipped():
         model.update(row)
         raw.update(row)
     np.testing.assert_array_equal(model.risk().specific_var, raw.risk().specific_var)
-    before = model.risk().specific_var[4]
+    before = model.risk().specific_var[4] / model.regime_multiplier
     model.update(jump)
     raw.update(jump)
     decay = 0.5 ** (1 / model.half_life_specific)
-    bound = before * (1 + (1 - decay) * (model.jump_sigmas**2 - 1))
-    assert before < model.risk().specific_var[4] <= bound * (1 + 1e-6)  # mass: 1 - 2^-25
+    held = decay * (1 - decay ** len(calm))  # the estimate's mass before the day, decayed
+    bound = before * (held + (1 - decay) * model.jump_sigmas**2) / (held + 1 - decay)
+    assert before < model.risk().specific_var[4] / model.regime_multiplier <= bound * (1 + 1e-9)
     assert raw.risk().specific_var[4] > 1000 * before
     early = EwmaRiskModel(sectors, shrinkage=0.0)  # a week of history: no estimate to clip against yet
     for row in calm[:5]:
@@ -168,6 +170,25 @@ def test_a_one_day_jump_enters_the_specific_variance_clipped():
     assert early.risk().specific_var[4] > 1000 * before
     with pytest.raises(ValueError):
         EwmaRiskModel(sectors, jump_sigmas=0.0)
+
+
+
+def test_a_jump_in_dispersion_lifts_every_specific_variance_within_days():
+    """The slow per-stock estimates answer a crash's dispersion through the regime
+    multiplier, at the factor variances' speed: a week of every stock's residuals at three
+    times their calm volatility lifts each specific variance above 2.5 times (the per-stock
+    EWMAs alone: about 1.6); through a calm year the multiplier stays near 1."""
+    sectors = np.repeat(np.arange(4), 50)
+    rng = np.random.default_rng(5)
+    model = EwmaRiskModel(sectors, shrinkage=0.0)
+    for row in rng.normal(0, 0.01, (250, 200)):
+        model.update(row)
+    assert 0.9 < model.regime_multiplier < 1.1
+    before = model.risk().specific_var
+    for row in rng.normal(0, 0.03, (5, 200)):
+        model.update(row)
+    assert np.median(model.risk().specific_var / before) > 2.5
+    assert model.regime_multiplier > 2.0
 
 
 N_STOCKS, N_SECTORS = 400, 4

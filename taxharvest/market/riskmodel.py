@@ -26,9 +26,15 @@ losers inside each sector, a tilt market and sector factors cannot see.
 Factor covariance follows the usual split of speeds: variances from an EWMA with
 ``half_life_vol`` (fast, so a crash shows within days: a model estimated on calm data
 underestimates tracking error exactly when correlations and volatility jump), correlations
-from an EWMA with ``half_life_corr``. Specific variances: EWMA of squared residuals with
-``half_life_specific``, shrunk toward the mean of the same sector's stocks (proxies are not
-shrunk), floored. All EWMAs are zero-mean and bias-corrected for their start.
+from an EWMA with ``half_life_corr``. Specific variances split the same way: each
+security's EWMA of squared residuals with the slower ``half_life_specific`` (a per-stock
+estimate is noisy, and an optimizer underweights where its noise reads low), shrunk toward
+the mean of the same sector's stocks (proxies are not shrunk), times a common regime
+multiplier at ``half_life_vol``: the EWMA of the stocks' cross-sectional mean squared
+standardized residual (each day's squared residual over its stock's estimate before it), so
+that a crash's jump in dispersion shows within days (the specific volatility regime
+adjustment of commercial risk models); floored. All EWMAs are zero-mean and bias-corrected
+for their start.
 """
 
 from __future__ import annotations
@@ -55,7 +61,13 @@ MIN_SIGNAL_DAYS = MONTH  # a trailing signal needs this many days of returns (or
 EXPOSURE_CLIP = 3.0  # standardized exposures are clipped to +-3
 RIDGE = 1e-10  # relative ridge of the style regression: a style without signal returns 0
 JUMP_SIGMAS = 6.0  # a specific residual beyond this many of its own sigmas enters clipped
-JUMP_MASS = 1.0 - 0.5 ** (MONTH / 10.0)  # the EWMA mass of a month at the default half-life
+# Specific variances at the correlations' speed: a per-stock EWMA at the factor variances'
+# 10 days rests on ~29 effective days, a quarter of sampling error, which the optimizer
+# seeks out (it underweights where risk reads low): realized/ex-ante TE of its own real
+# book 1.11 at 10 days, 1.00 at 42, 0.97-0.99 at 63-126; 1.04 at 42 with the regime
+# multiplier, which holds the crash templates' 63-day TE below 0.95% (README, "Results")
+HALF_LIFE_SPECIFIC = 42.0
+JUMP_MASS = 1.0 - 0.5 ** (MONTH / HALF_LIFE_SPECIFIC)  # a month's mass at the default
 
 
 def _decay(half_life: float) -> float:
@@ -71,7 +83,7 @@ class EwmaRiskModel:
         sectors_all: ``(m,)`` sector index of every security (stocks, then proxies).
         half_life_vol: days; half-life of factor variances.
         half_life_corr: days; half-life of factor correlations.
-        half_life_specific: days; half-life of specific variances (default: ``half_life_vol``).
+        half_life_specific: days; half-life of specific variances.
         shrinkage: weight of the sector mean in each stock's specific variance.
         specific_floor: annualized floor of specific variance.
         jump_sigmas: a day's specific residual enters the specific EWMA clipped at this many
@@ -100,7 +112,7 @@ class EwmaRiskModel:
     """
 
     def __init__(self, sectors_all: np.ndarray, half_life_vol: float = 10.0,
-                 half_life_corr: float = 42.0, half_life_specific: float | None = None,
+                 half_life_corr: float = 42.0, half_life_specific: float = HALF_LIFE_SPECIFIC,
                  shrinkage: float = 0.2, specific_floor: float = 1e-4,
                  jump_sigmas: float = JUMP_SIGMAS,
                  proxy_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
@@ -123,7 +135,7 @@ class EwmaRiskModel:
             raise ValueError("jump_sigmas must be positive")
         self.jump_sigmas = float(jump_sigmas)
         self.half_life_vol, self.half_life_corr = half_life_vol, half_life_corr
-        self.half_life_specific = half_life_vol if half_life_specific is None else half_life_specific
+        self.half_life_specific = half_life_specific
         self.shrinkage, self.specific_floor = shrinkage, specific_floor
         self.buy_and_hold = buy_and_hold
         self._weights = np.where(self.proxy_mask, 0.0, base)
@@ -159,6 +171,7 @@ class EwmaRiskModel:
         self._mass_vol = self._mass_corr = 0.0
         self._spec = np.zeros(m)
         self._spec_mass = np.zeros(m)
+        self._regime = np.zeros(2)  # EWMA of the mean squared standardized residual, its mass
         self.n_updates_ = 0
         self.factor_returns_ = np.zeros(k)
         self.style_noise_ = np.zeros(len(styles))
@@ -179,14 +192,21 @@ class EwmaRiskModel:
         self.style_noise_ = np.empty(len(self.styles))
         _fold_day(returns_t, self._weights, self._baskets, self.sectors_all, self.n_sectors,
                   self._style_exposures, self.buy_and_hold, self._spec, self._spec_mass,
-                  self._a_spec, self.jump_sigmas**2, self._var, self._cov, self._a_vol, self._a_corr,
-                  self.factor_returns_, self.style_noise_)
+                  self._a_spec, self.jump_sigmas**2, self._regime, self._var, self._cov,
+                  self._a_vol, self._a_corr, self.factor_returns_, self.style_noise_)
         if self.styles:
             self._fold_signals(returns_t)
         a, b = self._a_vol, self._a_corr
         self._mass_vol = a * self._mass_vol + 1.0 - a
         self._mass_corr = b * self._mass_corr + 1.0 - b
         self.n_updates_ += 1
+
+    @property
+    def regime_multiplier(self) -> float:
+        """The factor every specific variance is scaled by today: the recent mean squared
+        standardized residual of the stocks (1 until one has been measured)."""
+        ewma, mass = self._regime
+        return ewma / mass if mass > 0 else 1.0
 
     def risk(self) -> FactorRisk:
         """The current annualized :class:`FactorRisk`."""
@@ -196,8 +216,8 @@ class EwmaRiskModel:
         _factor_covariance(self._var, self._cov, self._mass_vol, self._mass_corr, factor_cov)
         specific = np.empty(len(self._spec))
         _specific_variance(self._spec, self._spec_mass, self.proxy_mask, self.sectors_all,
-                           self.n_sectors, self.shrinkage, self.specific_floor / TRADING_DAYS,
-                           specific)
+                           self.n_sectors, self.shrinkage, self.regime_multiplier,
+                           self.specific_floor / TRADING_DAYS, specific)
         exposures = self._exposures
         if self.styles:
             exposures = np.hstack([exposures, self._style_exposures])
@@ -225,12 +245,14 @@ def _factor_covariance(var, cov, mass_vol, mass_corr, out):
 
 @njit(cache=True)
 def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, spec,
-              spec_mass, a_spec, jump_square, var, cov, a_vol, a_corr, f, noise):
+              spec_mass, a_spec, jump_square, regime, var, cov, a_vol, a_corr, f, noise):
     """One day: the factor returns into ``f`` (the market's: weighted mean; a sector's:
     its weighted mean less the market's; the styles': regression of the sector residuals
     on the style ``exposures``), folded into the factor EWMAs ``var`` and ``cov``; the
     specific EWMAs of the trading securities (a squared residual clipped at ``jump_square``
-    times the estimate before it, once that has :data:`JUMP_MASS`); the style returns'
+    times the estimate before it, once that has :data:`JUMP_MASS`) and the ``regime`` EWMA
+    (``[value, mass]``, at the factor variances' speed) of the mean over those stocks of the
+    squared residual over that estimate; the style returns'
     sampling variances into ``noise``; buy-and-hold drift of the factor and basket
     weights."""
     weight = np.zeros(n_sectors)
@@ -249,6 +271,7 @@ def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, 
     style_returns[:] = 0.0
     normal = np.eye(p)
     spread = np.zeros((p, p))  # sum of w^2 x x' e^2: the regression's sandwich
+    standardized, measured = 0.0, 0  # the squared standardized residuals of the day
     if p > 0 and all_weight > 0:
         normal = RIDGE * all_weight * np.eye(p)
         moment = np.zeros(p)
@@ -272,13 +295,20 @@ def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, 
                     for b in range(p):
                         spread[a, b] += scale * exposures[i, a] * exposures[i, b]
             if spec_mass[i] >= JUMP_MASS:
-                square = min(square, jump_square * spec[i] / spec_mass[i])
+                before = spec[i] / spec_mass[i]
+                square = min(square, jump_square * before)
+                if weights[i] > 0 and before > 0:
+                    standardized += square / before
+                    measured += 1
             spec[i] = a_spec * spec[i] + (1.0 - a_spec) * square
             spec_mass[i] = a_spec * spec_mass[i] + (1.0 - a_spec)
             if buy_and_hold:
                 weights[i] *= 1.0 + r[i]
                 for b in range(baskets.shape[0]):
                     baskets[b, i] *= 1.0 + r[i]
+    if measured > 0:
+        regime[0] = a_vol * regime[0] + (1.0 - a_vol) * standardized / measured
+        regime[1] = a_vol * regime[1] + (1.0 - a_vol)
     inverse = np.linalg.inv(normal)
     sandwich = inverse @ spread @ inverse
     for a in range(p):
@@ -374,9 +404,11 @@ def _standardize(raw, r, weights, sectors, n_sectors, proxy_mask, out):
 
 
 @njit(cache=True)
-def _specific_variance(spec, spec_mass, proxy_mask, sectors, n_sectors, shrinkage, floor, out):
+def _specific_variance(spec, spec_mass, proxy_mask, sectors, n_sectors, shrinkage, regime,
+                       floor, out):
     """Daily specific variance: each stock's EWMA shrunk toward its sector's mean over the
-    stocks seen (proxies are not shrunk); unseen securities take the pooled value; floored."""
+    stocks seen (proxies are not shrunk); unseen securities take the pooled value; times
+    ``regime``; floored."""
     totals = np.zeros(n_sectors)
     counts = np.zeros(n_sectors)
     for i in range(spec.shape[0]):
@@ -392,7 +424,7 @@ def _specific_variance(spec, spec_mass, proxy_mask, sectors, n_sectors, shrinkag
             value = own if proxy_mask[i] else (1.0 - shrinkage) * own + shrinkage * pooled
         else:
             value = pooled
-        out[i] = max(value, floor)
+        out[i] = max(value * regime, floor)
 
 
 def estimate_risk(returns_window: np.ndarray, sectors_all: np.ndarray,
