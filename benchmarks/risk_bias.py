@@ -1,4 +1,5 @@
-"""Is the risk model biased on harvested books? Style factors on and off.
+"""Is the risk model biased on harvested books? Style factors on and off, and the speeds of
+specific risk.
 
 Backtests each policy on the real 2010-2019 development set (read in place, never copied)
 and on synthetic markets of 500 stocks over 10 years (``--synthetic`` seeds; their stocks
@@ -7,9 +8,12 @@ factors alone, then momentum, size and reversal added): the environment's
 ``market_risk_model`` is swapped for one whose configuration drives the guardrail, the
 decisions and the ex-ante TE. Prints per run the bias statistic (all steps, calm steps,
 robust), the half-width of the 95% band of an unbiased model over the steps tested
-(``sqrt(2 / T)``), realized TE, mean and max ex-ante TE, decoupling and tax alpha. Then,
-per market and style, how much of the style return's variance is the sampling noise of its
-daily regression.
+(``sqrt(2 / T)``), realized TE, mean and max ex-ante TE, decoupling and tax alpha. The same
+for the default styles with the specific variances estimated at other speeds
+(:data:`SPECIFIC`: each stock's EWMA at the factor variances' 10 days, as before
+2026-12-04, or at 42 days, with and without the regime multiplier). Then, per market and
+style, how much of the style return's variance is the sampling noise of its daily
+regression.
 
 The books differ between those runs (the model steers the decisions), so every run also
 feeds every configuration's model the same days and measures, on that run's own book, each
@@ -60,6 +64,12 @@ COLUMNS = (  # header, measure key, format
     ("mean ex-ante", "mean_ex_ante_te", ".2%"), ("max ex-ante", "max_ex_ante_te", ".2%"),
     ("decoupl.", "decoupling", ".2%"), ("tax alpha", "tax_alpha", ".2%"),
 )
+SPECIFIC = {  # label -> specific-risk arguments of the model, with the default styles
+    "10 days per stock (before)": {"half_life_specific": 10.0, "specific_regime": False},
+    "42 days per stock": {"specific_regime": False},
+    "42 days x regime (default)": {},
+    "84 days x regime": {"half_life_specific": 84.0},
+}
 WIDTH = 13
 
 
@@ -81,10 +91,13 @@ class SharedDays:
         return self.models[self.driving].risk()
 
 
-def backtest(market, first: str, policy: str, profile: str, driving: str) -> dict:
-    """The policy's run with ``driving``'s risk model: its measures, and per configuration
-    the bias statistic (all steps, calm) of the book as held after each step."""
-    direct_index.market_risk_model = lambda market, **args: SharedDays(market, driving, **args)
+def backtest(market, first: str, policy: str, profile: str, driving: str,
+             specific: dict | None = None) -> dict:
+    """The policy's run with ``driving``'s risk model (its specific risk set by ``specific``):
+    its measures, and per configuration the bias statistic (all steps, calm) of the book as
+    held after each step."""
+    direct_index.market_risk_model = lambda market, **args: SharedDays(
+        market, driving, **args, **(specific or {}))
     env = direct_index.DirectIndexEnv(
         market=market, profile=profile, random_start=False, warmup_days=WARMUP_DAYS,
         episode_years=years_to_end(market))
@@ -110,6 +123,13 @@ def backtest(market, first: str, policy: str, profile: str, driving: str) -> dic
     return {**result.metrics, "band": float(np.sqrt(2.0 / tested)),
             "mean_ex_ante_te": float(t.ex_ante_te[t.ex_ante_te > 0].mean()),
             "same_book": same_book}
+
+
+def print_runs(runs: dict[str, dict]) -> None:
+    print(f"{'risk model':28s}" + "".join(f"{h:>{WIDTH}s}" for h, _, _ in COLUMNS))
+    for label, m in runs.items():
+        print(f"{label:28s}" + "".join(f"{format(m[key], spec):>{WIDTH}s}"
+                                       for _, key, spec in COLUMNS))
 
 
 def update_time(market, styles: tuple[str, ...], repeats: int = 5) -> float:
@@ -159,15 +179,17 @@ def main() -> None:
                 runs = {label: backtest(market, first, policy, args.profile, label)
                         for label in CONFIGS}
                 print(f"\n{policy}, {args.profile}, {name}")
-                print(f"{'risk model':28s}" + "".join(f"{h:>{WIDTH}s}" for h, _, _ in COLUMNS))
-                for label, m in runs.items():
-                    print(f"{label:28s}" + "".join(f"{format(m[key], spec):>{WIDTH}s}"
-                                                   for _, key, spec in COLUMNS))
+                print_runs(runs)
                 print(f"same book: bias (calm) of the book held, under {' | '.join(CONFIGS)}")
                 for label, m in runs.items():
                     print(f"{label:28s}" + "".join(f"{b:>{WIDTH}.2f} ({c:.2f})"
                                                    for b, c in m["same_book"].values()),
                           flush=True)
+                default = next(label for label, styles in CONFIGS.items()
+                               if styles == DEFAULT_STYLES)
+                print(f"specific risk, styles {', '.join(DEFAULT_STYLES)}:")
+                print_runs({label: backtest(market, first, policy, args.profile, default, kwargs)
+                            for label, kwargs in SPECIFIC.items()})
     finally:
         direct_index.market_risk_model = original
     print("\nstyle returns: annualized volatility, of it the regression's sampling noise (counted "

@@ -89,6 +89,8 @@ class EwmaRiskModel:
         jump_sigmas: a day's specific residual enters the specific EWMA clipped at this many
             of the security's estimate before it (once the estimate's mass reaches
             :data:`JUMP_MASS`); ``inf`` keeps every residual as it is.
+        specific_regime: scale the specific variances by the regime multiplier (off: each
+            stock's EWMA alone, for comparison).
         proxy_mask: ``(m,)`` True for proxies: not used to form factor returns, not shrunk.
         weights: ``(m,)`` non-negative weights forming factor returns (default: equal over
             stocks); a security's weight counts only on days it trades.
@@ -114,7 +116,7 @@ class EwmaRiskModel:
     def __init__(self, sectors_all: np.ndarray, half_life_vol: float = 10.0,
                  half_life_corr: float = 42.0, half_life_specific: float = HALF_LIFE_SPECIFIC,
                  shrinkage: float = 0.2, specific_floor: float = 1e-4,
-                 jump_sigmas: float = JUMP_SIGMAS,
+                 jump_sigmas: float = JUMP_SIGMAS, specific_regime: bool = True,
                  proxy_mask: np.ndarray | None = None, weights: np.ndarray | None = None,
                  buy_and_hold: bool = False, n_sectors: int | None = None,
                  styles: tuple[str, ...] = (), basket_weights: np.ndarray | None = None,
@@ -134,6 +136,7 @@ class EwmaRiskModel:
         if not jump_sigmas > 0:
             raise ValueError("jump_sigmas must be positive")
         self.jump_sigmas = float(jump_sigmas)
+        self.specific_regime = bool(specific_regime)
         self.half_life_vol, self.half_life_corr = half_life_vol, half_life_corr
         self.half_life_specific = half_life_specific
         self.shrinkage, self.specific_floor = shrinkage, specific_floor
@@ -204,9 +207,10 @@ class EwmaRiskModel:
     @property
     def regime_multiplier(self) -> float:
         """The factor every specific variance is scaled by today: the recent mean squared
-        standardized residual of the stocks (1 until one has been measured)."""
+        standardized residual of the stocks (1 until one has been measured, or without
+        ``specific_regime``)."""
         ewma, mass = self._regime
-        return ewma / mass if mass > 0 else 1.0
+        return ewma / mass if mass > 0 and self.specific_regime else 1.0
 
     def risk(self) -> FactorRisk:
         """The current annualized :class:`FactorRisk`."""
