@@ -172,12 +172,11 @@ def test_a_one_day_jump_enters_the_specific_variance_clipped():
         EwmaRiskModel(sectors, jump_sigmas=0.0)
 
 
-
 def test_a_jump_in_dispersion_lifts_every_specific_variance_within_days():
     """The slow per-stock estimates answer a crash's dispersion through the regime
     multiplier, at the factor variances' speed: a week of every stock's residuals at three
     times their calm volatility lifts each specific variance above 2.5 times (the per-stock
-    EWMAs alone: about 1.6); through a calm year the multiplier stays near 1."""
+    EWMAs alone: about 1.5); through a calm year the multiplier stays near 1."""
     sectors = np.repeat(np.arange(4), 50)
     rng = np.random.default_rng(5)
     model = EwmaRiskModel(sectors, shrinkage=0.0)
