@@ -312,3 +312,46 @@ def test_a_style_return_without_a_premium_is_its_sampling_noise():
         squares.append(model.factor_returns_[-1] ** 2)
         noise.append(model.style_noise_[-1])
     assert np.mean(squares[1:]) > 3 * np.mean(noise[1:])
+
+
+def test_a_high_beta_book_is_forecast_unbiased_with_the_beta_style():
+    """Stocks whose market betas differ within their sector (sd 0.3, as the synthetic
+    market draws them); the book overweights each sector's high-beta half and underweights
+    the rest, dollar-neutral, as a harvest of a fall's losers leaves it. Without the beta
+    style that risk reads as diversifiable specific risk; with it the estimated exposures
+    rank the true betas and the forecast is close to unbiased."""
+    rng = np.random.default_rng(4)
+    sectors = np.arange(N_STOCKS) % N_SECTORS
+    beta = np.clip(rng.normal(1.0, 0.3, N_STOCKS), 0.2, 3.0)
+
+    def day() -> np.ndarray:
+        market = rng.normal(0.0, 0.01)
+        return beta * market + rng.normal(0.0, 0.005, N_SECTORS)[sectors] \
+            + rng.normal(0.0, 0.015, N_STOCKS)
+
+    history = np.array([day() for _ in range(300)])
+    models = {styles: EwmaRiskModel(sectors, styles=styles, lookback_returns=history)
+              for styles in (DEFAULT_STYLES, ("momentum", "size"))}
+    high = np.zeros(N_STOCKS, bool)
+    for s in range(N_SECTORS):
+        members = np.flatnonzero(sectors == s)
+        high[members[beta[members] > np.median(beta[members])]] = True
+    active = np.where(high, 1.0, -1.0) * 0.2 / N_STOCKS
+    z = {styles: [] for styles in models}
+    for t in range(400):
+        returns = day()
+        for styles, model in models.items():
+            if t >= 100:
+                forecast = model.risk().tracking_error(active) / np.sqrt(TRADING_DAYS)
+                z[styles].append(active @ returns / forecast)
+            model.update(returns)
+    column = 1 + N_SECTORS + DEFAULT_STYLES.index("beta")
+    exposure = models[DEFAULT_STYLES].risk().exposures[:, column]
+    within = beta - np.array([beta[sectors == s].mean() for s in range(N_SECTORS)])[sectors]
+    assert np.corrcoef(exposure, within)[0, 1] > 0.8
+    bias = {styles: np.std(values, ddof=1) for styles, values in z.items()}
+    # 300 days: an unbiased model's 95% band is about 0.08; the book is formed on the true
+    # betas, which the estimates see with noise (1.13-1.15 over seeds): the share of the
+    # book's beta their correlation misses reads as risk the forecast lacks
+    assert 0.9 < bias[DEFAULT_STYLES] < 1.25
+    assert bias[("momentum", "size")] > 2.5

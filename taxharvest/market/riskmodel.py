@@ -11,8 +11,10 @@ a cross-sectional regression keep the update O(n) and avoid the market/sector co
 
 Style factors (:data:`STYLES`; :func:`market_risk_model` takes :data:`DEFAULT_STYLES`,
 the bare class none): ``momentum`` (trailing 12-1 month return),
-``reversal`` (the last month's) and ``size`` (log factor weight: log market value under a
-cap-weighted benchmark; under an equal-weighted one, the growth since its start). Each day a
+``reversal`` (the last month's), ``size`` (log factor weight: log market value under a
+cap-weighted benchmark; under an equal-weighted one, the growth since its start) and ``beta``
+(each stock's EWMA regression slope on the market factor, :data:`BETA_HALF_LIFE`: within a
+sector the stocks' betas differ, and a harvest in a fall sells the high-beta names). Each day a
 stock's raw signal is demeaned within its sector by the factor weights, scaled to unit
 equal-weighted cross-sectional deviation, clipped at :data:`EXPOSURE_CLIP` and demeaned
 again, and a proxy's exposure is the mean of its sector's members' weighted like the basket
@@ -49,14 +51,18 @@ TRAILING = {  # style -> (days of returns looked back over, most recent days ski
     "momentum": (12 * MONTH, MONTH),
     "reversal": (MONTH, 0),
 }
-STYLES = (*TRAILING, "size")
+STYLES = (*TRAILING, "size", "beta")
 # market_risk_model's (benchmarks/risk_bias.py): on real harvested books momentum brings the
 # bias statistic from 1.5-1.7 to 1.2, size (a loss lot is a name below its price at purchase,
 # so harvests sell the small) to 1.1, part of it the noise of its daily regression, which a
 # book aligned with its exposures counts twice (README, "Results"); reversal adds nothing
-DEFAULT_STYLES = ("momentum", "size")
+DEFAULT_STYLES = ("momentum", "size", "beta")
 LONGEST_LOOKBACK = max(lookback for lookback, _ in TRAILING.values())
 SIZE_LOOKBACK = 0  # the size style's lookback: it reads the weights, not returns
+BETA_LOOKBACK = -1  # the beta style's: it reads its own EWMAs of returns against the market
+# Barra USE4's beta: a 252-day window weighted at a 63-day half-life (the lookback above
+# warms it to 94% of its mass before the first decision)
+BETA_HALF_LIFE = 63.0
 MIN_SIGNAL_DAYS = MONTH  # a trailing signal needs this many days of returns (or its window)
 EXPOSURE_CLIP = 3.0  # standardized exposures are clipped to +-3
 RIDGE = 1e-10  # relative ridge of the style regression: a style without signal returns 0
@@ -157,11 +163,14 @@ class EwmaRiskModel:
             raise ValueError("basket_weights must be (b, m) non-negative, proxy_basket (m,) "
                              "rows of it")
         self._baskets = baskets.copy() if self.styles else np.zeros((0, m))
-        windows = [TRAILING.get(style, (SIZE_LOOKBACK, 0)) for style in self.styles]
+        windows = [TRAILING.get(style, (BETA_LOOKBACK if style == "beta" else SIZE_LOOKBACK, 0))
+                   for style in self.styles]
         self._lookback = np.array([lookback for lookback, _ in windows], np.int64)
         self._skip = np.array([skip for _, skip in windows], np.int64)
         self._cumulative = np.ones((1 + int(self._lookback.max(initial=0)), m))
         self._days_seen = 0
+        self._a_beta = _decay(BETA_HALF_LIFE)
+        self._beta_moments = np.zeros((3, m))  # EWMAs of r_i r_market, r_market^2, mass
         self._style_exposures = np.zeros((m, len(styles)))  # as of the last day folded in
         k = 1 + self.n_sectors
         self._exposures = np.zeros((m, k))
@@ -180,12 +189,16 @@ class EwmaRiskModel:
         self.style_noise_ = np.zeros(len(styles))
         if self.styles and lookback_returns is not None:
             for row in np.asarray(lookback_returns, dtype=float):
-                self._fold_signals(row)
+                trading = (row == row) & (self._weights > 0)
+                weight = self._weights[trading].sum()
+                self._fold_signals(row, row[trading] @ self._weights[trading] / weight
+                                   if weight > 0 else 0.0)
 
-    def _fold_signals(self, returns_t: np.ndarray) -> None:
-        _style_exposures(returns_t, self._cumulative, self._days_seen, self._lookback,
-                         self._skip, self._weights, self.sectors_all, self.n_sectors,
-                         self.proxy_mask, self._baskets, self.proxy_basket, self._style_exposures)
+    def _fold_signals(self, returns_t: np.ndarray, market: float) -> None:
+        _style_exposures(returns_t, market, self._cumulative, self._days_seen, self._lookback,
+                         self._skip, self._beta_moments, self._a_beta, self._weights,
+                         self.sectors_all, self.n_sectors, self.proxy_mask, self._baskets,
+                         self.proxy_basket, self._style_exposures)
         self._days_seen += 1
 
     def update(self, returns_t: np.ndarray) -> None:
@@ -198,7 +211,7 @@ class EwmaRiskModel:
                   self._a_spec, self.jump_sigmas**2, self._regime, self._var, self._cov,
                   self._a_vol, self._a_corr, self.factor_returns_, self.style_noise_)
         if self.styles:
-            self._fold_signals(returns_t)
+            self._fold_signals(returns_t, self.factor_returns_[0])
         a, b = self._a_vol, self._a_corr
         self._mass_vol = a * self._mass_vol + 1.0 - a
         self._mass_corr = b * self._mass_corr + 1.0 - b
@@ -324,20 +337,28 @@ def _fold_day(r, weights, baskets, sectors, n_sectors, exposures, buy_and_hold, 
 
 
 @njit(cache=True)
-def _style_exposures(r, cumulative, days_seen, lookback, skip, weights, sectors, n_sectors,
-                     proxy_mask, baskets, proxy_basket, out):
-    """Fold day ``days_seen``'s returns ``r`` into the ring of cumulative growth and write
-    every security's standardized style exposures into ``out`` ``(m, p)``: stocks from
-    their signals (a trailing return over ``lookback`` days skipping the last ``skip``, or
-    the log weight where ``lookback`` is :data:`SIZE_LOOKBACK`), proxies the mean of their
-    sector's stocks weighted by their basket's weights. No logarithm of returns: a daily
-    pass of ``m`` of them would cost more than the rest."""
+def _style_exposures(r, market, cumulative, days_seen, lookback, skip, beta_moments, a_beta,
+                     weights, sectors, n_sectors, proxy_mask, baskets, proxy_basket, out):
+    """Fold day ``days_seen``'s returns ``r`` into the ring of cumulative growth and, with
+    the day's ``market`` return, into each trading security's ``beta_moments`` (EWMAs at
+    ``a_beta`` of ``r_i market``, ``market^2`` and their mass), and write every security's
+    standardized style exposures into ``out`` ``(m, p)``: stocks from their signals (a
+    trailing return over ``lookback`` days skipping the last ``skip``, the log weight where
+    ``lookback`` is :data:`SIZE_LOOKBACK`, the EWMA beta on the market where it is
+    :data:`BETA_LOOKBACK`, once its mass is a month's), proxies the mean of their sector's
+    stocks weighted by their basket's weights. No logarithm of returns: a daily pass of
+    ``m`` of them would cost more than the rest."""
     m, p = out.shape
     rows = cumulative.shape[0]
     now, before = days_seen % rows, (days_seen - 1) % rows
     for i in range(m):
         last = cumulative[before, i] if days_seen > 0 else 1.0
         cumulative[now, i] = last * (1.0 + r[i]) if r[i] == r[i] else last
+        if r[i] == r[i]:
+            beta_moments[0, i] = a_beta * beta_moments[0, i] + (1.0 - a_beta) * r[i] * market
+            beta_moments[1, i] = a_beta * beta_moments[1, i] + (1.0 - a_beta) * market * market
+            beta_moments[2, i] = a_beta * beta_moments[2, i] + (1.0 - a_beta)
+    least_mass = 1.0 - a_beta ** MIN_SIGNAL_DAYS
     raw = np.empty(m)
     for a in range(p):
         end = days_seen - skip[a]
@@ -345,6 +366,10 @@ def _style_exposures(r, cumulative, days_seen, lookback, skip, weights, sectors,
         if lookback[a] == SIZE_LOOKBACK:
             for i in range(m):
                 raw[i] = np.log(weights[i]) if weights[i] > 0 else np.nan
+        elif lookback[a] == BETA_LOOKBACK:
+            for i in range(m):
+                enough = beta_moments[2, i] >= least_mass and beta_moments[1, i] > 0
+                raw[i] = beta_moments[0, i] / beta_moments[1, i] if enough else np.nan
         elif end - start >= min(MIN_SIGNAL_DAYS, lookback[a] - skip[a]):
             for i in range(m):
                 low = cumulative[start % rows, i] if start >= 0 else 1.0
