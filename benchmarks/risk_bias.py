@@ -3,8 +3,8 @@ specific risk.
 
 Backtests each policy on the real 2010-2019 development set (read in place, never copied)
 and on synthetic markets of 500 stocks over 10 years (``--synthetic`` seeds; their stocks
-carry no momentum or size effect) once per risk-model configuration (market and sector
-factors alone, then momentum, size and reversal added): the environment's
+carry no momentum or size effect, but betas that differ) once per risk-model configuration (market and sector
+factors alone, then momentum, size, beta and reversal added): the environment's
 ``market_risk_model`` is swapped for one whose configuration drives the guardrail, the
 decisions and the ex-ante TE. Prints per run the bias statistic (all steps, calm steps,
 robust), the half-width of the 95% band of an unbiased model over the steps tested
@@ -55,7 +55,8 @@ CONFIGS = {  # label -> style factors of the risk model
     "market + sectors": (),
     "+ momentum": ("momentum",),
     "+ momentum, size": ("momentum", "size"),
-    "+ momentum, size, reversal": ("momentum", "size", "reversal"),
+    "+ momentum, size, beta": ("momentum", "size", "beta"),
+    "+ momentum, size, beta, reversal": ("momentum", "size", "beta", "reversal"),
 }
 COLUMNS = (  # header, measure key, format
     ("bias", "bias_statistic", ".2f"), ("bias calm", "bias_statistic_calm", ".2f"),
@@ -126,9 +127,9 @@ def backtest(market, first: str, policy: str, profile: str, driving: str,
 
 
 def print_runs(runs: dict[str, dict]) -> None:
-    print(f"{'risk model':28s}" + "".join(f"{h:>{WIDTH}s}" for h, _, _ in COLUMNS))
+    print(f"{'risk model':34s}" + "".join(f"{h:>{WIDTH}s}" for h, _, _ in COLUMNS))
     for label, m in runs.items():
-        print(f"{label:28s}" + "".join(f"{format(m[key], spec):>{WIDTH}s}"
+        print(f"{label:34s}" + "".join(f"{format(m[key], spec):>{WIDTH}s}"
                                        for _, key, spec in COLUMNS))
 
 
@@ -182,7 +183,7 @@ def main() -> None:
                 print_runs(runs)
                 print(f"same book: bias (calm) of the book held, under {' | '.join(CONFIGS)}")
                 for label, m in runs.items():
-                    print(f"{label:28s}" + "".join(f"{b:>{WIDTH}.2f} ({c:.2f})"
+                    print(f"{label:34s}" + "".join(f"{b:>{WIDTH}.2f} ({c:.2f})"
                                                    for b, c in m["same_book"].values()),
                           flush=True)
                 default = next(label for label, styles in CONFIGS.items()
@@ -202,7 +203,7 @@ def main() -> None:
     times = {label: update_time(real, styles) for label, styles in CONFIGS.items()}
     base = next(iter(times.values()))
     for label, elapsed in times.items():
-        print(f"  {label:28s} {elapsed * 1e6:7.1f} us/day ({elapsed / base:.1f}x)")
+        print(f"  {label:34s} {elapsed * 1e6:7.1f} us/day ({elapsed / base:.1f}x)")
 
 
 if __name__ == "__main__":
