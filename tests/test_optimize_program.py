@@ -456,7 +456,8 @@ def test_a_derived_problem_keeps_only_the_cached_values_its_changes_leave_true()
     released = problem.released(sells)
     assert released is not None
     derived = [problem.with_te_cap(0.02), problem.rebalancing(1e-9), problem.unstressed(),
-               problem.without_harvests(), released, problem.unstressed().rebalancing(1e-9)]
+               problem.without_harvests(), released, problem.unstressed().rebalancing(1e-9),
+               problem.deeper_half()]
     for problem in derived:
         fresh = replace(problem)  # nothing cached
         for name in cached:
@@ -621,6 +622,68 @@ def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
                 assert gain <= SKIPPED_GAIN
                 skipped += 1
     assert skipped >= 3 and improved >= 10
+
+
+def test_the_deeper_half_offers_the_deep_losses_and_frees_the_shallow_as_hedges():
+    """The split: a shallow class (its deepest loss above the candidates' median) may be
+    bought and keeps every loss lot; a deep one is offered as before; a class that an excluded
+    member's loss sale blocks is never freed; nothing else changes."""
+    state = synthetic_account(60, 4, crash=True, n_excluded=3, n_buy_blocked=5, n_sell_blocked=5)
+    problem = build_problem(state, Intent.harvest_all(state.n_securities), Settings(te_limit=0.01))
+    split = problem.deeper_half()
+    assert split is not None
+    freed = split.buy_upper > problem.buy_upper
+    deepest = np.where(problem.loss_sale, problem.realized, 0.0).min(axis=1)
+    offered = problem.buy_frozen_by_harvest & ~freed
+    assert freed.sum() >= 5 and offered.sum() >= 5
+    assert deepest[freed].min() > deepest[offered].min()
+    assert (deepest[freed] > np.median(deepest[problem.buy_frozen_by_harvest])).all()
+    assert not (split.sell_upper[freed] * problem.loss_sale[freed]).any()
+    assert not (split.loss_sale[freed]).any() and not split.buy_frozen_by_harvest[freed].any()
+    np.testing.assert_array_equal(split.sell_upper[~freed], problem.sell_upper[~freed])
+    forced = (problem.loss_sale & problem.excluded[:, None]).any(axis=1)
+    assert not (freed & np.isin(problem.group, problem.group[forced])).any()
+    assert split.program_risk is problem.program_risk
+
+
+def test_the_deeper_half_is_skipped_only_where_it_cannot_improve_and_never_worsens():
+    """Where no candidate's purchase has a negative reduced cost at the first pass, the split's
+    passes gain no more than SKIPPED_GAIN; the decision (the better partition) is never worse
+    than the one offering every candidate."""
+    skipped = 0
+    for settings in SECOND_PASS_SETTINGS.values():
+        cases = itertools.chain(first_passes(range(24), settings),
+                                first_passes(range(60), settings, overweight_only=True))
+        for program, problem, first, _ in cases:
+            split = problem.deeper_half()
+            if split is None:
+                continue
+            whole = program._released(problem, problem, first)
+            if not _may_improve(problem, split, first, problem.buy_frozen_by_harvest):
+                posed, other = program._priced_pass(split)
+                other = program._released(problem, posed, other)
+                assert _rank(whole, problem)[2] - _rank(other, problem)[2] <= SKIPPED_GAIN
+                skipped += 1
+            assert _rank(program._two_passes(problem), problem) <= _rank(whole, problem)
+    assert skipped >= 2
+
+
+def test_a_tight_limit_keeps_harvesting_where_the_losers_must_hedge_each_other():
+    """Synthetic path 3 at 200 names and a 0.25% limit: with every loser sell-only the first
+    pass priced each harvest out (the winners and baskets cannot hedge the losers' style
+    tilt) and the book harvested nothing in 2028 and 2029 ($99k in 2026, $19k in 2027);
+    offering the deeper half, the shallower losers bought as hedges, it harvests every year."""
+    from taxharvest.agents.registry import make_policy
+    from taxharvest.envs.direct_index import DirectIndexEnv
+    from taxharvest.sim.backtest import run_backtest
+    from taxharvest.workflows.markets import synthetic_market
+
+    env = DirectIndexEnv(market=synthetic_market(200, 5.0, 3), profile="mfj-800k",
+                         te_limit=0.0025, random_start=False, episode_years=5.0)
+    result = run_backtest(make_policy("optimizer", "mfj-800k"), env)
+    harvested = {year: row["harvested_losses"] for year, row in result.yearly.items()}
+    assert all(harvested[str(year)] > 25_000 for year in range(2026, 2031)), harvested
+    assert result.metrics["max_ex_ante_te"] <= 0.0025
 
 
 @pytest.fixture(scope="module")

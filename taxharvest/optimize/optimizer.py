@@ -96,7 +96,9 @@ class TaxAwareOptimizer:
     lots may be sold is not bought; the second frees those that sold (almost) none at a loss
     to be bought, their loss lots then kept (:meth:`Problem.released`), and solves again; the
     better of the two stands. The second is skipped where the first pass's duals show that no
-    freed purchase would improve it (:func:`_may_improve`).
+    freed purchase would improve it (:func:`_may_improve`). The two passes run again with
+    only the deeper half of the candidates offered, the shallower free to be bought as
+    hedges (:meth:`Problem.deeper_half`), and the better partition stands.
 
     Positions that earlier decisions froze in wash windows cannot be undone: where they make
     the stressed bound unreachable, :meth:`_pass` keeps this decision from adding to them
@@ -163,15 +165,27 @@ class TaxAwareOptimizer:
         return self._result(state, outcome, start)
 
     def _two_passes(self, problem: Problem) -> _Outcome:
-        """The first pass, and the second where it frees securities and may gain (see the
-        class)."""
-        posed, outcome = self._priced_pass(problem)
-        released = posed.released(outcome.attempt.sells) if outcome.status != "fallback" else None
-        if released is not None and _may_improve(posed, released, outcome):
-            _, second = self._priced_pass(released)
-            if second.status != "fallback" and _rank(second, problem) <= _rank(outcome, problem):
-                outcome = second
+        """:meth:`_partition` of every candidate, and of the deeper half alone
+        (:meth:`Problem.deeper_half`); the better stands (see the class)."""
+        posed, first = self._priced_pass(problem)
+        outcome = self._released(problem, posed, first)
+        split = problem.deeper_half()
+        if split is not None and _may_improve(posed, split, first, posed.buy_frozen_by_harvest):
+            posed, other = self._priced_pass(split)
+            other = self._released(problem, posed, other)
+            if other.status != "fallback" and _rank(other, problem) < _rank(outcome, problem):
+                outcome = other
         return outcome
+
+    def _released(self, problem: Problem, posed: Problem, first: _Outcome) -> _Outcome:
+        """The first pass's ``first`` outcome of ``posed``, or the second's where it frees
+        securities and may gain (see the class), ranked on ``problem``."""
+        released = posed.released(first.attempt.sells) if first.status != "fallback" else None
+        if released is not None and _may_improve(posed, released, first):
+            _, second = self._priced_pass(released)
+            if second.status != "fallback" and _rank(second, problem) <= _rank(first, problem):
+                return second
+        return first
 
     def _priced_pass(self, problem: Problem) -> tuple[Problem, _Outcome]:
         """:meth:`_pass`, posed again while its trade harvests candidates under the benchmark
@@ -303,18 +317,22 @@ class TaxAwareOptimizer:
         return decision
 
 
-def _may_improve(problem: Problem, released: Problem, first: _Outcome) -> bool:
-    """Whether the second pass may improve on the first: unless the first solved ``problem``
-    itself and gave its duals, and the release prices risk alike (it does not where a name
-    the first pass priced whole for its harvest keeps its losses), it may; else where a freed purchase has a negative reduced
-    cost at the first pass's trade (weak duality bounds the second pass's gain otherwise: the
-    two problems agree but for the freed purchases, the freed securities having sold less
-    than ``min_harvest`` at a loss, and price the risk alike)."""
+def _may_improve(problem: Problem, released: Problem, first: _Outcome,
+                 freed: np.ndarray | None = None) -> bool:
+    """Whether a pass on ``released`` may improve on the first: unless the first solved
+    ``problem`` itself and gave its duals, and the release prices risk alike (it does not
+    where a name the first pass priced whole for its harvest keeps its losses), it may; else
+    where a ``freed`` purchase (by default those ``released`` frees) has a negative reduced
+    cost at the first pass's trade. Weak duality bounds the gain otherwise: ``released``
+    only frees those purchases and keeps loss lots, so its optimum is no better than that of
+    ``problem`` with the purchases freed, which the first trade solves (for the deeper half,
+    freed are every candidate, as its own second pass may free any)."""
     attempt, duals = first.attempt, first.attempt.duals
     if first.problem is not problem or duals is None or (
             released.program_risk is not problem.program_risk):
         return True
-    freed = released.buy_upper > problem.buy_upper
+    if freed is None:
+        freed = released.buy_upper > problem.buy_upper
     weights = problem.weights(attempt.sells, attempt.buys)
     return bool((released.buy_reduced_cost(weights, duals)[freed] < 0).any())
 

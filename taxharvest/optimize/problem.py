@@ -339,6 +339,28 @@ class Problem:
             return None
         return self._keeping_losses(freed, _classes_of(self.group, freed))
 
+    def deeper_half(self) -> Problem | None:
+        """The decision with only the deeper half of its harvest candidates offered: a class
+        whose deepest loss lot is shallower than the candidates' median may be bought and
+        keeps its loss lots; ``None`` when no class is left so. Selling losers tilts the
+        book toward winners (momentum, size, beta), and the losers are what hedges that
+        tilt: with every loser sell-only a tight limit prices each harvest out, so the
+        first pass harvests nothing and the second, freeing them all, keeps every loss.
+        (Classes whose excluded members sell at a loss stay unbought, as everywhere.)"""
+        candidates = self.buy_frozen_by_harvest
+        if candidates.sum() < 2:
+            return None
+        deepest = np.where(self.loss_sale, self.realized, 0.0).min(axis=1)
+        by_class = np.zeros(self.group.max() + 1)
+        np.minimum.at(by_class, self.group, deepest)
+        depth = by_class[self.group]
+        forced = (self.loss_sale & self.excluded[:, None]).any(axis=1)
+        shallow = (candidates & (depth > np.median(depth[candidates]))
+                   & ~_classes_of(self.group, forced))
+        if not shallow.any():
+            return None
+        return self._keeping_losses(shallow, _classes_of(self.group, shallow))
+
     def _keeping_losses(self, freed: np.ndarray, keeping: np.ndarray) -> Problem:
         """Securities ``keeping`` keep their loss lots (so none is :attr:`sold_under`);
         ``freed`` may be bought."""
