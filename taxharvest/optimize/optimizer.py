@@ -165,8 +165,9 @@ class TaxAwareOptimizer:
         return self._result(state, outcome, start)
 
     def _two_passes(self, problem: Problem) -> _Outcome:
-        """:meth:`_partition` of every candidate, and of the deeper half alone
-        (:meth:`Problem.deeper_half`); the better stands (see the class)."""
+        """The two passes offering every candidate, and, where it may gain, again offering
+        the deeper half alone (:meth:`Problem.deeper_half`); the better stands (see the
+        class)."""
         posed, first = self._priced_pass(problem)
         outcome = self._released(problem, posed, first)
         split = problem.deeper_half()
