@@ -65,6 +65,22 @@ def test_active_return_decoupling_and_step_up():
     assert m["active_return"] == pytest.approx(0.01)
     assert m["decoupling"] == pytest.approx(1.02**4 - 1.01**4)
     assert m["after_tax_excess_step_up"] == pytest.approx(1.02 / 1.01 - 1)
+    assert m["relative_decoupling"] == pytest.approx((1.02 / 1.01) ** 4 - 1)
+
+
+def test_relative_decoupling_takes_the_index_growth_out():
+    """A book 1% ahead of an index that grows five-fold: decoupling, a gap of cumulative
+    returns, reads 5 points; the relative measure reads the 1% (and the same 1% in a fall)."""
+    bench = 1e6 * np.array([1.0, 1.0, 2.0, 5.0])
+    ahead = bench * np.array([1.0, 1.01, 1.01, 1.01])
+    m = compute_metrics(trajectory(ahead, bench), year_tax=FLAT, te_limit=0.01)
+    assert m["decoupling"] == pytest.approx(0.05)
+    assert m["relative_decoupling"] == pytest.approx(0.01)
+    falling = bench * np.array([1.0, 1.0, 0.3, 0.2])
+    m = compute_metrics(trajectory(falling * np.array([1.0, 0.99, 0.99, 0.99]), falling),
+                        year_tax=FLAT, te_limit=0.01)
+    assert m["relative_decoupling"] == pytest.approx(0.01)
+    assert m["decoupling"] == pytest.approx(0.01)  # the largest gap, before the fall
 
 
 def test_liquidation_taxes_embedded_gains_net_of_carryforward():

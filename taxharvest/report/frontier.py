@@ -16,7 +16,7 @@ from taxharvest.sim.measures import Measure, keys, select
 
 FORM_8949_ROWS = Measure("form_8949_rows", "Form 8949 rows a year", "8949/yr", "count", ",")
 FRONTIER = (*select("tax_alpha", "tracking_error", "max_rolling_te", "max_ex_ante_te",
-                    "decoupling", "harvested_losses"),
+                    "decoupling", "relative_decoupling", "harvested_losses"),
             FORM_8949_ROWS, *select("guardrail_relaxed"))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # one per TE limit on the plot
 

@@ -100,6 +100,8 @@ MEASURES: dict[str, Measure] = _registry(
     Measure("te_above_limit", "steps above the TE limit", "above", "fraction", ".1%",
             worst=True),
     Measure("decoupling", "decoupling", "decoupl.", "fraction", ".2%", worst=True),
+    Measure("relative_decoupling", "decoupling, relative (growth against the benchmark)",
+            "rel. dec.", "fraction", ".2%", worst=True),
     Measure("embedded_gain", "embedded gain", "embedded", "fraction", ".1%"),
     Measure("turnover", "turnover (one-sided)", "turnover", "fraction", ".1%", "/yr"),
     Measure("n_trades", "trades", "trades", "count", ","),
@@ -128,13 +130,14 @@ def keys(measures: Iterable[Measure]) -> tuple[str, ...]:
 BACKTEST_JSON = select(  # the headline of ``taxharvest backtest --json``
     "tax_alpha", "active_return", "after_tax_excess_liquidated", "harvest_yield",
     "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "bias_statistic",
-    "bias_statistic_robust", "bias_statistic_calm", "decoupling", "embedded_gain", "turnover",
-    "n_trades", "wash_sale_disallowed", "guardrail_interventions", "guardrail_relaxed",
+    "bias_statistic_robust", "bias_statistic_calm", "decoupling", "relative_decoupling",
+    "embedded_gain", "turnover", "n_trades", "wash_sale_disallowed", "guardrail_interventions", "guardrail_relaxed",
     "harvest_withheld", "te_budget_share", "years", "runtime_s")
 BACKTEST_SUMMARY = select(  # the terminal table of ``taxharvest backtest`` (then its pairs)
     "tax_alpha", "after_tax_excess_liquidated", "after_tax_excess_step_up", "active_return",
     "harvested_losses", "harvest_yield", "tracking_error", "max_rolling_te", "max_ex_ante_te",
-    "bias_statistic", "te_above_limit", "decoupling", "embedded_gain", "turnover")
+    "bias_statistic", "te_above_limit", "decoupling", "relative_decoupling", "embedded_gain",
+    "turnover")
 REPORT = select(  # the measures table of the HTML report
     "tax_alpha", "after_tax_excess_liquidated", "active_return", "harvest_yield",
     "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "decoupling",
@@ -154,8 +157,8 @@ BREAKEVEN = select(  # per path and account size of ``taxharvest breakeven``
     "after_tax_excess_liquidated_net_of_fee", "tax_savings", "harvested_losses",
     "max_ex_ante_te")
 STRESS = select(  # a stress row per scenario, path, policy and guardrail mode
-    "max_ex_ante_te", "max_rolling_te", "decoupling", "harvested_losses", "tax_alpha",
-    "guardrail_interventions", "guardrail_relaxed")
+    "max_ex_ante_te", "max_rolling_te", "decoupling", "relative_decoupling",
+    "harvested_losses", "tax_alpha", "guardrail_interventions", "guardrail_relaxed")
 SHADOW = select(  # per policy of a historical shadow
     "tax_alpha", "tracking_error", "max_ex_ante_te", "max_rolling_te", "harvested_losses",
     "decoupling", "n_trades", "guardrail_interventions")

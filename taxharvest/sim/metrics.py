@@ -255,6 +255,7 @@ def compute_metrics(trajectory: Trajectory, *, year_tax: YearTax, te_limit: floa
         "bias_statistic_calm": bias_statistic(z[~crash_steps(t)]),
         "te_above_limit": float((t.ex_ante_te[1:] > te_limit).mean()),
         "decoupling": float(np.abs(relative).max()),
+        "relative_decoupling": float(np.abs(ours / bench - 1.0).max()),
         "embedded_gain": t.unrealized_gain / float(t.portfolio[-1]),
         "turnover": float(t.sold.sum()) / years / mean_value,
         "n_trades": int(t.n_trades.sum()),
