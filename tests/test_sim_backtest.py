@@ -71,6 +71,32 @@ def test_a_book_that_never_harvests_tracks_its_benchmark_through_dividends(guard
     assert m["tracking_error"] < 2e-4 and m["decoupling"] < 5e-4
 
 
+def test_the_days_close_every_step_on_its_values_and_carry_its_flows():
+    """The daily record the realized TE reads: one close per trading day from the start,
+    the step's own values on its last day, every flow on the day it was paid, and a hold book
+    with dividends and flows earning its benchmark's return each day but the dividends'."""
+    market = SyntheticMarket(n_assets=40, years=2.0, seed=5, dividends=True).generate()
+    env = DirectIndexEnv(market=market, random_start=False, episode_years=1.0, n_assets=40,
+                         cash_flows=[CashFlow(amount=5e4, period="month"),
+                                     CashFlow(fraction=-0.02, period="quarter")])
+    with quiet_guardrail():
+        result = run_backtest(make_policy("threshold:0.05", "mfj-800k"), env, seed=0)
+    t, raw = result.trajectory, env.unwrapped
+    d = t.daily
+    assert np.array_equal(d.dates, market.dates[raw.start:raw.end + 1])
+    ends = np.searchsorted(d.dates, t.dates)
+    assert np.array_equal(d.portfolio[ends], t.portfolio)
+    assert np.array_equal(d.benchmark[ends], t.benchmark)
+    assert d.cash_flow.sum() == pytest.approx(t.cash_flow.sum()) and (d.cash_flow > 0).any()
+    assert np.count_nonzero(d.cash_flow) == np.count_nonzero(t.cash_flow)
+    assert np.isfinite(d.portfolio).all() and (d.portfolio > 0).all()
+    assert result.metrics["tracking_error"] == pytest.approx(
+        np.std(d.active_returns(), ddof=1) * np.sqrt(252))
+    with quiet_guardrail():
+        held = run_backtest(make_policy("hold", "mfj-800k"), env, seed=0).trajectory.daily
+    assert np.abs(held.active_returns()).max() < 2e-3  # a dividend's cash until invested
+
+
 def test_a_legacy_books_benchmark_starts_with_the_same_basis():
     """Lots bought at 80 and worth less: the benchmark account replacing them carries their
     basis, so the liquidation taxes no embedded gain (or loss) on one side only."""

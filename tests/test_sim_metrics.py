@@ -12,10 +12,12 @@ from taxharvest.envs.direct_index import DirectIndexEnv
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.metrics import (
     MIN_TESTED_TE,
+    Daily,
     Trajectory,
     compute_metrics,
     crash_steps,
     rolling_te,
+    rolling_windows,
     standardized_active_returns,
     tax_alpha,
     yearly_measures,
@@ -283,3 +285,53 @@ def test_max_ex_ante_te_is_over_the_decided_books():
     m = compute_metrics(t, year_tax=lambda s, lo, c: 0.0, te_limit=0.02)
     assert m["te_above_limit"] == 0.0
     assert m["max_ex_ante_te"] == pytest.approx(0.018)
+
+
+def daily_run(active_days: np.ndarray, step_days: int = 5) -> Trajectory:
+    """A benchmark flat at $1M and a book earning ``active_days`` each trading day (weekdays
+    from 2024-01-01), decided every ``step_days`` days."""
+    dates = np.busday_offset("2024-01-01", np.arange(len(active_days) + 1), roll="forward")
+    bench = np.full(len(dates), 1e6)
+    book = 1e6 * np.concatenate([[1.0], np.cumprod(1.0 + active_days)])
+    flows = np.zeros(len(dates))
+    steps = np.arange(0, len(dates), step_days)
+    return replace(trajectory(book[steps], bench[steps], days=(dates[steps] - dates[0]).astype(int),
+                              step_days=step_days),
+                   daily=Daily(dates, book, bench, flows))
+
+
+def test_realized_te_reads_every_day_whatever_the_cadence():
+    """Within each week the book gains 1% and gives it back: every weekly step reads no
+    active return, DOMAIN's daily TE reads the swings. The 63-day maximum is over every
+    day's window, and the per-step series is the window ending with each step."""
+    swing = np.tile([0.01, -0.01 / 1.01, 0.0, 0.0, 0.0], 60)  # back to even each week
+    swing[150:155] = [0.03, -0.03 / 1.03, 0.0, 0.0, 0.0]  # one rougher week
+    t = daily_run(swing)
+    m = compute_metrics(t, year_tax=FLAT, te_limit=0.01)
+    daily_active = t.daily.active_returns()
+    assert np.abs(t.active_returns()).max() < 1e-12
+    assert m["tracking_error"] == pytest.approx(np.std(daily_active, ddof=1) * np.sqrt(252))
+    windows = np.lib.stride_tricks.sliding_window_view(daily_active, 63)
+    every = windows.std(axis=1, ddof=1) * np.sqrt(252)
+    assert m["max_rolling_te"] == pytest.approx(every.max())
+    te, first, last = rolling_windows(t)
+    assert len(te) == len(daily_active) - 62 and last[0] == t.daily.dates[63]
+    assert first[0] == t.daily.dates[1]
+    per_step = rolling_te(t)
+    assert np.isnan(per_step[:13]).all()  # the first step with 63 days behind it: day 65
+    at = np.searchsorted(t.daily.dates, t.dates[13])
+    assert per_step[13] == pytest.approx(every[at - 63])
+    stepwise = replace(t, daily=None)  # the steps alone see nothing
+    assert compute_metrics(stepwise, year_tax=FLAT, te_limit=0.01)["tracking_error"] < 1e-10
+    assert yearly_measures(t)["2024"]["te"] == pytest.approx(m["tracking_error"], rel=0.05)
+
+
+def test_decoupling_reads_the_largest_gap_of_any_day():
+    """A book 2% ahead for one day inside a week, even again by the week's close."""
+    active = np.zeros(50)
+    active[21], active[22] = 0.02, -0.02 / 1.02
+    t = daily_run(active)
+    m = compute_metrics(t, year_tax=FLAT, te_limit=0.01)
+    assert m["decoupling"] == pytest.approx(0.02) and m["relative_decoupling"] == pytest.approx(0.02)
+    assert compute_metrics(replace(t, daily=None), year_tax=FLAT,
+                           te_limit=0.01)["decoupling"] < 1e-12

@@ -111,6 +111,13 @@ class Broker:
         """The account's value (securities at their last price plus cash)."""
         return self._value
 
+    def marked_value(self) -> float:
+        """The account's value at today's prices without a refresh (what a day between
+        decisions reads): each security's shares at its last price, plus cash."""
+        positions = self.ledger.shares.sum(axis=1)
+        held = positions > 0
+        return float(positions[held] @ self.last_price[held]) + self.ledger.cash
+
     def refresh(self) -> None:
         """Recompute the lot features and weights after a price or ledger change."""
         lots = self.ledger

@@ -15,7 +15,13 @@ from taxharvest.market.loader import corporate_action_records
 from taxharvest.market.universe import MarketData
 from taxharvest.sim import account
 from taxharvest.sim.measures import BACKTEST_JSON, keys
-from taxharvest.sim.metrics import Trajectory, compute_metrics, rolling_te, yearly_measures
+from taxharvest.sim.metrics import (
+    Daily,
+    Trajectory,
+    compute_metrics,
+    rolling_te,
+    yearly_measures,
+)
 from taxharvest.tax.law import tax_for_year
 from taxharvest.tax.reporting import form_8949
 
@@ -206,6 +212,7 @@ def _trajectory(raw, infos: list[dict], bench_weights: np.ndarray) -> Trajectory
         dates=dates,
         sold=sold,
         step_days=raw.step_days,
+        daily=Daily(**raw.daily()),
         **account.end_state(raw, int(dates[-1].astype(np.int64))),
         benchmark_basis=basis,
         **series,

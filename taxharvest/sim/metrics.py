@@ -4,11 +4,13 @@ Inputs are per-step series, one entry per decision (the reset state first), and 
 end-of-run figures a series cannot carry (see :class:`Trajectory`). Conventions:
 
 - ``years`` is calendar time between the first and last date / 365.25.
-- Realized tracking error uses the per-step active returns
-  ``P_t / P_{t-1} - B_t / B_{t-1}`` annualized with ``sqrt(252 / step_days)`` (weekly steps:
-  ``sqrt(50.4)``); the rolling figure uses ``round(63 / step_days)`` steps (13 weekly
-  steps stand for 63 trading days). The environment reports values only at decisions, so
-  with weekly steps the daily figure of DOMAIN §4 is estimated from weekly returns.
+- Realized tracking error uses the daily active returns ``P_d / P_{d-1} - B_d / B_{d-1}``
+  annualized with ``sqrt(252)``, whatever the decision cadence (DOMAIN §4); the rolling
+  figure at a step reads the 63 trading days up to its end, and the decoupling every day's
+  close. A trajectory without its days (:class:`Daily`) reads its steps instead,
+  annualized with ``sqrt(252 / step_days)``, the rolling figure over ``round(63 /
+  step_days)`` steps: weekly returns read the real decade's books 5-20% below their daily
+  figure (their days' active returns are slightly autocorrelated).
 - The bias statistic (the Barra bias test) checks the ex-ante TE against those same active
   returns: each step's active return over the ex-ante TE of the book held through it,
   scaled to the step (``z_t = a_t / (TE_t sqrt(step_days / 252))``), then the standard
@@ -52,6 +54,34 @@ YearTax = Callable[[float, float, tuple[float, float]], float]
 
 
 @dataclass(frozen=True)
+class Daily:
+    """Every trading day's close of a run, the reset day first (``(D + 1,)`` each): ``dates``
+    (datetime64[D]), the account's value (``portfolio``), the benchmark's (``benchmark``) and
+    the day's deposits and withdrawals paid into both (``cash_flow``)."""
+
+    dates: np.ndarray
+    portfolio: np.ndarray
+    benchmark: np.ndarray
+    cash_flow: np.ndarray
+
+    def active_returns(self) -> np.ndarray:
+        """``(D,)`` each day's portfolio minus benchmark return (time-weighted)."""
+        return (_growth(self.portfolio, self.cash_flow)
+                - _growth(self.benchmark, self.cash_flow))
+
+
+def _growth(values: np.ndarray, flows: np.ndarray | None) -> np.ndarray:
+    """Time-weighted growth per period of a value series, its flows taken out."""
+    flows = np.zeros(len(values)) if flows is None else flows
+    return (values[1:] - flows[1:]) / values[:-1]
+
+
+def _index(values: np.ndarray, flows: np.ndarray | None) -> np.ndarray:
+    """Time-weighted index of a value series, 1 at the start."""
+    return np.concatenate([[1.0], np.cumprod(_growth(values, flows))])
+
+
+@dataclass(frozen=True)
 class Trajectory:
     """One run as the measures see it.
 
@@ -77,6 +107,9 @@ class Trajectory:
         cash_flow: ``(T + 1,)`` deposits (+) and withdrawals (-) during each step, paid into
             the account and the benchmark alike (zeros without flows). Returns are
             time-weighted: each step's growth excludes its flow.
+        daily: the run's trading days (:class:`Daily`), which the realized TE, its rolling
+            figure and the decoupling read (DOMAIN §4); without them (a run that recorded
+            only its steps) they read the steps.
     """
 
     dates: np.ndarray
@@ -98,6 +131,7 @@ class Trajectory:
     carry_with: tuple[float, float] = (0.0, 0.0)
     benchmark_basis: float | None = None
     cash_flow: np.ndarray | None = None
+    daily: Daily | None = None
 
     @property
     def years(self) -> float:
@@ -109,16 +143,29 @@ class Trajectory:
 
     def growth(self, values: np.ndarray) -> np.ndarray:
         """``(T,)`` time-weighted growth per step of a value series (its flows taken out)."""
-        flows = np.zeros(len(values)) if self.cash_flow is None else self.cash_flow
-        return (values[1:] - flows[1:]) / values[:-1]
+        return _growth(values, self.cash_flow)
 
     def index(self, values: np.ndarray) -> np.ndarray:
         """``(T + 1,)`` time-weighted index of a value series, 1 at the start."""
-        return np.concatenate([[1.0], np.cumprod(self.growth(values))])
+        return _index(values, self.cash_flow)
 
     def active_returns(self) -> np.ndarray:
         """``(T,)`` per-step portfolio minus benchmark return (time-weighted)."""
         return self.growth(self.portfolio) - self.growth(self.benchmark)
+
+    def realized(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """What realized TE reads: the active returns (daily, else per step), the date each
+        ends on and how many there are a year."""
+        if self.daily is None:
+            return self.active_returns(), self.dates[1:], self.steps_per_year
+        return self.daily.active_returns(), self.daily.dates[1:], float(TRADING_DAYS)
+
+    def indexes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The portfolio's and the benchmark's time-weighted indexes, daily where recorded."""
+        if self.daily is None:
+            return self.index(self.portfolio), self.index(self.benchmark)
+        d = self.daily
+        return _index(d.portfolio, d.cash_flow), _index(d.benchmark, d.cash_flow)
 
 
 def annualized(growth: float, years: float) -> float:
@@ -136,14 +183,27 @@ def realized_te(active: np.ndarray, steps_per_year: float) -> float:
     return float(np.std(active, ddof=1) * np.sqrt(steps_per_year)) if len(active) > 1 else 0.0
 
 
+def rolling_windows(trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Realized TE over every window of 63 trading days (of ``round(63 / step_days)`` steps
+    without daily values): the figures and the first and last date of each window's returns."""
+    active, dates, per_year = trajectory.realized()
+    window = ROLLING_DAYS if trajectory.daily is not None else max(
+        2, round(ROLLING_DAYS / trajectory.step_days))
+    if len(active) < window:
+        return np.empty(0), dates[:0], dates[:0]
+    windows = np.lib.stride_tricks.sliding_window_view(active, window)
+    return (windows.std(axis=1, ddof=1) * np.sqrt(per_year), dates[:len(dates) - window + 1],
+            dates[window - 1:])
+
+
 def rolling_te(trajectory: Trajectory) -> np.ndarray:
-    """``(T + 1,)`` realized TE over the last 63 trading days at each step (NaN until full)."""
-    window = max(2, round(ROLLING_DAYS / trajectory.step_days))
-    active = trajectory.active_returns()
+    """``(T + 1,)`` the realized TE of the window ending with each step (NaN until full)."""
+    te, _, last = rolling_windows(trajectory)
     out = np.full(len(trajectory.dates), np.nan)
-    if len(active) >= window:
-        windows = np.lib.stride_tricks.sliding_window_view(active, window)
-        out[window:] = windows.std(axis=1, ddof=1) * np.sqrt(trajectory.steps_per_year)
+    at = np.searchsorted(last, trajectory.dates)
+    found = at < len(last)
+    found[found] = last[at[found]] == trajectory.dates[found]
+    out[found] = te[at[found]]
     return out
 
 
@@ -225,9 +285,10 @@ def compute_metrics(trajectory: Trajectory, *, year_tax: YearTax, te_limit: floa
     mean_value = float(t.portfolio.mean())
     alpha = tax_alpha(t.benchmark[-1], t.savings[-1], years)
     status = np.asarray(t.guardrail_status)
-    te = realized_te(t.active_returns(), t.steps_per_year)
-    rolling = rolling_te(t)
-    ours, bench = t.index(t.portfolio), t.index(t.benchmark)
+    active, _, per_year = t.realized()
+    te = realized_te(active, per_year)
+    rolling = rolling_windows(t)[0]
+    ours, bench = t.indexes()
     relative = ours - bench
     liquidated = liquidated_excess(t, year_tax)
     z = standardized_active_returns(t)
@@ -245,7 +306,7 @@ def compute_metrics(trajectory: Trajectory, *, year_tax: YearTax, te_limit: floa
         "tax_savings": float(t.tax_savings.sum()),
         "tracking_error": te,
         # a run shorter than the window has no rolling figure: its whole-run TE stands in
-        "max_rolling_te": float(np.nanmax(rolling)) if np.isfinite(rolling).any() else te,
+        "max_rolling_te": float(rolling.max()) if len(rolling) else te,
         # the decided books only (as te_above_limit): the reset book (a legacy transfer) is
         # no decision
         "max_ex_ante_te": float(t.ex_ante_te[1:].max()) if len(t.ex_ante_te) > 1
@@ -267,15 +328,21 @@ def compute_metrics(trajectory: Trajectory, *, year_tax: YearTax, te_limit: floa
 
 
 def yearly_measures(trajectory: Trajectory) -> dict[str, dict[str, float]]:
-    """Per calendar year of the step's date: harvested losses, dollars sold, realized TE."""
+    """Per calendar year of the step's date: harvested losses, dollars sold, realized TE (of
+    the year's days, or steps)."""
     t = trajectory
-    years = t.dates[1:].astype("datetime64[Y]").astype(int) + 1970
-    active = t.active_returns()
+    years = _year(t.dates[1:])
+    active, dates, per_year = t.realized()
+    active_years = _year(dates)
     return {
         str(year): {
             "harvested_losses": float(t.harvested_losses[1:][years == year].sum()),
             "sold": float(t.sold[1:][years == year].sum()),
-            "te": realized_te(active[years == year], t.steps_per_year),
+            "te": realized_te(active[active_years == year], per_year),
         }
         for year in np.unique(years)
     }
+
+
+def _year(dates: np.ndarray) -> np.ndarray:
+    return dates.astype("datetime64[Y]").astype(int) + 1970

@@ -38,7 +38,7 @@ from taxharvest.sim import account
 from taxharvest.sim.backtest import run_backtest
 from taxharvest.sim.measures import MEASURES as REGISTRY
 from taxharvest.sim.measures import STRESS, keys
-from taxharvest.sim.metrics import ROLLING_DAYS
+from taxharvest.sim.metrics import rolling_windows
 from taxharvest.sim.parallel import run_tasks
 from taxharvest.sim.quiet import quiet_guardrail
 from taxharvest.sim.steplog import StepLog
@@ -136,18 +136,14 @@ def run_stress_task(task: StressTask) -> dict:
     with quiet_guardrail():
         result = run_backtest(policy, log, seed=task.seed, options=options)
     series = result.series
-    dates = np.array(series["dates"], "datetime64[D]")
-    rolling = np.array([np.nan if v is None else v for v in series["rolling_te"]], float)
-    last = np.searchsorted(dates, np.datetime64(window[1]), side="right") - 1
-    overlap = np.arange(len(dates)) <= last + round(ROLLING_DAYS / CADENCE_DAYS[task.cadence])
-    inside = (dates >= np.datetime64(window[0])) & overlap
+    rolling, first, last = rolling_windows(result.trajectory)
+    inside = (last >= np.datetime64(window[0])) & (first <= np.datetime64(window[1]))
     peak = int(np.argmax(series["ex_ante_te"]))
     return {
         "scenario": task.scenario, "path": task.path, "seed": task.seed,
         "policy": policy.name, "role": task.role, "guardrail": task.guardrail,
         **{key: result.metrics[key] for key in MEASURES},
-        "max_rolling_te_in_window": (float(np.nanmax(rolling[inside]))
-                                     if np.isfinite(rolling[inside]).any() else None),
+        "max_rolling_te_in_window": float(rolling[inside].max()) if inside.any() else None,
         "proxied_at_peak": log.probes[peak],
         "peak_date": series["dates"][peak],
         "window": list(window),
