@@ -98,6 +98,12 @@ def attribute(recorder: Recorder, trajectory) -> dict[str, np.ndarray]:
     return parts
 
 
+def cell(steps: np.ndarray, per_year: float) -> str:
+    """A part's mean per step in %/yr and its t statistic."""
+    tstat = steps.mean() / (steps.std(ddof=1) / np.sqrt(len(steps)))
+    return f"{steps.mean() * per_year:+8.2%} ({tstat:+.1f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="optimizer")
@@ -125,15 +131,9 @@ def main() -> None:
             result = run_backtest(recorder, env, seed=path.seed, options=options)
         t = result.trajectory
         parts = attribute(recorder, t)
-        per_year = t.steps_per_year
-
-        def cell(x: np.ndarray) -> str:
-            tstat = x.mean() / (x.std(ddof=1) / np.sqrt(len(x)))
-            return f"{x.mean() * per_year:+8.2%} ({tstat:+.1f})"
-
         m = result.metrics
-        print(f"{path.label:14s} {cell(parts['measured']):>14s} "
-              + " ".join(f"{cell(parts[p]):>14s}" for p in PARTS)
+        print(f"{path.label:14s} {cell(parts['measured'], t.steps_per_year):>14s} "
+              + " ".join(f"{cell(parts[p], t.steps_per_year):>14s}" for p in PARTS)
               + f" {parts['active beta'].mean():+9.4f} {m['decoupling']:8.2%} "
                 f"{m['relative_decoupling']:8.2%} {m['tax_alpha']:7.2%}")
     print(f"(betas from the whole episode's daily returns, {TRADING_DAYS} days a year)")
