@@ -315,9 +315,9 @@ class DirectIndexEnv(gym.Env):
         self._accrued_key: tuple | None = None
         self._accrued = 0.0
         self.bench_peak = self._bench_value()
-        # each row's close from the start: the account, the benchmark and the day's flow
-        self._days = np.zeros((self.end - start + 1, 3))
-        self._days[0, :2] = self.broker.value, self._bench_value()
+        # each row's close from the start: the account, the benchmark, the day's flow, cash
+        self._days = np.zeros((self.end - start + 1, 4))
+        self._days[0] = self.broker.value, self._bench_value(), 0.0, self.ledger.cash
         self.ex_ante_te = self.decision_te = self.start_te = self._te(self.broker.weights)
         self._wealth_ratio = self._reward_ratio()
         observation = self._observation()
@@ -360,7 +360,8 @@ class DirectIndexEnv(gym.Env):
             tax_savings += self._close_year_if_new(int(self.world.days[self.t]))
             self.risk_model.update(self.world.returns[self.t])
             self._risk = None
-            self._days[self.t - self.start, :2] = broker.marked_value(), self._bench_value()
+            self._days[self.t - self.start, [0, 1, 3]] = (broker.marked_value(),
+                                                         self._bench_value(), self.ledger.cash)
         # the step's scheduled flows are paid on its last row, as the firm blotter pays them:
         # each step's growth (benchmark and account) then excludes them exactly
         flowed, sales = self._cash_flow(self._flow_amounts[first:last + 1].sum(),
@@ -370,7 +371,7 @@ class DirectIndexEnv(gym.Env):
         if terminated:
             tax_savings += self._settle_year()
         broker.refresh()
-        self._days[self.t - self.start] = broker.value, self._bench_value(), flowed
+        self._days[self.t - self.start] = broker.value, self._bench_value(), flowed, self.ledger.cash
         self.ex_ante_te = self._te(broker.weights)
         ratio = self._reward_ratio()
         reward = 100.0 * (ratio - self._wealth_ratio) - self.te_penalty * (
@@ -629,13 +630,14 @@ class DirectIndexEnv(gym.Env):
 
     def daily(self) -> dict[str, np.ndarray]:
         """Every trading day's close from the reset to now: ``dates``, the account's value
-        (``portfolio``), the benchmark's (``benchmark``) and the day's deposits (+) and
-        withdrawals (-) paid into both (``cash_flow``), each ``(days + 1,)``. The realized TE
-        of DOMAIN §4 is read from these daily values, whatever the decision cadence."""
+        (``portfolio``), the benchmark's (``benchmark``), the day's deposits (+) and
+        withdrawals (-) paid into both (``cash_flow``) and the account's cash (``cash``: a
+        dividend's waits for the next decision), each ``(days + 1,)``. The realized TE of
+        DOMAIN §4 is read from these daily values, whatever the decision cadence."""
         rows = self.t - self.start + 1
         values = self._days[:rows]
         return {"dates": self.market.dates[self.start:self.t + 1], "portfolio": values[:, 0],
-                "benchmark": values[:, 1], "cash_flow": values[:, 2]}
+                "benchmark": values[:, 1], "cash_flow": values[:, 2], "cash": values[:, 3]}
 
     def _bench_value(self) -> float:
         return self.bench_units * self.benchmark.value(self.t)

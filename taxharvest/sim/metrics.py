@@ -56,13 +56,15 @@ YearTax = Callable[[float, float, tuple[float, float]], float]
 @dataclass(frozen=True)
 class Daily:
     """Every trading day's close of a run, the reset day first (``(D + 1,)`` each): ``dates``
-    (datetime64[D]), the account's value (``portfolio``), the benchmark's (``benchmark``) and
-    the day's deposits and withdrawals paid into both (``cash_flow``)."""
+    (datetime64[D]), the account's value (``portfolio``), the benchmark's (``benchmark``),
+    the day's deposits and withdrawals paid into both (``cash_flow``) and the account's cash
+    (``cash``, when recorded)."""
 
     dates: np.ndarray
     portfolio: np.ndarray
     benchmark: np.ndarray
     cash_flow: np.ndarray
+    cash: np.ndarray | None = None
 
     def active_returns(self) -> np.ndarray:
         """``(D,)`` each day's portfolio minus benchmark return (time-weighted)."""
