@@ -7,8 +7,8 @@ on Form 8949 every gain it realized, and its days close every step on the step's
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
