@@ -154,6 +154,8 @@ def test_the_firm_trading_as_the_agent_did_agrees_everywhere(market, tmp_path):
     for key in ("tax_alpha", "tracking_error", "harvested_losses", "n_trades",
                 "tax_savings_total", "max_te_held"):
         assert firm[key] == pytest.approx(policy[key]), key
+    for key in ("tracking_error", "max_rolling_te", "decoupling"):  # the firm's own days
+        assert history.runs["baseline"][key] == pytest.approx(history.runs["policy"][key]), key
     assert policy["tax_savings_total"] == pytest.approx(
         history.runs["policy"]["yearly"]["2025"]["tax_savings"]
         + history.runs["policy"]["yearly"].get("2026", {}).get("tax_savings", 0.0))
@@ -188,6 +190,10 @@ def test_hold_beside_an_empty_blotter_agrees_and_both_books_take_the_deposits(ma
     gained = (flows["runs"]["baseline"]["series"]["portfolio"][-1]
               - doc["runs"]["baseline"]["series"]["portfolio"][-1])
     assert gained == pytest.approx(deposits)  # cash, held as it came
+    # the firm's realized TE is read from its own days: the deposits it holds as cash
+    runs = flows["runs"]
+    assert runs["baseline"]["tracking_error"] > runs["policy"]["tracking_error"]
+    assert runs["baseline"]["decoupling"] > runs["policy"]["decoupling"]
 
 
 def test_the_baseline_is_a_policy_or_a_blotter_and_a_blotter_is_historical(market, tmp_path):

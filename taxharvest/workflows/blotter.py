@@ -282,6 +282,7 @@ class FirmBook:
         self.sold: dict[int, int] = {}  # sales-log row -> blotter line
         # per day replayed, the sales before it: a trade washes only sales of its last 30 days
         self._days, self._sales_before = [int(self.world.days[self.row])], [self.ledger.n_sales]
+        self._closes: dict[int, float] = {}  # row -> the account's value at its close
 
     @property
     def ledger(self) -> Ledger:
@@ -311,7 +312,13 @@ class FirmBook:
                 record, wash = self._trade(trade)
                 trades.append(record)
                 washes += wash
+            self._closes[self.row] = self.broker.marked_value()
         return trades, washes, settled
+
+    def closes(self, first: int, last: int) -> np.ndarray:
+        """The account's value at the close of rows ``first`` to ``last`` (each step's last
+        after its flow), for the daily measures."""
+        return np.array([self._closes[row] for row in range(first, last + 1)])
 
     def _trade(self, trade: BlotterTrade) -> tuple[dict, list[dict]]:
         ledger, name = self.ledger, self.names[trade.ticker]
@@ -390,6 +397,7 @@ class FirmBook:
             saving = self.clock.finish(self.ledger)
             self.savings_units += saving / env.bench_path[env.t]
         self.broker.refresh()
+        self._closes[self.row] = self.broker.value
         active = self.broker.weights - env.holdings()["benchmark_weights"]
         return {"value": self.broker.value, "te": env.risk.tracking_error(active),
                 "savings": self.savings_units * env.bench_path[env.t], "settled": saving}
@@ -531,8 +539,11 @@ class BlotterShadow:
         disallowed = np.bincount(step, weights=sales["wash_sale_disallowed"],
                                  minlength=len(dates))[:len(dates)]
         portfolio = series("value")
+        days = agent.trajectory.daily
+        first = firm.row - len(days.dates) + 1
         trajectory = replace(
             agent.trajectory, portfolio=portfolio, savings=series("savings"),
+            daily=replace(days, portfolio=firm.closes(first, firm.row), cash=None),
             ex_ante_te=series("te"), tax_savings=series("settled"),
             harvested_losses=harvested, sold=sold, wash_sale_disallowed=disallowed,
             n_trades=np.array([len(p["trades"]) for p in probes]),
