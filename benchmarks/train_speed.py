@@ -11,7 +11,9 @@ with the project's hyperparameters, one torch thread. Measured in the same run:
 (b) ``binary`` on the rules core in the learner's process: the heuristic pipeline the first
     models trained on (its cards said 193 steps/s);
 (c) the environment of (a) alone under random preference actions, no learner: the ceiling
-    the program leaves.
+    the program leaves;
+(d) (a) with 4 and 8 worker processes on the same two cores, the rollout kept at 512 steps
+    (``n_steps`` 128 and 64 per environment; ``train --envs N`` keeps 256 per environment).
 
 Each figure is steps over the wall time of ``model.learn`` (rollouts and updates), after a
 short warm-up run that loads the numba cache; the ratio to (b) and to the issue's target of
@@ -46,6 +48,7 @@ from taxharvest.workflows.train import (
 
 TARGET = 1_000.0  # steps/s while learning (64 names, weekly, guardrail on)
 WARM_STEPS = 8  # untimed steps of each new vector environment (loads its workers' code)
+MORE_ENVS = (4, 8)  # worker processes beside the default two, on the same cores
 
 
 def config(action: str, decision: str) -> dict:
@@ -54,10 +57,11 @@ def config(action: str, decision: str) -> dict:
 
 
 def learning(action: str, decision: str, steps: int, seed: int,
-             vec_env: str = "subproc") -> tuple[float, float]:
+             vec_env: str = "subproc", n_envs: int = 2) -> tuple[float, float]:
     """Steps/s of ``model.learn(steps)`` and the share of it spent waiting for the
-    environments' step."""
-    venv = VEC_ENVS[vec_env]([partial(_worker_env, config(action, decision))] * 2)
+    environments' step; ``n_envs`` environments share the default's rollout of
+    ``2 * n_steps`` steps."""
+    venv = VEC_ENVS[vec_env]([partial(_worker_env, config(action, decision))] * n_envs)
     venv.reset()  # a new worker loads the numba cache on its first steps: untimed
     for _ in range(WARM_STEPS):
         venv.step(np.stack([venv.action_space.sample() for _ in range(venv.num_envs)]))
@@ -74,9 +78,11 @@ def learning(action: str, decision: str, steps: int, seed: int,
     venv.step_wait = timed_step_wait
     normalizer = VecNormalize(VecMonitor(Float32Rewards(venv)), norm_obs_keys=["portfolio"],
                               norm_reward=True, gamma=PPO_HYPERPARAMETERS["gamma"])
+    rollout = 2 * PPO_HYPERPARAMETERS["n_steps"]
     model = PPO(PerAssetPolicy, normalizer, seed=seed, device="cpu", verbose=0,
                 policy_kwargs=POLICY_KWARGS[action],
-                **{**PPO_HYPERPARAMETERS, "learning_rate": LEARNING_RATE[action]})
+                **{**PPO_HYPERPARAMETERS, "learning_rate": LEARNING_RATE[action],
+                   "n_steps": rollout // n_envs})
     began = time.perf_counter()
     model.learn(steps)
     wall = time.perf_counter() - began
@@ -107,6 +113,8 @@ def main() -> None:
         ours, env_share = learning("preference", "optimizer", args.steps, args.seed)
         in_process, in_share = learning("preference", "optimizer", args.steps, args.seed, "dummy")
         rules, _ = learning("binary", "rules", args.steps, args.seed, "dummy")
+        wider = {n: learning("preference", "optimizer", args.steps, args.seed, n_envs=n)[0]
+                 for n in MORE_ENVS}
         alone = stepping_only(args.steps, args.seed)
     print(f"64 stocks, weekly, guardrail on, {args.steps:,} steps per measurement")
     print(f"(a) preference, optimizer core, learning: {ours:7.1f} steps/s "
@@ -114,6 +122,9 @@ def main() -> None:
     print(f"    the same, environments in process:    {in_process:7.1f} steps/s "
           f"({in_share:.0%} of it in the environments)")
     print(f"(b) binary, rules core, learning:         {rules:7.1f} steps/s (in process)")
+    for n, figure in wider.items():
+        print(f"    (a) with {n} environments (same rollout): {figure:7.1f} steps/s "
+              f"({figure / ours:.2f}x two: the learner's step serves {n})")
     print(f"(c) (a)'s environment alone:              {alone:7.1f} steps/s")
     print(f"ratio (a)/(b): {ours / rules:.2f}x; (a) against the {TARGET:,.0f} steps/s target: "
           f"{ours / TARGET:.2f}x ({'met' if ours >= TARGET else 'missed'})")
