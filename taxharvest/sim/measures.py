@@ -131,8 +131,8 @@ BACKTEST_JSON = select(  # the headline of ``taxharvest backtest --json``
     "tax_alpha", "active_return", "after_tax_excess_liquidated", "harvest_yield",
     "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "bias_statistic",
     "bias_statistic_robust", "bias_statistic_calm", "decoupling", "relative_decoupling",
-    "embedded_gain", "turnover", "n_trades", "wash_sale_disallowed", "guardrail_interventions", "guardrail_relaxed",
-    "harvest_withheld", "te_budget_share", "years", "runtime_s")
+    "embedded_gain", "turnover", "n_trades", "wash_sale_disallowed", "guardrail_interventions",
+    "guardrail_relaxed", "harvest_withheld", "te_budget_share", "years", "runtime_s")
 BACKTEST_SUMMARY = select(  # the terminal table of ``taxharvest backtest`` (then its pairs)
     "tax_alpha", "after_tax_excess_liquidated", "after_tax_excess_step_up", "active_return",
     "harvested_losses", "harvest_yield", "tracking_error", "max_rolling_te", "max_ex_ante_te",

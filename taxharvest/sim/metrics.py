@@ -9,8 +9,8 @@ end-of-run figures a series cannot carry (see :class:`Trajectory`). Conventions:
   figure at a step reads the 63 trading days up to its end, and the decoupling every day's
   close. A trajectory without its days (:class:`Daily`) reads its steps instead,
   annualized with ``sqrt(252 / step_days)``, the rolling figure over ``round(63 /
-  step_days)`` steps: weekly returns read the real decade's books 5-20% below their daily
-  figure (their days' active returns are slightly autocorrelated).
+  step_days)`` steps (13 weekly returns a window: a noisy estimate, whose maximum over a
+  run reads high; the real decade's books read their whole-run TE 0-10% lower weekly).
 - The bias statistic (the Barra bias test) checks the ex-ante TE against those same active
   returns: each step's active return over the ex-ante TE of the book held through it,
   scaled to the step (``z_t = a_t / (TE_t sqrt(step_days / 252))``), then the standard
