@@ -324,6 +324,11 @@ def test_realized_te_reads_every_day_whatever_the_cadence():
     stepwise = replace(t, daily=None)  # the steps alone see nothing
     assert compute_metrics(stepwise, year_tax=FLAT, te_limit=0.01)["tracking_error"] < 1e-10
     assert yearly_measures(t)["2024"]["te"] == pytest.approx(m["tracking_error"], rel=0.05)
+    # forecast at 1%, the days test it at their horizon: the steps see no active return
+    forecast = replace(t, ex_ante_te=np.full(len(t.dates), 0.01))
+    m = compute_metrics(forecast, year_tax=FLAT, te_limit=0.01)
+    assert m["bias_statistic_daily"] == pytest.approx(m["tracking_error"] / 0.01)
+    assert m["bias_statistic"] < 1e-8
 
 
 def test_decoupling_reads_the_largest_gap_of_any_day():

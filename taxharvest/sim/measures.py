@@ -97,6 +97,8 @@ MEASURES: dict[str, Measure] = _registry(
             "bias MAD", "ratio", ".2f"),
     Measure("bias_statistic_calm", "bias statistic, calm steps (no crash)", "bias calm",
             "ratio", ".2f"),
+    Measure("bias_statistic_daily", "bias statistic, daily returns (each step's forecast)",
+            "bias day", "ratio", ".2f"),
     Measure("te_above_limit", "steps above the TE limit", "above", "fraction", ".1%",
             worst=True),
     Measure("decoupling", "decoupling", "decoupl.", "fraction", ".2%", worst=True),
@@ -130,7 +132,8 @@ def keys(measures: Iterable[Measure]) -> tuple[str, ...]:
 BACKTEST_JSON = select(  # the headline of ``taxharvest backtest --json``
     "tax_alpha", "active_return", "after_tax_excess_liquidated", "harvest_yield",
     "harvested_losses", "tracking_error", "max_rolling_te", "max_ex_ante_te", "bias_statistic",
-    "bias_statistic_robust", "bias_statistic_calm", "decoupling", "relative_decoupling",
+    "bias_statistic_robust", "bias_statistic_calm", "bias_statistic_daily", "decoupling",
+    "relative_decoupling",
     "embedded_gain", "turnover", "n_trades", "wash_sale_disallowed", "guardrail_interventions",
     "guardrail_relaxed", "harvest_withheld", "te_budget_share", "years", "runtime_s")
 BACKTEST_SUMMARY = select(  # the terminal table of ``taxharvest backtest`` (then its pairs)

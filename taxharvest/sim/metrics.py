@@ -20,7 +20,9 @@ end-of-run figures a series cannot carry (see :class:`Trajectory`). Conventions:
   under :data:`MIN_TESTED_TE`) test nothing and are left out. The robust figure is the
   median absolute deviation of ``z``, scaled to agree with the standard deviation on normal
   ``z``: well below the plain figure, it says a few tail steps make the bias. The calm
-  figure leaves out the crash steps (:func:`crash_steps`), defined from the benchmark alone.
+  figure leaves out the crash steps (:func:`crash_steps`), defined from the benchmark alone;
+  the daily one standardizes each day's active return by its step's forecast (the test at a
+  day's horizon).
 - At liquidation, each side pays what selling everything adds to the client's tax of the
   last year (:data:`YearTax`, in brackets: the 20% band and NIIT on a large gain, netting,
   the ordinary offset): the portfolio its embedded gains by term (short-term lots at
@@ -217,6 +219,17 @@ def standardized_active_returns(trajectory: Trajectory) -> np.ndarray:
     return trajectory.active_returns() / scale
 
 
+def standardized_daily_returns(trajectory: Trajectory) -> np.ndarray:
+    """Each day's active return over the ex-ante TE of the book held through it (its step's),
+    scaled to a day; the steps' (:func:`standardized_active_returns`) without daily values."""
+    if trajectory.daily is None:
+        return standardized_active_returns(trajectory)
+    days = trajectory.daily
+    te = trajectory.ex_ante_te[np.searchsorted(trajectory.dates, days.dates[1:])]
+    scale = np.where(te >= MIN_TESTED_TE, te, np.nan) / np.sqrt(TRADING_DAYS)
+    return days.active_returns() / scale
+
+
 def crash_steps(trajectory: Trajectory) -> np.ndarray:
     """``(T,)`` steps in a crash, from the benchmark alone: it ends the step in a bear market
     (below its running peak by more than :data:`CRASH_DRAWDOWN`), or its volatility over the
@@ -316,6 +329,7 @@ def compute_metrics(trajectory: Trajectory, *, year_tax: YearTax, te_limit: floa
         "bias_statistic": bias_statistic(z),
         "bias_statistic_robust": robust_bias_statistic(z),
         "bias_statistic_calm": bias_statistic(z[~crash_steps(t)]),
+        "bias_statistic_daily": bias_statistic(standardized_daily_returns(t)),
         "te_above_limit": float((t.ex_ante_te[1:] > te_limit).mean()),
         "decoupling": float(np.abs(relative).max()),
         "relative_decoupling": float(np.abs(ours / bench - 1.0).max()),
