@@ -123,3 +123,15 @@ def test_cli_writes_the_json_and_prints_the_headline(tmp_path):
     assert doc["kind"] == "stress" and {r["guardrail"] for r in doc["results"]} == {True, False}
     assert set(doc["results"][0]) == ROW_KEYS
     assert doc["config"]["scenarios"] == ["black-monday-1987"] and doc["summary"]
+
+
+def test_the_crash_windows_te_reads_the_days_of_windows_overlapping_the_crash(result):
+    """At most the run's 63-day maximum, at least every plotted step's whose window ends
+    inside the crash (each of those windows overlaps it)."""
+    for row in result.rows:
+        inside = [te for date, te in zip(row["te_path"]["dates"], row["te_path"]["rolling_te"],
+                                         strict=True)
+                  if te is not None and row["window"][0] <= date <= row["window"][1]]
+        assert inside, row["scenario"]  # the crash starts a full window after the first decision
+        assert max(inside) <= row["max_rolling_te_in_window"] + 1e-7  # the path: 7 decimals
+        assert row["max_rolling_te_in_window"] <= row["max_rolling_te"] * (1 + 1e-12)
