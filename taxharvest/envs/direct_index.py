@@ -161,7 +161,9 @@ class DirectIndexEnv(gym.Env):
     **Info**: ``ex_ante_te`` is the TE of the portfolio decided at this step under the risk
     model of the decision day (what the guardrail bounds); ``te_held`` the TE of the book as
     held at the end of the step, after its trades and the market's moves (where the next
-    decision starts, and what the observation shows).
+    decision starts, and what the observation shows). The days between decisions are kept
+    apart from the info: :meth:`daily` (every close since the reset), which the realized
+    measures read.
 
     **Termination**: ``terminated`` at the end of the episode (``episode_years`` or the end of
     the data), after the last (partial) year's tax saving is settled; never truncated.
