@@ -791,3 +791,23 @@ def test_a_bound_the_floor_certifies_unreachable_is_decided_as_the_solver_would(
     assert any(asked)
     assert (spared.status, spared.reason) == (solved.status, solved.reason)
     np.testing.assert_array_equal(spared.weights, solved.weights)
+
+
+def test_a_reason_counts_only_the_frozen_positions_away_from_the_benchmark():
+    """A basket of an empty sector (no price, no weight) is blocked from buying as a
+    wash-blocked name is; the reason counts the name, not the basket."""
+    state = synthetic_account(60, 4, crash=True, n_excluded=0, n_buy_blocked=0, n_sell_blocked=0)
+    blocked = state.buy_blocked.copy()
+    name = int(np.argmax(state.benchmark[:60]))
+    basket = state.n_securities - 1
+    blocked[[name, basket]] = True
+    shares = state.shares.copy()
+    shares[name] *= 0.5  # the name sold down under the benchmark, now in its wash window
+    shares[basket] = 0.0
+    benchmark = state.benchmark.copy()
+    benchmark[basket] = 0.0
+    problem = build_problem(replace(state, shares=shares, buy_blocked=blocked,
+                                    benchmark=benchmark), Intent.harvest_all(state.n_securities),
+                            Settings())
+    assert problem.buy_frozen_by_wash[[name, basket]].all()
+    assert "1 wash-blocked from buying" in problem.frozen()

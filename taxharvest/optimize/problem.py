@@ -421,11 +421,13 @@ class Problem:
         return found
 
     def frozen(self) -> str:
-        """What the bounds freeze, for a relaxation's reason."""
+        """What the bounds freeze, for a relaxation's reason: per kind, the securities whose
+        frozen position is away from the benchmark (not a basket of an empty sector or a
+        name not yet listed, which no purchase could reach either) and how far."""
         under = np.clip(self.benchmark - self.held, 0, None)
         over = np.clip(self.held - self.benchmark, 0, None)
         parts = [
-            f"{int(mask.sum())} {label} ({amount[mask].sum():.2%} {side})"
+            f"{int((mask & (amount > 0)).sum())} {label} ({amount[mask].sum():.2%} {side})"
             for label, mask, amount, side in (
                 ("excluded", self.excluded, self.benchmark, "of the benchmark"),
                 ("wash-blocked from buying", self.buy_frozen_by_wash, under, "under the benchmark"),
