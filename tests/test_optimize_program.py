@@ -615,7 +615,7 @@ def test_the_second_pass_is_skipped_only_where_it_cannot_improve():
                                 first_passes(range(60), settings, overweight_only=True))
         for program, problem, first, released in cases:
             second = program._pass(released)
-            gain = _rank(first, problem)[2] - _rank(second, problem)[2]
+            gain = _rank(first, problem)[-1] - _rank(second, problem)[-1]
             if _may_improve(problem, released, first):
                 improved += gain > 1e-6
             else:
@@ -662,7 +662,7 @@ def test_the_deeper_half_is_skipped_only_where_it_cannot_improve_and_never_worse
             if not _may_improve(problem, split, first, problem.buy_frozen_by_harvest):
                 posed, other = program._priced_pass(split)
                 other = program._released(problem, posed, other)
-                assert _rank(whole, problem)[2] - _rank(other, problem)[2] <= SKIPPED_GAIN
+                assert _rank(whole, problem)[-1] - _rank(other, problem)[-1] <= SKIPPED_GAIN
                 skipped += 1
             assert _rank(program._two_passes(problem), problem) <= _rank(whole, problem)
     assert skipped >= 2
@@ -811,3 +811,22 @@ def test_a_reason_counts_only_the_frozen_positions_away_from_the_benchmark():
                             Settings())
     assert problem.buy_frozen_by_wash[[name, basket]].all()
     assert "1 wash-blocked from buying" in problem.frozen()
+
+
+def test_a_crash_where_every_buyable_name_holds_a_loss_still_harvests():
+    """Every security that may be bought holds a loss lot on offer and the cash is just above
+    the band: the first pass, sell-only, may leave cash (its harvest's proceeds wait for the
+    pass that frees a purchase), so the decision harvests and ends within the band; before,
+    the band made the first pass infeasible and the decision held the book."""
+    state = synthetic_account(60, 4, crash=True, n_excluded=0, n_buy_blocked=0, n_sell_blocked=0)
+    intent, settings = Intent.harvest_all(state.n_securities), Settings(te_limit=0.01)
+    candidates = build_problem(state, intent, settings).buy_frozen_by_harvest
+    value = float((state.shares * state.price[:, None]).sum()) + state.cash
+    state = replace(state, buy_blocked=~candidates, cash=state.cash + 0.0015 * value)
+    problem = build_problem(state, intent, settings)
+    assert problem.band_waived and not problem.conflicts()
+    decision = TaxAwareOptimizer(settings, method="fast").decide(state, intent)
+    assert decision.status != "fallback", decision.reason
+    losses = np.where(state.shares > 0, state.shares * state.price[:, None] - state.basis, 0) < 0
+    assert (decision.sell_shares * losses).sum() > 0  # harvested
+    assert decision.cash <= settings.cash_band + 1e-6  # the second pass invested the cash

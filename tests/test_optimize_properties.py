@@ -95,7 +95,11 @@ def assert_admissible(decision: Decision, state: AccountState, intent: Intent, r
     group = state.group if state.group is not None else np.arange(M)
     realized_loss = (loss_sold & ~state.sell_blocked[:, None]).any(axis=1)
     assert not buys[np.isin(group, group[realized_loss])].any(), "a purchase washes a loss sale"
-    assert -1e-12 <= decision.cash <= rules.cash_band + 1e-6
+    # cash beyond the band only where nothing was left to buy: every security blocked,
+    # excluded or of a class this decision sold at a loss (the proceeds wait)
+    could_buy = ~(state.buy_blocked | excluded | np.isin(group, group[realized_loss]))
+    assert -1e-12 <= decision.cash and (decision.cash <= rules.cash_band + 1e-6
+                                        or not could_buy.any())
     if state.max_gain is not None:
         assert decision.realized_short + decision.realized_long <= state.max_gain + 1e-6 * value
     if rules.max_turnover is not None:

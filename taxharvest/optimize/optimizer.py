@@ -171,7 +171,8 @@ class TaxAwareOptimizer:
         posed, first = self._priced_pass(problem)
         outcome = self._released(problem, posed, first)
         split = problem.deeper_half()
-        if split is not None and _may_improve(posed, split, first, posed.buy_frozen_by_harvest):
+        if split is not None and (posed.band_waived or _may_improve(
+                posed, split, first, posed.buy_frozen_by_harvest)):
             posed, other = self._priced_pass(split)
             other = self._released(problem, posed, other)
             if other.status != "fallback" and _rank(other, problem) < _rank(outcome, problem):
@@ -182,7 +183,7 @@ class TaxAwareOptimizer:
         """The first pass's ``first`` outcome of ``posed``, or the second's where it frees
         securities and may gain (see the class), ranked on ``problem``."""
         released = posed.released(first.attempt.sells) if first.status != "fallback" else None
-        if released is not None and _may_improve(posed, released, first):
+        if released is not None and (posed.band_waived or _may_improve(posed, released, first)):
             _, second = self._priced_pass(released)
             if second.status != "fallback" and _rank(second, problem) <= _rank(first, problem):
                 return second
@@ -338,12 +339,14 @@ def _may_improve(problem: Problem, released: Problem, first: _Outcome,
     return bool((released.buy_reduced_cost(weights, duals)[freed] < 0).any())
 
 
-def _rank(outcome: _Outcome, problem: Problem) -> tuple[bool, float, float]:
-    """Within the limit first, then the lower TE bound, then the lower objective of
-    ``problem`` (the decision as first posed: both passes measured alike)."""
+def _rank(outcome: _Outcome, problem: Problem) -> tuple[bool, bool, float, float]:
+    """Within the limit first, then within the account's cash band, then the lower TE
+    bound, then the lower objective of ``problem`` (the decision as first posed: both
+    passes measured alike)."""
     attempt = outcome.attempt
     return (
         outcome.status == "relaxed",
+        outcome.problem.band_waived,
         outcome.problem.te_cap,
         problem.objective(attempt.sells, attempt.buys),
     )

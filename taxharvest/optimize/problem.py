@@ -124,7 +124,7 @@ class Problem:
     ``N_c = sum coefficient_c * s`` (losses scaled by the intent's preference), costs
     ``rate_c N_c + excess_c pos(-N_c - capacity_c)`` with ``excess = rate - carry_rate``.
     Constraints: ``sell_lower <= s <= sell_upper``, ``0 <= b <= buy_upper``,
-    ``1 - cash_band <= sum(w) <= 1``, ``TE_program(w) <= te_cap``,
+    ``1 - cash_band <= sum(w) <= 1`` (:attr:`cash_band`), ``TE_program(w) <= te_cap``,
     ``sum(realized * s) <= gain_budget`` (when given) and ``sum(s) + sum(b) <= turnover`` (when
     given). The program's TE and penalty price the frozen positions at ``frozen_stress`` times
     their volatility (:attr:`program_risk`); :meth:`tracking_error` is the plain model's.
@@ -142,7 +142,8 @@ class Problem:
         rates, excess, capacity: ``(2,)`` short, long.
         benchmark, loadings ``G`` (``(k, m)``, ``Sigma = G'G + diag(specific_sd^2)``),
         specific_sd: the risk model.
-        te_cap, risk_price, trade_cost, cash_band, gain_budget, turnover: as above.
+        te_cap, risk_price, trade_cost, gain_budget, turnover: as above.
+        band: the account's cash band (:attr:`cash_band`: the one this pass keeps).
         min_harvest: see :class:`Settings`.
         washed_loss: loss per unit weight sold that is disallowed (a forced sale of a
             sell-blocked lot at a loss), positive; zero elsewhere.
@@ -180,7 +181,7 @@ class Problem:
     te_cap: float
     risk_price: float
     trade_cost: float
-    cash_band: float
+    band: float
     gain_budget: float | None
     turnover: float | None
     min_harvest: float
@@ -195,6 +196,20 @@ class Problem:
     trade_frozen: np.ndarray
     sold_under: np.ndarray
     frozen_stress: float = 1.0
+
+    @property
+    def cash_band(self) -> float:
+        """The cash this pass may leave: the account's band, or any where every security
+        that could be bought holds a loss lot on offer. Sell-only in this pass, those wait
+        for the pass that frees their purchase, and so do their sales' proceeds: the band
+        would forbid every harvest. The optimizer prefers any outcome that keeps the band
+        (:attr:`band_waived`)."""
+        return self.band if not self.band_waived else 1.0
+
+    @property
+    def band_waived(self) -> bool:
+        """Whether :attr:`cash_band` waives the account's band (see there)."""
+        return not self.buy_upper.any() and bool(self.buy_frozen_by_harvest.any())
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -408,7 +423,7 @@ class Problem:
                     f"exclusions force ({least_gain:.3%} after every allowed loss)"
                 )
         kept = (self.held - self.sell_lower.sum(axis=1)).sum()
-        buyable = self.buy_upper.any()
+        buyable = self.buy_upper.any()  # not here and the band kept: no pass may buy one
         most_invested = kept + (
             (np.inf if self.turnover is None else self.turnover - forced) if buyable else 0.0
         )
@@ -536,7 +551,7 @@ def build_problem(state: AccountState, intent: Intent, settings: Settings) -> Pr
         te_cap=te_cap,
         risk_price=settings.risk_price,
         trade_cost=settings.trade_cost,
-        cash_band=settings.cash_band,
+        band=settings.cash_band,
         gain_budget=gain_budget,
         turnover=settings.max_turnover,
         min_harvest=settings.min_harvest,

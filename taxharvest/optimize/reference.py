@@ -167,17 +167,18 @@ class TradeBounds:
 
 
 class CashBand:
-    """``1 - band <= sum(w) <= 1``: fully invested up to a fixed cash band, no borrowing."""
+    """``1 - band <= sum(w) <= 1``: fully invested up to the pass's cash band
+    (:attr:`Problem.cash_band`), no borrowing."""
 
-    def __init__(self, band: float) -> None:
-        self.band = band
+    def __init__(self) -> None:
+        self.floor = cp.Parameter(name="invested_floor")
 
     def compile(self, trade: Trade) -> Compiled:
         invested = cp.sum(trade.weights)
-        return 0.0, [invested <= 1, invested >= 1 - self.band]
+        return 0.0, [invested <= 1, invested >= self.floor]
 
     def set_values(self, problem: Problem) -> None:
-        """The band is a setting."""
+        self.floor.value = 1.0 - problem.cash_band
 
 
 class GainBudget:
@@ -241,7 +242,7 @@ class ReferenceProgram:
             TrackingPenalty(risk, settings.risk_price),
             TradingCost(settings.trade_cost),
         ]
-        hard_terms = [TradeBounds(m, slots), CashBand(settings.cash_band), GainBudget(m, slots)]
+        hard_terms = [TradeBounds(m, slots), CashBand(), GainBudget(m, slots)]
         if settings.max_turnover is not None:
             hard_terms.append(TurnoverCap(settings.max_turnover))
         limit = TrackingLimit(risk)
