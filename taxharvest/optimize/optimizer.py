@@ -98,7 +98,10 @@ class TaxAwareOptimizer:
     better of the two stands. The second is skipped where the first pass's duals show that no
     freed purchase would improve it (:func:`_may_improve`). The two passes run again with
     only the deeper half of the candidates offered, the shallower free to be bought as
-    hedges (:meth:`Problem.deeper_half`), and the better partition stands.
+    hedges (:meth:`Problem.deeper_half`), and the better partition stands. A first pass in
+    which every security that may be bought is sell-only may leave cash (its harvest's
+    proceeds, :attr:`Problem.cash_band`); the passes that free purchases then always run, and
+    an outcome within the account's band is preferred to one beyond it (:func:`_rank`).
 
     Positions that earlier decisions froze in wash windows cannot be undone: where they make
     the stressed bound unreachable, :meth:`_pass` keeps this decision from adding to them
