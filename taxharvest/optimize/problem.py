@@ -423,7 +423,8 @@ class Problem:
                     f"exclusions force ({least_gain:.3%} after every allowed loss)"
                 )
         kept = (self.held - self.sell_lower.sum(axis=1)).sum()
-        buyable = self.buy_upper.any()  # not here and the band kept: no pass may buy one
+        # nothing buyable here with the band kept (not waived): no pass may buy anything
+        buyable = self.buy_upper.any()
         most_invested = kept + (
             (np.inf if self.turnover is None else self.turnover - forced) if buyable else 0.0
         )
